@@ -1,0 +1,180 @@
+"""``BookstoreContentsArchiver``: Jupyter's file contents manager, archiving every save to S3.
+
+Set ``c.ServerApp.contents_manager_class = "bookstore.BookstoreContentsArchiver"`` (or
+the original's ``c.NotebookApp.contents_manager_class``). Each successful save of a
+matching file (``BookstoreSettings.archive_patterns``) is serialised once; the very same
+bytes are written to disk and, concurrently, to bookstore's spool, which is committed
+before the save returns. The upload to S3 happens in the background (see
+:mod:`bookstore.archiver`), so S3 never slows a save and an S3 outage never fails one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+from base64 import decodebytes
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import nbformat
+from anyio.to_thread import run_sync
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from jupyter_server.utils import to_api_path
+from tornado import web
+
+if TYPE_CHECKING:
+    from .archiver import Archiver, StagedSave
+
+# The stages of the save running in this task, so _save_notebook/_save_file can hand
+# them to save() without changing their signatures.
+_staged: contextvars.ContextVar[list[StagedSave] | None] = contextvars.ContextVar(
+    "bookstore_staged", default=None
+)
+
+
+class BookstoreContentsArchiver(AsyncLargeFileManager):
+    """A contents manager that archives every save as a new S3 object version."""
+
+    #: Set by the bookstore server extension when it starts; None means "not archiving".
+    bookstore_archiver: Archiver | None = None
+    _warned_unarchived = False
+
+    def _archiver_for(self, path: str, model: dict[str, Any]) -> Archiver | None:
+        if model.get("type") not in {"notebook", "file"}:
+            return None
+        archiver = self.bookstore_archiver
+        if archiver is None:
+            if not self._warned_unarchived:
+                self._warned_unarchived = True
+                self.log.warning(
+                    "bookstore: saves are not archived: the bookstore server extension is not "
+                    "loaded (run `jupyter server extension enable bookstore`)"
+                )
+            return None
+        if not archiver.settings.s3_bucket:
+            return None
+        if not archiver.settings.should_archive(path):
+            return None
+        return archiver
+
+    async def save(self, model: dict[str, Any], path: str = "") -> dict[str, Any]:
+        path = path.strip("/")
+        archiver = self._archiver_for(path, model)
+        if archiver is None:
+            return await super().save(model, path)
+        chunk = model.get("chunk")
+        if chunk is not None:
+            result = await super().save(model, path)
+            if chunk == -1:  # the last chunk of a large upload: archive the whole file
+                await self._archive_existing(archiver, path, result)
+            return result
+
+        staged: list[StagedSave] = []
+        token = _staged.set(staged)
+        try:
+            result = await super().save(model, path)
+        except BaseException:
+            for s in staged:
+                await asyncio.shield(archiver.discard(s))
+            raise
+        finally:
+            _staged.reset(token)
+        for s in staged:
+            try:
+                entry = await asyncio.shield(archiver.commit(s))
+            except Exception as e:
+                self._archive_failed(archiver, path, e)
+            else:
+                result["bookstore_save_id"] = entry.save_id
+        return result
+
+    async def _archive_existing(
+        self, archiver: Archiver, path: str, model: dict[str, Any], **kwargs: Any
+    ) -> None:
+        """Archive the file as it is on disk now (large uploads, renames)."""
+        try:
+            with self.open(self._get_os_path(path), "rb") as f:
+                data = await run_sync(f.read)
+            await archiver.archive(path, data, content_type=_content_type(model), **kwargs)
+        except Exception as e:
+            self._archive_failed(archiver, path, e)
+
+    def _archive_failed(self, archiver: Archiver, path: str, e: BaseException) -> None:
+        from .archiver import utcnow_iso
+
+        archiver.last_error = {"message": f"spooling failed: {e}", "path": path, "at": utcnow_iso()}
+        self.log.error("bookstore: could not queue %s for archiving: %s", path, e, exc_info=True)
+
+    async def _write_and_stage(self, os_path: str, data: bytes, content_type: str) -> None:
+        """Write ``data`` to ``os_path`` and, at the same time, stage it in the spool."""
+        staged = _staged.get()
+        archiver = self.bookstore_archiver
+        write = run_sync(self._write_bytes, os_path, data)
+        if staged is None or archiver is None:
+            await write
+            return
+        path = to_api_path(os_path, self.root_dir)
+        results = await asyncio.gather(
+            write, archiver.stage(path, data, content_type=content_type), return_exceptions=True
+        )
+        write_result, stage_result = results
+        if isinstance(stage_result, BaseException):
+            self._archive_failed(archiver, path, stage_result)
+        else:
+            staged.append(stage_result)
+        if isinstance(write_result, BaseException):
+            raise write_result
+
+    def _write_bytes(self, os_path: str, data: bytes) -> None:
+        with self.atomic_writing(os_path, text=False) as f:
+            f.write(data)
+
+    async def _save_notebook(
+        self, os_path: str, nb: Any, capture_validation_error: Any = None
+    ) -> None:
+        if _staged.get() is None:
+            return await super()._save_notebook(os_path, nb, capture_validation_error)  # type: ignore[no-any-return]
+        # Exactly what nbformat.write() would put on disk.
+        text = await run_sync(
+            partial(
+                nbformat.writes,
+                nb,
+                version=nbformat.NO_CONVERT,
+                capture_validation_error=capture_validation_error,
+            )
+        )
+        if not text.endswith("\n"):
+            text += "\n"
+        await self._write_and_stage(os_path, text.encode("utf-8"), _NOTEBOOK_TYPE)
+
+    async def _save_file(self, os_path: str, content: Any, format: Any) -> None:
+        if _staged.get() is None:
+            return await super()._save_file(os_path, content, format)  # type: ignore[no-any-return]
+        if format not in {"text", "base64"}:
+            raise web.HTTPError(400, "Must specify format of file contents as 'text' or 'base64'")
+        try:
+            if format == "text":
+                bcontent = content.encode("utf8")
+            else:
+                bcontent = decodebytes(content.encode("ascii"))
+        except Exception as e:
+            raise web.HTTPError(400, f"Encoding error saving {os_path}: {e}") from e
+        await self._write_and_stage(os_path, bcontent, _guess_type(os_path))
+
+
+_NOTEBOOK_TYPE = "application/x-ipynb+json"
+
+
+def _guess_type(os_path: str) -> str:
+    import mimetypes
+
+    if os_path.endswith(".ipynb"):
+        return _NOTEBOOK_TYPE
+    return mimetypes.guess_type(os.path.basename(os_path))[0] or "application/octet-stream"
+
+
+def _content_type(model: dict[str, Any]) -> str:
+    if model.get("type") == "notebook":
+        return _NOTEBOOK_TYPE
+    return str(model.get("mimetype") or _guess_type(model.get("path", "")))

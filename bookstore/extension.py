@@ -1,0 +1,178 @@
+"""The bookstore server extension: owns the settings, the S3 client and the archiver."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+
+from ._version import __version__
+from .archive import BookstoreContentsArchiver
+from .archiver import Archiver
+from .s3 import S3Error, S3Store
+from .settings import BookstoreSettings
+
+_HERE = os.path.dirname(__file__)
+
+#: How long a bucket check result is reused by ``GET /api/bookstore``.
+CHECK_TTL = 30.0
+
+
+class BookstoreExtension(ExtensionApp):
+    """Jupyter server extension: archive on save, publish, clone and version history."""
+
+    name = "bookstore"
+    description = __doc__
+    extension_url = "/api/bookstore"
+    load_other_extensions = True
+    template_paths = [os.path.join(_HERE, "templates")]  # noqa: RUF012
+    static_paths = [os.path.join(_HERE, "static")]  # noqa: RUF012
+
+    def initialize_settings(self) -> None:
+        # The settings object reads c.BookstoreSettings.* from the server's config.
+        self.bookstore_settings = BookstoreSettings(parent=self.serverapp, log=self.log)
+        self.store = S3Store(self.bookstore_settings, log=self.log)
+        self.archiver = Archiver(self.bookstore_settings, self.store, self.log)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._check: dict[str, Any] = {"checked_at": None}
+        self._check_lock: asyncio.Lock | None = None
+
+        cm = self.serverapp.contents_manager
+        self.archiving = isinstance(cm, BookstoreContentsArchiver)
+        if self.archiving:
+            cm.bookstore_archiver = self.archiver
+        elif self.bookstore_settings.s3_bucket:
+            self.log.info(
+                "bookstore: saves are not archived: contents_manager_class is %s; set "
+                "c.ServerApp.contents_manager_class = 'bookstore.BookstoreContentsArchiver'",
+                type(cm).__name__,
+            )
+        if not self.bookstore_settings.s3_bucket:
+            self.log.warning(
+                "bookstore: no S3 bucket configured: set c.BookstoreSettings.s3_bucket or the "
+                "JPYNB_S3_BUCKET environment variable; archiving and publishing are off"
+            )
+        self.settings.update(
+            {
+                "bookstore_extension": self,
+                "bookstore_settings": self.bookstore_settings,
+                "bookstore_store": self.store,
+                "bookstore_archiver": self.archiver,
+            }
+        )
+
+    # --- features ------------------------------------------------------------------
+
+    @property
+    def features(self) -> dict[str, bool]:
+        s = self.bookstore_settings
+        general = bool(s.s3_bucket)
+        archive_valid = general and self.archiving
+        publish_valid = general
+        s3_clone_valid = general and s.enable_s3_cloning
+        fs_clone_valid = s.fs_clone_enabled
+        return {
+            "bookstore_valid": archive_valid or publish_valid or s3_clone_valid or fs_clone_valid,
+            "archive_valid": archive_valid,
+            "publish_valid": publish_valid,
+            "s3_clone_valid": s3_clone_valid,
+            "fs_clone_valid": fs_clone_valid,
+        }
+
+    def initialize_handlers(self) -> None:
+        from .handlers import clone, publish, status, versions
+
+        features = self.features
+        self.handlers.append((r"/api/bookstore/?", status.BookstoreStatusHandler))
+        if features["publish_valid"]:
+            self.handlers.extend(publish.default_handlers)
+        if features["s3_clone_valid"]:
+            self.handlers.extend(clone.s3_handlers)
+        if features["fs_clone_valid"]:
+            self.handlers.extend(clone.fs_handlers)
+        if features["bookstore_valid"] and self.bookstore_settings.s3_bucket:
+            self.handlers.extend(versions.default_handlers)
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def _track(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        if not self.bookstore_settings.s3_bucket:
+            return
+        if self.archiving:
+            await self.archiver.start()
+        self._track(self.check_bucket(log_problems=True))
+
+    async def stop_extension(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.archiver.stop()
+        await self.store.close()
+
+    # --- bucket check --------------------------------------------------------------
+
+    async def check_bucket(self, log_problems: bool = False) -> dict[str, Any]:
+        """Check that the bucket is reachable, the credentials work and versioning is on."""
+        if self._check_lock is None:
+            self._check_lock = asyncio.Lock()
+        async with self._check_lock:
+            s = self.bookstore_settings
+            result: dict[str, Any] = {
+                "checked_at": time.time(),
+                "bucket_ok": False,
+                "versioning": None,
+                "problems": [],
+            }
+            try:
+                await self.store.check_bucket()
+                result["bucket_ok"] = True
+                result["versioning"] = await self.store.bucket_versioning()
+            except S3Error as e:
+                result["problems"].append(str(e))
+            if result["bucket_ok"] and result["versioning"] != "Enabled":
+                result["problems"].append(
+                    f"versioning is not enabled on bucket {s.s3_bucket!r} (status: "
+                    f"{result['versioning'] or 'never enabled'}): each save overwrites the "
+                    f"previous one. Enable it: aws s3api put-bucket-versioning --bucket "
+                    f"{s.s3_bucket} --versioning-configuration Status=Enabled"
+                )
+            if log_problems:
+                for problem in result["problems"]:
+                    self.log.warning("bookstore: %s", problem)
+                if not result["problems"]:
+                    self.log.info(
+                        "bookstore: archiving to s3://%s/%s (versioning enabled)",
+                        s.s3_bucket,
+                        s.workspace,
+                    )
+            self._check = result
+            return result
+
+    async def status(self) -> dict[str, Any]:
+        from .handlers.status import status_payload
+
+        archive: dict[str, Any] = dict(self.archiver.status())
+        archive["enabled"] = self.archiving and bool(self.bookstore_settings.s3_bucket)
+        if self.bookstore_settings.s3_bucket:
+            checked_at = self._check.get("checked_at")
+            if checked_at is None or time.time() - checked_at > CHECK_TTL:
+                try:
+                    await asyncio.wait_for(self.check_bucket(), timeout=10)
+                except asyncio.TimeoutError:
+                    pass
+            archive["bucket"] = self.bookstore_settings.s3_bucket
+            archive["prefix"] = self.bookstore_settings.workspace
+            archive["bucket_ok"] = self._check.get("bucket_ok")
+            archive["versioning"] = self._check.get("versioning")
+            archive["versioning_enabled"] = self._check.get("versioning") == "Enabled"
+            archive["problems"] = self._check.get("problems", [])
+        return status_payload(self.features, archive)

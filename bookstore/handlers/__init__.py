@@ -1,0 +1,1 @@
+"""bookstore's HTTP handlers, one module per feature."""

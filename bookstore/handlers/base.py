@@ -1,0 +1,56 @@
+"""Shared base for bookstore's API handlers: auth, settings access, JSON errors."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+
+from ..s3 import S3Error
+
+if TYPE_CHECKING:
+    from ..archiver import Archiver
+    from ..s3 import S3Store
+    from ..settings import BookstoreSettings
+
+#: The authorization resource of every bookstore endpoint.
+AUTH_RESOURCE = "bookstore"
+
+
+class BookstoreAPIHandler(ExtensionHandlerMixin, APIHandler):
+    """Base class: reads the shared settings, store and archiver from the extension."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def bookstore_settings(self) -> BookstoreSettings:
+        return self.settings["bookstore_settings"]  # type: ignore[no-any-return]
+
+    @property
+    def store(self) -> S3Store:
+        return self.settings["bookstore_store"]  # type: ignore[no-any-return]
+
+    @property
+    def archiver(self) -> Archiver:
+        return self.settings["bookstore_archiver"]  # type: ignore[no-any-return]
+
+    def get_json_object(self) -> dict[str, Any]:
+        """The request body as a JSON object, or 400 saying what is wrong with it."""
+        limit = self.bookstore_settings.max_request_body_size
+        if len(self.request.body or b"") > limit:
+            raise web.HTTPError(413, f"request body is larger than {limit} bytes")
+        try:
+            body = json.loads(self.request.body or b"null")
+        except ValueError as e:
+            raise web.HTTPError(400, f"request body is not valid JSON: {e}") from e
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "request body must be a JSON object")
+        return body
+
+    def s3_http_error(self, e: S3Error) -> web.HTTPError:
+        """Our own status for an S3 failure; S3's status is never passed through."""
+        self.log.warning("bookstore: %s", e)
+        return web.HTTPError(e.status, str(e))

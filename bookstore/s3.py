@@ -1,0 +1,410 @@
+"""The S3 store: one long-lived aiobotocore client per server, and the few S3 calls we make.
+
+Errors are translated into a small hierarchy so that handlers can answer with the
+right status and the archiver can tell "retry later" from "S3 refused us"::
+
+    S3Error
+    ├── S3Unavailable   S3 cannot be reached or is overloaded (network, timeouts, 5xx)  -> 503
+    ├── S3Refused       S3 answered but refused (credentials, access denied, no bucket) -> 502
+    ├── S3NotFound      the key or version does not exist                               -> 404
+    └── S3BadRequest    S3 rejected an argument we passed (e.g. a malformed version id) -> 400
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError as BotoConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+
+if TYPE_CHECKING:
+    from .settings import BookstoreSettings
+
+# Metadata stored on every object bookstore writes (as x-amz-meta-*).
+META_SHA256 = "sha256"
+META_SAVED_AT = "saved-at"
+META_USER = "user"
+META_PATH = "jupyter-path"
+META_SAVE_ID = "save-id"
+META_RENAMED_FROM = "renamed-from"
+
+_NOT_FOUND_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
+_REFUSED_CODES = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "NoSuchBucket",
+    "AllAccessDisabled",
+    "InvalidToken",
+    "ExpiredToken",
+    "403",
+    "AccountProblem",
+}
+_BAD_REQUEST_CODES = {"InvalidArgument", "InvalidVersionId", "400", "BadRequest"}
+
+
+class S3Error(Exception):
+    """Base class of bookstore's S3 errors; ``str()`` says what happened."""
+
+    status = 502
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class S3Unavailable(S3Error):
+    """S3 could not be reached, timed out, or answered with a server error."""
+
+    status = 503
+
+
+class S3Refused(S3Error):
+    """S3 answered but refused the request: credentials, permissions, missing bucket."""
+
+    status = 502
+
+
+class S3NotFound(S3Error):
+    """The requested key or version does not exist."""
+
+    status = 404
+
+
+class S3BadRequest(S3Error):
+    """S3 rejected an argument we passed along, such as a malformed version id."""
+
+    status = 400
+
+
+def translate_error(exc: BaseException, what: str) -> S3Error:
+    """Map a botocore/aiohttp exception to an :class:`S3Error` saying what failed."""
+    if isinstance(exc, S3Error):
+        return exc
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        message = err.get("Message") or code or "no message"
+        text = f"{what}: S3 answered {code or status}: {message}"
+        if code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket"):
+            return S3NotFound(text, code=code)
+        if code in _REFUSED_CODES or status in {401, 403}:
+            return S3Refused(text, code=code)
+        if code in _BAD_REQUEST_CODES or status == 400:
+            return S3BadRequest(text, code=code)
+        if status >= 500 or code in {"SlowDown", "ServiceUnavailable", "InternalError"}:
+            return S3Unavailable(text, code=code)
+        return S3Refused(text, code=code)
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return S3Refused(
+            f"{what}: no usable S3 credentials (set c.BookstoreSettings.s3_access_key_id "
+            f"and s3_secret_access_key, or the JPYNB_S3_* / AWS_* environment variables)",
+            code="NoCredentials",
+        )
+    if isinstance(exc, (BotoConnectionError, HTTPClientError, OSError, asyncio.TimeoutError)):
+        return S3Unavailable(f"{what}: S3 is unreachable: {exc}", code="Unreachable")
+    if isinstance(exc, BotoCoreError):
+        return S3Unavailable(f"{what}: {exc}", code=type(exc).__name__)
+    try:
+        import aiohttp
+
+        if isinstance(exc, aiohttp.ClientError):
+            return S3Unavailable(f"{what}: S3 is unreachable: {exc}", code="Unreachable")
+    except ImportError:  # pragma: no cover - aiohttp is an aiobotocore dependency
+        pass
+    return S3Error(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def encode_metadata(meta: Mapping[str, str]) -> dict[str, str]:
+    """S3 metadata must be ASCII: percent-encode values (usernames, paths)."""
+    return {k: quote(str(v), safe="/:@-_.+~ ") for k, v in meta.items()}
+
+
+def decode_metadata(meta: Mapping[str, str] | None) -> dict[str, str]:
+    return {k.lower(): unquote(v) for k, v in (meta or {}).items()}
+
+
+@dataclass
+class PutResult:
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None = None
+
+
+@dataclass
+class ObjectVersion:
+    key: str
+    version_id: str
+    last_modified: datetime
+    size: int
+    is_latest: bool
+    etag: str | None = None
+
+
+@dataclass
+class VersionPage:
+    versions: list[ObjectVersion]
+    next_token: str | None
+
+
+@dataclass
+class GetResult:
+    body: bytes
+    version_id: str | None
+    last_modified: datetime | None
+    metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+
+
+class S3Store:
+    """Holds the server's single aiobotocore S3 client and makes bookstore's S3 calls.
+
+    The client is opened once, on first use or at extension start, kept in an
+    ``AsyncExitStack`` and closed by :meth:`close` when the extension stops.
+    """
+
+    def __init__(self, settings: BookstoreSettings, log: Any = None) -> None:
+        self.settings = settings
+        self.log = log
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def bucket(self) -> str:
+        return self.settings.s3_bucket
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        s = self.settings
+        kwargs: dict[str, Any] = {"region_name": s.s3_region_name}
+        if s.s3_endpoint_url:
+            kwargs["endpoint_url"] = s.s3_endpoint_url
+        if s.s3_access_key_id:
+            kwargs["aws_access_key_id"] = s.s3_access_key_id
+        if s.s3_secret_access_key:
+            kwargs["aws_secret_access_key"] = s.s3_secret_access_key
+        kwargs["config"] = AioConfig(
+            connect_timeout=s.s3_connect_timeout,
+            read_timeout=s.s3_read_timeout,
+            # The archiver retries on its own schedule; keep botocore's retries short.
+            retries={"max_attempts": 2, "mode": "standard"},
+            # S3-compatible servers differ in their support of the newer default
+            # checksums; only send them when an operation requires them.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": "path"} if s.s3_endpoint_url else {},
+            max_pool_connections=max(10, s.max_concurrent_uploads * 2),
+        )
+        return kwargs
+
+    async def client(self) -> Any:
+        """The long-lived client, created on first use."""
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                if self._closed:
+                    raise S3Unavailable("the S3 client is closed: the server is stopping")
+                stack = contextlib.AsyncExitStack()
+                session = get_session()
+                self._client = await stack.enter_async_context(
+                    session.create_client("s3", **self._client_kwargs())
+                )
+                self._stack = stack
+        return self._client
+
+    async def close(self) -> None:
+        """Close the client; later calls raise :class:`S3Unavailable`."""
+        async with self._lock:
+            self._closed = True
+            stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    # --- calls ---------------------------------------------------------------------------
+
+    async def put_object(
+        self,
+        key: str,
+        body: bytes,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        bucket: str | None = None,
+        content_type: str = "application/x-ipynb+json",
+    ) -> PutResult:
+        bucket = bucket or self.bucket
+        what = f"uploading s3://{bucket}/{key}"
+        try:
+            client = await self.client()
+            resp = await client.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                Metadata=encode_metadata(metadata or {}),
+            )
+        except Exception as e:
+            raise translate_error(e, what) from e
+        return PutResult(bucket, key, resp.get("VersionId"), resp.get("ETag"))
+
+    async def get_object(
+        self, key: str, version_id: str | None = None, *, bucket: str | None = None
+    ) -> GetResult:
+        bucket = bucket or self.bucket
+        what = f"reading s3://{bucket}/{key}" + (f" version {version_id}" if version_id else "")
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        try:
+            client = await self.client()
+            resp = await client.get_object(**kwargs)
+            async with resp["Body"] as stream:
+                body = await stream.read()
+        except Exception as e:
+            raise translate_error(e, what) from e
+        return GetResult(
+            body=body,
+            version_id=resp.get("VersionId"),
+            last_modified=resp.get("LastModified"),
+            metadata=decode_metadata(resp.get("Metadata")),
+            content_type=resp.get("ContentType"),
+        )
+
+    async def head_object(
+        self, key: str, version_id: str | None = None, *, bucket: str | None = None
+    ) -> dict[str, Any]:
+        bucket = bucket or self.bucket
+        what = f"reading s3://{bucket}/{key}" + (f" version {version_id}" if version_id else "")
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        try:
+            client = await self.client()
+            resp: dict[str, Any] = await client.head_object(**kwargs)
+        except Exception as e:
+            raise translate_error(e, what) from e
+        resp["Metadata"] = decode_metadata(resp.get("Metadata"))
+        return resp
+
+    async def list_versions(
+        self,
+        key: str,
+        *,
+        limit: int = 1000,
+        page_token: str | None = None,
+        bucket: str | None = None,
+    ) -> VersionPage:
+        """Versions of exactly ``key``, newest first, one page of at most ``limit``.
+
+        ``page_token`` is the opaque ``next_token`` of the previous page.
+        """
+        bucket = bucket or self.bucket
+        what = f"listing versions of s3://{bucket}/{key}"
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": key, "MaxKeys": min(limit, 1000)}
+        if page_token:
+            key_marker, _, version_marker = page_token.partition("\n")
+            kwargs["KeyMarker"] = key_marker
+            if version_marker:
+                kwargs["VersionIdMarker"] = version_marker
+        versions: list[ObjectVersion] = []
+        try:
+            client = await self.client()
+            while True:
+                resp = await client.list_object_versions(**kwargs)
+                for v in resp.get("Versions", []):
+                    if v["Key"] != key:
+                        continue
+                    versions.append(
+                        ObjectVersion(
+                            key=v["Key"],
+                            version_id=v["VersionId"],
+                            last_modified=v["LastModified"],
+                            size=int(v.get("Size", 0)),
+                            is_latest=bool(v.get("IsLatest")),
+                            etag=v.get("ETag"),
+                        )
+                    )
+                truncated = resp.get("IsTruncated")
+                next_key = resp.get("NextKeyMarker")
+                next_version = resp.get("NextVersionIdMarker")
+                # Keys sharing our prefix but longer ("a.ipynb.bak") sort after ours:
+                # once the listing moves past our key there is nothing more for us.
+                if not truncated or (next_key is not None and next_key != key):
+                    next_token = None
+                    break
+                if len(versions) >= limit:
+                    next_token = f"{next_key}\n{next_version or ''}"
+                    break
+                kwargs["KeyMarker"] = next_key
+                if next_version:
+                    kwargs["VersionIdMarker"] = next_version
+        except Exception as e:
+            raise translate_error(e, what) from e
+        # S3 lists newest first; some compatible servers don't guarantee it.
+        versions.sort(key=lambda v: (v.is_latest, v.last_modified), reverse=True)
+        return VersionPage(versions[:limit], next_token)
+
+    async def copy_object(
+        self,
+        src_key: str,
+        dst_key: str,
+        *,
+        src_version_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> PutResult:
+        what = f"copying s3://{self.bucket}/{src_key} to {dst_key}"
+        source: dict[str, str] = {"Bucket": self.bucket, "Key": src_key}
+        if src_version_id:
+            source["VersionId"] = src_version_id
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": dst_key, "CopySource": source}
+        if metadata is not None:
+            kwargs["Metadata"] = encode_metadata(metadata)
+            kwargs["MetadataDirective"] = "REPLACE"
+        try:
+            client = await self.client()
+            resp = await client.copy_object(**kwargs)
+        except Exception as e:
+            raise translate_error(e, what) from e
+        return PutResult(self.bucket, dst_key, resp.get("VersionId"))
+
+    async def bucket_versioning(self, bucket: str | None = None) -> str | None:
+        """The bucket's versioning status: 'Enabled', 'Suspended' or None (never enabled)."""
+        bucket = bucket or self.bucket
+        try:
+            client = await self.client()
+            resp = await client.get_bucket_versioning(Bucket=bucket)
+        except Exception as e:
+            raise translate_error(e, f"reading versioning of bucket {bucket}") from e
+        status = resp.get("Status")
+        return str(status) if status else None
+
+    async def check_bucket(self, bucket: str | None = None) -> None:
+        """Raise an :class:`S3Error` if the bucket is unreachable, missing or refused."""
+        bucket = bucket or self.bucket
+        try:
+            client = await self.client()
+            await client.head_bucket(Bucket=bucket)
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            if code in {"404", "NoSuchBucket", "NotFound"}:
+                raise S3Refused(f"bucket {bucket!r} does not exist", code="NoSuchBucket") from e
+            raise translate_error(e, f"checking bucket {bucket}") from e
+        except Exception as e:
+            raise translate_error(e, f"checking bucket {bucket}") from e

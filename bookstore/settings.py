@@ -1,0 +1,405 @@
+"""``BookstoreSettings``: every bookstore option, on one traitlets config object.
+
+Users set ``c.BookstoreSettings.<name>`` in any Jupyter config file; the names and
+defaults of the original bookstore are kept so existing configs work unchanged.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import getpass
+import os
+import posixpath
+import re
+from typing import Any
+from urllib.parse import urlparse
+
+from jupyter_core.paths import jupyter_data_dir
+from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
+
+# Environment variables read by the defaults below (named in each trait's help).
+ENV_ACCESS_KEY_ID = "JPYNB_S3_ACCESS_KEY_ID"
+ENV_SECRET_ACCESS_KEY = "JPYNB_S3_SECRET_ACCESS_KEY"
+ENV_ENDPOINT_URL = "JPYNB_S3_ENDPOINT_URL"
+ENV_REGION_NAME = "JPYNB_S3_REGION_NAME"
+ENV_BUCKET = "JPYNB_S3_BUCKET"
+ENV_SPOOL_DIR = "BOOKSTORE_SPOOL_DIR"
+
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_IPV4_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+def validate_bucket_name(name: str) -> str | None:
+    """Return what is wrong with an S3 bucket name, or None if it is valid."""
+    if not _BUCKET_RE.match(name):
+        return (
+            "must be 3-63 characters of lowercase letters, digits, dots and hyphens, "
+            "starting and ending with a letter or digit"
+        )
+    if ".." in name or _IPV4_RE.match(name):
+        return "must not contain '..' or look like an IP address"
+    return None
+
+
+def jupyter_username() -> str:
+    """The Jupyter user: ``JUPYTERHUB_USER`` under JupyterHub, else the OS user."""
+    user = os.environ.get("JUPYTERHUB_USER")
+    if user:
+        return user
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "jupyter"
+
+
+def normalize_prefix(value: str, trait_name: str) -> str:
+    """Normalise an S3 key prefix: no leading/trailing slash, no '.' or '..' segments."""
+    if "\\" in value:
+        raise TraitError(f"{trait_name}: use '/' as separator, not '\\' (got {value!r})")
+    parts = [p for p in value.split("/") if p]
+    if any(p in {".", ".."} for p in parts):
+        raise TraitError(f"{trait_name}: '.' and '..' segments are not allowed (got {value!r})")
+    if not parts:
+        raise TraitError(f"{trait_name}: must not be empty (got {value!r})")
+    prefix = "/".join(parts)
+    try:
+        prefix.format(username="user")
+    except (KeyError, IndexError, ValueError) as e:
+        raise TraitError(
+            f"{trait_name}: the only placeholder allowed is {{username}} (got {value!r}: {e})"
+        ) from e
+    return prefix
+
+
+class BookstoreSettings(LoggingConfigurable):
+    """All of bookstore's settings: S3 location and credentials, prefixes, archive behaviour.
+
+    Unset credentials fall through to botocore's default chain (environment, shared
+    profile, instance role), so nothing needs to be set on a machine with an IAM role.
+    """
+
+    workspace_prefix = Unicode(
+        "workspace",
+        help=(
+            "S3 key prefix that every save is archived under: a notebook at Jupyter path "
+            "`a/b.ipynb` is stored at `<workspace_prefix>/a/b.ipynb`. May contain "
+            "`{username}` (the Jupyter user; JUPYTERHUB_USER under JupyterHub) so one bucket "
+            "serves many users, e.g. 'workspace/{username}'. Leading and trailing slashes "
+            "are ignored."
+        ),
+    ).tag(config=True)
+
+    published_prefix = Unicode(
+        "published",
+        help=(
+            "S3 key prefix that published notebooks are copied to. May contain "
+            "`{username}`, like workspace_prefix."
+        ),
+    ).tag(config=True)
+
+    s3_bucket = Unicode(
+        "",
+        help=(
+            f"Name of the versioned S3 bucket that holds archives and published notebooks. "
+            f"Defaults to the {ENV_BUCKET} environment variable. Versioning must be enabled "
+            f"on it: `aws s3api put-bucket-versioning --bucket NAME "
+            f"--versioning-configuration Status=Enabled`."
+        ),
+    ).tag(config=True)
+
+    s3_endpoint_url = Unicode(
+        "",
+        help=(
+            f"URL of an S3-compatible endpoint (MinIO, SeaweedFS, Ceph...), e.g. "
+            f"'http://127.0.0.1:8333'. Empty means AWS S3. Defaults to the "
+            f"{ENV_ENDPOINT_URL} environment variable."
+        ),
+    ).tag(config=True)
+
+    s3_region_name = Unicode(
+        "us-east-1",
+        help=f"S3 region. Defaults to the {ENV_REGION_NAME} environment variable, else us-east-1.",
+    ).tag(config=True)
+
+    s3_access_key_id = Unicode(
+        None,
+        allow_none=True,
+        help=(
+            f"S3 access key id. Defaults to the {ENV_ACCESS_KEY_ID} environment variable; "
+            f"when neither is set, botocore's default chain is used (AWS_ACCESS_KEY_ID, "
+            f"~/.aws profiles, instance role)."
+        ),
+    ).tag(config=True)
+
+    s3_secret_access_key = Unicode(
+        None,
+        allow_none=True,
+        help=(
+            f"S3 secret access key. Defaults to the {ENV_SECRET_ACCESS_KEY} environment "
+            f"variable; when neither is set, botocore's default chain is used. Never logged."
+        ),
+    ).tag(config=True)
+
+    enable_s3_cloning = Bool(
+        True,
+        help="Allow cloning notebooks from S3 into the Jupyter root (/api/bookstore/clone).",
+    ).tag(config=True)
+
+    fs_cloning_basedir = Unicode(
+        "/Users/jupyter",
+        help=(
+            "Absolute path of a shared folder that notebooks can be cloned from "
+            "(/api/bookstore/fs-clone). Filesystem cloning is enabled only when this "
+            "directory exists."
+        ),
+    ).tag(config=True)
+
+    clone_allowed_buckets = List(
+        Unicode(),
+        default_value=None,
+        allow_none=True,
+        help=(
+            "Buckets that /api/bookstore/clone may read from. Default (None): only s3_bucket. "
+            "Add shared buckets here explicitly; the server's credentials are never used to "
+            "read an unlisted bucket."
+        ),
+    ).tag(config=True)
+
+    max_request_body_size = Integer(
+        100 * 1024 * 1024,
+        help=(
+            "Largest request body, in bytes, that bookstore's publish and clone endpoints "
+            "accept; bigger bodies get 413."
+        ),
+    ).tag(config=True)
+
+    archive_patterns = List(
+        Unicode(),
+        default_value=["*.ipynb"],
+        help=(
+            "Glob patterns (fnmatch, matched against the Jupyter path) of files whose saves "
+            "are archived. Default: notebooks only. Use ['*'] to archive every file."
+        ),
+    ).tag(config=True)
+
+    spool_dir = Unicode(
+        help=(
+            f"Directory where each save is queued durably (fsync) before the save returns, "
+            f"until it is uploaded. Defaults to the {ENV_SPOOL_DIR} environment variable, else "
+            f"<jupyter data dir>/bookstore/spool (so JUPYTER_DATA_DIR moves it)."
+        ),
+    ).tag(config=True)
+
+    max_concurrent_uploads = Integer(
+        8,
+        help=(
+            "How many different paths upload at the same time. Versions of one path are "
+            "always uploaded one after another, in save order."
+        ),
+    ).tag(config=True)
+
+    upload_retry_initial_delay = Float(
+        0.5,
+        help="Seconds before the first retry of a failed upload; doubled on each retry.",
+    ).tag(config=True)
+
+    upload_retry_max_delay = Float(
+        30.0,
+        help="Cap, in seconds, of the exponential backoff between upload retries.",
+    ).tag(config=True)
+
+    flush_timeout = Float(
+        10.0,
+        help=(
+            "On a clean stop, how long (seconds) to keep uploading queued saves before "
+            "stopping. What is left stays in the spool and is uploaded at the next start."
+        ),
+    ).tag(config=True)
+
+    s3_connect_timeout = Float(5.0, help="Seconds to wait for a TCP connection to S3.").tag(
+        config=True
+    )
+
+    s3_read_timeout = Float(60.0, help="Seconds to wait for S3 to answer a request.").tag(
+        config=True
+    )
+
+    # --- defaults from the environment -------------------------------------------------
+
+    @default("s3_bucket")
+    def _s3_bucket_default(self) -> str:
+        return os.environ.get(ENV_BUCKET, "")
+
+    @default("s3_endpoint_url")
+    def _s3_endpoint_url_default(self) -> str:
+        return os.environ.get(ENV_ENDPOINT_URL, "")
+
+    @default("s3_region_name")
+    def _s3_region_name_default(self) -> str:
+        return os.environ.get(ENV_REGION_NAME) or "us-east-1"
+
+    @default("s3_access_key_id")
+    def _s3_access_key_id_default(self) -> str | None:
+        return os.environ.get(ENV_ACCESS_KEY_ID) or None
+
+    @default("s3_secret_access_key")
+    def _s3_secret_access_key_default(self) -> str | None:
+        return os.environ.get(ENV_SECRET_ACCESS_KEY) or None
+
+    @default("spool_dir")
+    def _spool_dir_default(self) -> str:
+        return os.environ.get(ENV_SPOOL_DIR) or os.path.join(
+            jupyter_data_dir(), "bookstore", "spool"
+        )
+
+    # --- validation ----------------------------------------------------------------------
+
+    @validate("workspace_prefix", "published_prefix")
+    def _validate_prefix(self, proposal: Any) -> str:
+        return normalize_prefix(proposal["value"], proposal["trait"].name)
+
+    @validate("s3_bucket")
+    def _validate_s3_bucket(self, proposal: Any) -> str:
+        value = proposal["value"].strip()
+        if value:
+            problem = validate_bucket_name(value)
+            if problem:
+                raise TraitError(f"s3_bucket {value!r}: {problem}")
+        return value
+
+    @validate("s3_endpoint_url")
+    def _validate_s3_endpoint_url(self, proposal: Any) -> str:
+        value = proposal["value"].strip()
+        if value:
+            parsed = urlparse(value)
+            if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+                raise TraitError(
+                    f"s3_endpoint_url {value!r} must be an http:// or https:// URL "
+                    f"such as 'http://127.0.0.1:8333'"
+                )
+        return value.rstrip("/")
+
+    @validate("fs_cloning_basedir")
+    def _validate_fs_cloning_basedir(self, proposal: Any) -> str:
+        value = proposal["value"]
+        if value and not os.path.isabs(value):
+            raise TraitError(f"fs_cloning_basedir must be an absolute path (got {value!r})")
+        return os.path.normpath(value) if value else value
+
+    @validate("spool_dir")
+    def _validate_spool_dir(self, proposal: Any) -> str:
+        value = proposal["value"]
+        if not value:
+            raise TraitError("spool_dir must not be empty")
+        return os.path.abspath(os.path.expanduser(value))
+
+    @validate("clone_allowed_buckets")
+    def _validate_clone_allowed_buckets(self, proposal: Any) -> list[str] | None:
+        value = proposal["value"]
+        if value is None:
+            return None
+        for name in value:
+            problem = validate_bucket_name(name)
+            if problem:
+                raise TraitError(f"clone_allowed_buckets: {name!r} {problem}")
+        return list(value)
+
+    @validate("max_concurrent_uploads")
+    def _validate_max_concurrent_uploads(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise TraitError(f"max_concurrent_uploads must be >= 1 (got {proposal['value']})")
+        return int(proposal["value"])
+
+    @validate(
+        "upload_retry_initial_delay",
+        "upload_retry_max_delay",
+        "flush_timeout",
+        "s3_connect_timeout",
+        "s3_read_timeout",
+    )
+    def _validate_positive(self, proposal: Any) -> float:
+        if proposal["value"] <= 0:
+            raise TraitError(
+                f"{proposal['trait'].name} must be a positive number of seconds "
+                f"(got {proposal['value']})"
+            )
+        return float(proposal["value"])
+
+    @validate("max_request_body_size")
+    def _validate_max_request_body_size(self, proposal: Any) -> int:
+        if proposal["value"] < 1024:
+            raise TraitError(f"max_request_body_size must be >= 1024 bytes (got {proposal['value']})")
+        return int(proposal["value"])
+
+    # --- derived values ----------------------------------------------------------------
+
+    @property
+    def username(self) -> str:
+        return jupyter_username()
+
+    def _expand(self, prefix: str) -> str:
+        # Usernames may contain characters S3 treats literally; only '/' would change
+        # the key's structure, so it is replaced.
+        return prefix.format(username=self.username.replace("/", "_"))
+
+    @property
+    def workspace(self) -> str:
+        """The workspace prefix with ``{username}`` filled in."""
+        return self._expand(self.workspace_prefix)
+
+    @property
+    def published(self) -> str:
+        """The published prefix with ``{username}`` filled in."""
+        return self._expand(self.published_prefix)
+
+    def prefix_for(self, which: str) -> str:
+        """The expanded prefix named ``workspace`` or ``published``."""
+        if which == "workspace":
+            return self.workspace
+        if which == "published":
+            return self.published
+        raise ValueError(f"unknown prefix {which!r}: use 'workspace' or 'published'")
+
+    def s3_key(self, which: str, path: str) -> str:
+        """The S3 key of Jupyter path ``path`` under prefix ``which``; path must be clean."""
+        return posixpath.join(self.prefix_for(which), path)
+
+    @property
+    def allowed_clone_buckets(self) -> list[str]:
+        if self.clone_allowed_buckets is None:
+            return [self.s3_bucket] if self.s3_bucket else []
+        return list(self.clone_allowed_buckets)
+
+    def should_archive(self, path: str) -> bool:
+        """Whether saves of Jupyter path ``path`` are archived (``archive_patterns``)."""
+        name = posixpath.basename(path)
+        return any(
+            fnmatch.fnmatchcase(path, pat) or fnmatch.fnmatchcase(name, pat)
+            for pat in self.archive_patterns
+        )
+
+    @property
+    def fs_clone_enabled(self) -> bool:
+        return bool(self.fs_cloning_basedir) and os.path.isdir(self.fs_cloning_basedir)
+
+
+def clean_api_path(path: str) -> str:
+    """Validate a Jupyter API path for use in an S3 key or under a root directory.
+
+    Raises ValueError with what is wrong: empty, absolute, backslashes, '.'/'..'
+    segments, NUL or control characters.
+    """
+    if path is None or not path.strip("/"):
+        raise ValueError("the path is empty")
+    if "\\" in path:
+        raise ValueError(f"backslashes are not allowed in paths (got {path!r})")
+    if path.startswith("/"):
+        raise ValueError(f"absolute paths are not allowed; give a path relative to the root (got {path!r})")
+    if any(ord(c) < 32 for c in path):
+        raise ValueError("control characters are not allowed in paths")
+    parts = path.rstrip("/").split("/")
+    if any(p in {"", ".", ".."} for p in parts):
+        raise ValueError(f"'.', '..' and empty segments are not allowed in paths (got {path!r})")
+    return "/".join(parts)

