@@ -560,6 +560,9 @@ def start_seaweedfs(
         "-s3.port.lance=0",
         "-master.telemetry=false",
         "-volume.preStopSeconds=0",
+        "-s3.allowDeleteBucketNotEmpty=false",  # like AWS and moto: BucketNotEmpty
+        "-s3.autoCreateBucket=false",  # like AWS and moto: NoSuchBucket
+        "-s3.iam=false",  # no embedded IAM API
         f"-s3.config={identities}",
     ]
     env = {k: v for k, v in os.environ.items() if k not in _WEED_ENV_DROP}
