@@ -335,8 +335,13 @@ class Archiver:
     ) -> StagedSave:
         """Write a save's bytes durably, uncommitted (call :meth:`commit` once saved)."""
         await self.start()
-        entry = self.make_entry(path, data, content_type=content_type, extra=extra)
-        return await run_sync(self.spool.stage, entry, data)
+
+        def stage_sync() -> StagedSave:
+            # Hashing 1 MB takes about a millisecond: keep it off the event loop too.
+            entry = self.make_entry(path, data, content_type=content_type, extra=extra)
+            return self.spool.stage(entry, data)
+
+        return await run_sync(stage_sync)
 
     async def commit(self, staged: StagedSave) -> SpoolEntry:
         await run_sync(self.spool.commit, staged)

@@ -158,12 +158,10 @@ class BookstoreSettings(LoggingConfigurable):
 
     clone_allowed_buckets = List(
         Unicode(),
-        default_value=None,
-        allow_none=True,
         help=(
-            "Buckets that /api/bookstore/clone may read from. Default (None): only s3_bucket. "
-            "Add shared buckets here explicitly; the server's credentials are never used to "
-            "read an unlisted bucket."
+            "Buckets, besides s3_bucket, that /api/bookstore/clone may read from. Default: "
+            "none, so only s3_bucket. The server's credentials are never used to read a "
+            "bucket that is not listed here."
         ),
     ).tag(config=True)
 
@@ -296,10 +294,8 @@ class BookstoreSettings(LoggingConfigurable):
         return os.path.abspath(os.path.expanduser(value))
 
     @validate("clone_allowed_buckets")
-    def _validate_clone_allowed_buckets(self, proposal: Any) -> list[str] | None:
+    def _validate_clone_allowed_buckets(self, proposal: Any) -> list[str]:
         value = proposal["value"]
-        if value is None:
-            return None
         for name in value:
             problem = validate_bucket_name(name)
             if problem:
@@ -368,9 +364,9 @@ class BookstoreSettings(LoggingConfigurable):
 
     @property
     def allowed_clone_buckets(self) -> list[str]:
-        if self.clone_allowed_buckets is None:
-            return [self.s3_bucket] if self.s3_bucket else []
-        return list(self.clone_allowed_buckets)
+        """s3_bucket plus clone_allowed_buckets."""
+        own = [self.s3_bucket] if self.s3_bucket else []
+        return own + [b for b in self.clone_allowed_buckets if b not in own]
 
     def should_archive(self, path: str) -> bool:
         """Whether saves of Jupyter path ``path`` are archived (``archive_patterns``)."""
@@ -403,3 +399,31 @@ def clean_api_path(path: str) -> str:
     if any(p in {"", ".", ".."} for p in parts):
         raise ValueError(f"'.', '..' and empty segments are not allowed in paths (got {path!r})")
     return "/".join(parts)
+
+
+def config_markdown() -> str:
+    """The configuration reference (docs/configuration.md), generated from the traits."""
+    lines = [
+        "# Configuration",
+        "",
+        "<!-- Generated from bookstore/settings.py by `python docs/gen_config.py`;",
+        "     tests/test_docs.py checks it is up to date. -->",
+        "",
+        "Every option is set as `c.BookstoreSettings.<name> = ...` in any Jupyter config file",
+        "(`jupyter_server_config.py`, or `jupyter_notebook_config.py` for Notebook 7 and",
+        "nbclassic), or on the command line as `--BookstoreSettings.<name>=...`.",
+        "",
+    ]
+    for name, trait in sorted(BookstoreSettings.class_traits(config=True).items()):
+        default = trait.default_value_repr()
+        if name in {"s3_bucket", "s3_endpoint_url", "s3_region_name", "spool_dir"}:
+            default += " (see text)"
+        lines += [
+            f"## `{name}`",
+            "",
+            f"*{type(trait).__name__}*, default `{default}`",
+            "",
+            str(trait.help),
+            "",
+        ]
+    return "\n".join(lines)

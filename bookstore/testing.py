@@ -77,6 +77,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -344,9 +345,11 @@ def find_weed() -> str:
 
 
 def _port_free(port: int, host: str = _LOOPBACK) -> bool:
+    """Whether a server could listen on host:port now (SO_REUSEADDR, as Go's net.Listen)."""
     if not 0 < port < 65536:
         return False
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -482,36 +485,25 @@ def _stop_process_group(proc: subprocess.Popen[bytes], timeout: float = _STOP_TI
     proc.wait()
 
 
-def _s3_check(server: S3Server, timeout: float) -> None:
-    """List buckets with the server's credentials, with short timeouts and no retries."""
+def _check_volume_server(master_port: int) -> None:
+    """Raise unless the master knows a volume server with room for volumes (writes can work)."""
+    url = _url(_LOOPBACK, master_port) + "/dir/status"
+    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback http
+        status = json.load(response)
+    if int(status.get("Topology", {}).get("Max", 0)) <= 0:
+        raise ValueError(f"no volume server registered with the master yet: {status}")
+
+
+def _probe_client(server: S3Server, secret_access_key: str) -> Any:
+    """A botocore S3 client with short timeouts and no retries, for readiness probes."""
     import botocore.session
 
-    session = botocore.session.get_session()
-    client = session.create_client(
-        "s3",
-        config=_client_config(
-            connect_timeout=min(timeout, 2.0),
-            read_timeout=max(timeout, 1.0),
-            retries={"max_attempts": 1, "mode": "standard"},
-        ),
-        **server.client_kwargs(),
+    kwargs = server.client_kwargs()
+    kwargs["aws_secret_access_key"] = secret_access_key
+    config = _client_config(
+        connect_timeout=1, read_timeout=5, retries={"max_attempts": 1, "mode": "standard"}
     )
-    try:
-        client.list_buckets()
-    finally:
-        client.close()
-
-
-def _auth_refusal_code(server: S3Server) -> str:
-    """The error code a wrong secret gets ('' if the request was accepted)."""
-    from botocore.exceptions import ClientError
-
-    wrong = replace(server, secret_access_key=server.secret_access_key + "-wrong", _stopper=None)
-    try:
-        _s3_check(wrong, 5.0)
-    except ClientError as exc:
-        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
-    return ""
+    return botocore.session.get_session().create_client("s3", config=config, **kwargs)
 
 
 def start_seaweedfs(
@@ -559,6 +551,7 @@ def start_seaweedfs(
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         "-master.telemetry=false",
+        "-master.resumeState=false",  # see the module docstring (restart race)
         "-volume.preStopSeconds=0",
         "-s3.allowDeleteBucketNotEmpty=false",  # like AWS and moto: BucketNotEmpty
         "-s3.autoCreateBucket=false",  # like AWS and moto: NoSuchBucket
@@ -605,23 +598,31 @@ def start_seaweedfs(
 
     deadline = started + timeout
     last_error = "no answer yet"
-    while True:
-        if proc.poll() is not None:
-            raise fail(f"weed exited with code {proc.returncode} before S3 was ready")
-        if time.monotonic() > deadline:
-            raise fail(f"S3 not ready after {timeout:.0f}s ({last_error})")
+    client = _probe_client(server, secret_access_key)
+    wrong = _probe_client(server, secret_access_key + "-wrong")
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise fail(f"weed exited with code {proc.returncode} before S3 was ready")
+            if time.monotonic() > deadline:
+                raise fail(f"S3 not ready after {timeout:.0f}s ({last_error})")
+            try:
+                _check_volume_server(ports["master.port"])
+                client.list_buckets()
+                break
+            except (OSError, ValueError, BotoCoreError, ClientError) as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+                time.sleep(0.05)
         try:
-            with socket.create_connection((_LOOPBACK, ports["s3.port"]), timeout=0.5):
-                pass
-            _s3_check(server, 2.0)
-            break
-        except (OSError, BotoCoreError, ClientError) as exc:
-            last_error = f"{type(exc).__name__}: {exc}"
-            time.sleep(0.05)
-
-    code = _auth_refusal_code(server)
-    if code not in {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"}:
-        raise fail(f"a wrong secret key was not refused (got {code or 'success'})")
+            wrong.list_buckets()
+            code = "no error"
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code"))
+        if code not in {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"}:
+            raise fail(f"a wrong secret key was not refused (got {code})")
+    finally:
+        client.close()
+        wrong.close()
     server.startup_seconds = time.monotonic() - started
     return server
 

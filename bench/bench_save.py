@@ -1,0 +1,288 @@
+"""Save latency with and without bookstore, and a 1,000-save burst, side by side in one run.
+
+Starts, on loopback:
+  * moto's S3 server (a subprocess, so its work does not share our GIL),
+  * Jupyter server A: plain jupyter_server, default contents manager, bookstore disabled,
+  * Jupyter server B: the same, with bookstore's archiving contents manager and extension,
+then PUTs notebooks through the contents API, alternating A and B save by save so both see
+the same machine noise, and prints p50 / p95 per size and the B/A ratios. Finally it sends
+a burst of 1,000 saves across 50 notebooks to B and reports how many became S3 versions
+and how long the queue took to drain.
+
+    python bench/bench_save.py [--saves 60] [--burst 1000] [--notebooks 50] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import nbformat
+import requests
+from botocore.config import Config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 60, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2, headers=headers).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up in {timeout}s")
+
+
+def make_notebook(target_bytes: int, salt: str) -> dict[str, Any]:
+    """A valid notebook of roughly ``target_bytes`` once serialised."""
+    nb = nbformat.v4.new_notebook()
+    line = "x = " + "1234567890" * 9 + "\n"
+    per_cell = 2000
+    n_cells = max(1, target_bytes // (per_cell + 200))
+    for i in range(n_cells):
+        src = f"# cell {i} {salt}\n" + line * (per_cell // len(line))
+        nb.cells.append(nbformat.v4.new_code_cell(src))
+    return json.loads(nbformat.writes(nb))  # type: ignore[no-any-return]
+
+
+class Jupyter:
+    def __init__(self, name: str, workdir: Path, env: dict[str, str], archive: bool) -> None:
+        self.name = name
+        self.port = free_port()
+        self.token = secrets.token_hex(16)
+        self.url = f"http://127.0.0.1:{self.port}"
+        root = workdir / f"root-{name}"
+        root.mkdir(parents=True)
+        home = workdir / f"jupyter-{name}"
+        env = dict(env)
+        env.update(
+            JUPYTER_CONFIG_DIR=str(home / "config"),
+            JUPYTER_DATA_DIR=str(home / "data"),
+            JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        )
+        args = [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--no-browser",
+            "--allow-root",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.log_level=WARN",
+        ]
+        # Only the server under test differs: same server, same extensions otherwise.
+        if archive:
+            args += [
+                "--ServerApp.contents_manager_class=bookstore.BookstoreContentsArchiver",
+                "--ServerApp.jpserver_extensions=bookstore=True",
+            ]
+        else:
+            args += ["--ServerApp.jpserver_extensions=bookstore=False"]
+        self.log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"token {self.token}"
+        wait_http(self.url + "/api/status", headers=dict(self.session.headers))
+
+    def save(self, path: str, nb: dict[str, Any]) -> float:
+        body = json.dumps({"type": "notebook", "content": nb})
+        t0 = time.perf_counter()
+        r = self.session.put(f"{self.url}/api/contents/{path}", data=body, timeout=60)
+        elapsed = time.perf_counter() - t0
+        r.raise_for_status()
+        return elapsed
+
+    def status(self) -> dict[str, Any]:
+        r = self.session.get(f"{self.url}/api/bookstore", timeout=30)
+        r.raise_for_status()
+        return r.json()  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def latency(a: Jupyter, b: Jupyter, size: int, n: int) -> dict[str, Any]:
+    nb_a = make_notebook(size, "a")
+    nb_b = make_notebook(size, "b")
+    actual = len(nbformat.writes(nbformat.from_dict(nb_a)).encode())
+    for srv, nb in ((a, nb_a), (b, nb_b)):  # warm up both
+        for _ in range(5):
+            srv.save(f"lat-{size}.ipynb", nb)
+    times: dict[str, list[float]] = {"plain": [], "bookstore": []}
+    for i in range(n):
+        order = [(a, "plain", nb_a), (b, "bookstore", nb_b)]
+        if i % 2:
+            order.reverse()
+        for srv, label, nb in order:
+            nb["cells"][0]["source"] = f"# save {i}"
+            times[label].append(srv.save(f"lat-{size}.ipynb", nb))
+    out: dict[str, Any] = {"bytes": actual, "saves": n}
+    for label, ts in times.items():
+        out[label] = {"p50_ms": pct(ts, 0.5) * 1e3, "p95_ms": pct(ts, 0.95) * 1e3}
+    out["ratio_p50"] = out["bookstore"]["p50_ms"] / out["plain"]["p50_ms"]
+    out["ratio_p95"] = out["bookstore"]["p95_ms"] / out["plain"]["p95_ms"]
+    return out
+
+
+def burst(b: Jupyter, s3: Any, bucket: str, total: int, notebooks: int) -> dict[str, Any]:
+    base = make_notebook(10_000, "burst")
+    b.status()  # the queue is empty before we start
+    b.session.put(f"{b.url}/api/contents/burst", json={"type": "directory"}, timeout=30)
+    jobs = [(f"burst/nb-{i % notebooks:03d}.ipynb", i) for i in range(total)]
+
+    def one(job: tuple[str, int]) -> float:
+        path, i = job
+        nb = json.loads(json.dumps(base))
+        nb["cells"][0]["source"] = f"# burst save {i}"
+        return b.save(path, nb)
+
+    t0 = time.perf_counter()
+    # Saves of one notebook must not overlap (each client saves its own notebooks in order).
+    by_nb: dict[str, list[tuple[str, int]]] = {}
+    for job in jobs:
+        by_nb.setdefault(job[0], []).append(job)
+
+    def client(nb_jobs: list[tuple[str, int]]) -> list[float]:
+        return [one(j) for j in nb_jobs]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        lat = [t for ts in pool.map(client, by_nb.values()) for t in ts]
+    t_saved = time.perf_counter()
+    max_pending = 0
+    while True:
+        pending = b.status()["archive"]["pending"]
+        max_pending = max(max_pending, pending)
+        if pending == 0:
+            break
+        if time.perf_counter() - t_saved > 600:
+            raise RuntimeError("queue did not drain in 10 minutes")
+        time.sleep(0.05)
+    t_drained = time.perf_counter()
+    versions = 0
+    for page in s3.get_paginator("list_object_versions").paginate(
+        Bucket=bucket, Prefix="workspace/burst/"
+    ):
+        versions += len(page.get("Versions", []))
+    return {
+        "saves": total,
+        "notebooks": notebooks,
+        "versions_archived": versions,
+        "save_phase_s": t_saved - t0,
+        "drain_after_last_save_s": t_drained - t_saved,
+        "total_s": t_drained - t0,
+        "pending_at_last_save": max_pending,
+        "save_p50_ms": pct(lat, 0.5) * 1e3,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--saves", type=int, default=60, help="timed saves per server and size")
+    ap.add_argument("--burst", type=int, default=1000)
+    ap.add_argument("--notebooks", type=int, default=50)
+    ap.add_argument("--json", help="also write the results to this file")
+    args = ap.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bookstore-bench-"))
+    moto_port = free_port()
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    servers: list[Jupyter] = []
+    try:
+        wait_http(endpoint + "/moto-api/")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}),
+        )
+        bucket = "bench"
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JPYNB_"))}
+        env.update(
+            JPYNB_S3_BUCKET=bucket,
+            JPYNB_S3_ENDPOINT_URL=endpoint,
+            JPYNB_S3_ACCESS_KEY_ID="bench",
+            JPYNB_S3_SECRET_ACCESS_KEY="bench",
+        )
+        a = Jupyter("plain", workdir, env, archive=False)
+        servers.append(a)
+        b = Jupyter("bookstore", workdir, env, archive=True)
+        servers.append(b)
+
+        results: dict[str, Any] = {"latency": {}, "machine": {"cpus": os.cpu_count()}}
+        print(f"save latency, {args.saves} saves per server and size, alternating A/B")
+        print(f"{'size':>8} {'plain p50':>10} {'p95':>8} {'bookstore p50':>14} {'p95':>8} "
+              f"{'ratio p50':>10} {'ratio p95':>10}")
+        for size in (10_000, 1_000_000):
+            r = latency(a, b, size, args.saves)
+            results["latency"][str(size)] = r
+            print(
+                f"{r['bytes']:>8} {r['plain']['p50_ms']:>9.1f}ms {r['plain']['p95_ms']:>6.1f}ms "
+                f"{r['bookstore']['p50_ms']:>13.1f}ms {r['bookstore']['p95_ms']:>6.1f}ms "
+                f"{r['ratio_p50']:>10.3f} {r['ratio_p95']:>10.3f}"
+            )
+        r = burst(b, s3, bucket, args.burst, args.notebooks)
+        results["burst"] = r
+        print(
+            f"burst: {r['saves']} saves across {r['notebooks']} notebooks -> "
+            f"{r['versions_archived']} S3 versions; saves took {r['save_phase_s']:.1f}s "
+            f"(p50 {r['save_p50_ms']:.1f}ms), queue drained {r['drain_after_last_save_s']:.1f}s "
+            f"after the last save ({r['total_s']:.1f}s in all)"
+        )
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return 0 if r["versions_archived"] == r["saves"] else 1
+    finally:
+        for srv in servers:
+            srv.stop()
+        moto.terminate()
+        moto.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
