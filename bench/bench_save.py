@@ -22,7 +22,6 @@ import secrets
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -255,8 +254,10 @@ def main() -> int:
 
         results: dict[str, Any] = {"latency": {}, "machine": {"cpus": os.cpu_count()}}
         print(f"save latency, {args.saves} saves per server and size, alternating A/B")
-        print(f"{'size':>8} {'plain p50':>10} {'p95':>8} {'bookstore p50':>14} {'p95':>8} "
-              f"{'ratio p50':>10} {'ratio p95':>10}")
+        print(
+            f"{'size':>8} {'plain p50':>10} {'p95':>8} {'bookstore p50':>14} {'p95':>8} "
+            f"{'ratio p50':>10} {'ratio p95':>10}"
+        )
         for size in (10_000, 1_000_000):
             r = latency(a, b, size, args.saves)
             results["latency"][str(size)] = r

@@ -134,7 +134,7 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
         self, os_path: str, nb: Any, capture_validation_error: Any = None
     ) -> None:
         if _staged.get() is None:
-            return await super()._save_notebook(os_path, nb, capture_validation_error)  # type: ignore[no-any-return]
+            return await super()._save_notebook(os_path, nb, capture_validation_error)
         # Exactly what nbformat.write() would put on disk.
         text = await run_sync(
             partial(
@@ -150,7 +150,7 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
 
     async def _save_file(self, os_path: str, content: Any, format: Any) -> None:
         if _staged.get() is None:
-            return await super()._save_file(os_path, content, format)  # type: ignore[no-any-return]
+            return await super()._save_file(os_path, content, format)
         if format not in {"text", "base64"}:
             raise web.HTTPError(400, "Must specify format of file contents as 'text' or 'base64'")
         try:

@@ -268,11 +268,11 @@ class Archiver:
                 seen.add((entry.bucket, entry.key))
                 self._enqueue(entry)
 
-    async def stop(self, timeout: float | None = None) -> None:
-        """Flush the queue for up to ``timeout`` seconds, then cancel what is left."""
+    async def stop(self, flush_timeout: float | None = None) -> None:
+        """Flush the queue for up to ``flush_timeout`` seconds, then cancel what is left."""
         if not self._started:
             return
-        timeout = self.settings.flush_timeout if timeout is None else timeout
+        timeout = self.settings.flush_timeout if flush_timeout is None else flush_timeout
         self._stopping = True
         workers = list(self._workers.values())
         if workers:
@@ -292,12 +292,12 @@ class Archiver:
             )
         self._started = False
 
-    async def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until nothing is queued; return False on timeout (for tests and bench)."""
+    async def wait_idle(self, seconds: float | None = None) -> bool:
+        """Wait until nothing is queued; False if still busy after ``seconds`` (for tests)."""
         if not self._started or self._idle is None:
             return self.pending == 0
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle.wait(), seconds)
         except asyncio.TimeoutError:
             return False
         return True
@@ -418,7 +418,7 @@ class Archiver:
                     self._outage_logged = False
                 return True
             # Full jitter keeps many keys from retrying in lockstep.
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, self.settings.upload_retry_max_delay)
 
     def _record_failure(self, entry: SpoolEntry, e: S3Error) -> None:

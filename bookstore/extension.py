@@ -9,7 +9,6 @@ from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 
-from ._version import __version__
 from .archive import BookstoreContentsArchiver
 from .archiver import Archiver
 from .s3 import S3Error, S3Store
@@ -28,8 +27,8 @@ class BookstoreExtension(ExtensionApp):
     description = __doc__
     extension_url = "/api/bookstore"
     load_other_extensions = True
-    template_paths = [os.path.join(_HERE, "templates")]  # noqa: RUF012
-    static_paths = [os.path.join(_HERE, "static")]  # noqa: RUF012
+    template_paths = [os.path.join(_HERE, "templates")]
+    static_paths = [os.path.join(_HERE, "static")]
 
     def initialize_settings(self) -> None:
         # The settings object reads c.BookstoreSettings.* from the server's config.
@@ -40,9 +39,10 @@ class BookstoreExtension(ExtensionApp):
         self._check: dict[str, Any] = {"checked_at": None}
         self._check_lock: asyncio.Lock | None = None
 
+        assert self.serverapp is not None
         cm = self.serverapp.contents_manager
         self.archiving = isinstance(cm, BookstoreContentsArchiver)
-        if self.archiving:
+        if isinstance(cm, BookstoreContentsArchiver):
             cm.bookstore_archiver = self.archiver
         elif self.bookstore_settings.s3_bucket:
             self.log.info(

@@ -326,7 +326,9 @@ class BookstoreSettings(LoggingConfigurable):
     @validate("max_request_body_size")
     def _validate_max_request_body_size(self, proposal: Any) -> int:
         if proposal["value"] < 1024:
-            raise TraitError(f"max_request_body_size must be >= 1024 bytes (got {proposal['value']})")
+            raise TraitError(
+                f"max_request_body_size must be >= 1024 bytes (got {proposal['value']})"
+            )
         return int(proposal["value"])
 
     # --- derived values ----------------------------------------------------------------
@@ -392,7 +394,9 @@ def clean_api_path(path: str) -> str:
     if "\\" in path:
         raise ValueError(f"backslashes are not allowed in paths (got {path!r})")
     if path.startswith("/"):
-        raise ValueError(f"absolute paths are not allowed; give a path relative to the root (got {path!r})")
+        raise ValueError(
+            f"absolute paths are not allowed; give a path relative to the root (got {path!r})"
+        )
     if any(ord(c) < 32 for c in path):
         raise ValueError("control characters are not allowed in paths")
     parts = path.rstrip("/").split("/")

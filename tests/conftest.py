@@ -21,7 +21,9 @@ BACKEND = os.environ.get("BOOKSTORE_TEST_S3", "moto")
 
 
 @pytest.fixture(autouse=True)
-def _isolate_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolate_aws_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """No test may pick up the developer's AWS or bookstore settings."""
     for name in list(os.environ):
         if name.startswith(("AWS_", "JPYNB_S3_", "BOOKSTORE_SPOOL")):

@@ -27,15 +27,15 @@ class BookstoreAPIHandler(ExtensionHandlerMixin, APIHandler):
 
     @property
     def bookstore_settings(self) -> BookstoreSettings:
-        return self.settings["bookstore_settings"]  # type: ignore[no-any-return]
+        return self.settings["bookstore_settings"]
 
     @property
     def store(self) -> S3Store:
-        return self.settings["bookstore_store"]  # type: ignore[no-any-return]
+        return self.settings["bookstore_store"]
 
     @property
     def archiver(self) -> Archiver:
-        return self.settings["bookstore_archiver"]  # type: ignore[no-any-return]
+        return self.settings["bookstore_archiver"]
 
     def get_json_object(self) -> dict[str, Any]:
         """The request body as a JSON object, or 400 saying what is wrong with it."""
