@@ -83,6 +83,7 @@ def write_welcome(notebooks: Path) -> None:
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ui = sys.argv[1] if len(sys.argv) > 1 else "notebook"
     if ui not in {"notebook", "nbclassic", "lab", "server"}:
         print(f"unknown UI {ui!r}: use notebook, nbclassic, lab or server", file=sys.stderr)
@@ -143,10 +144,15 @@ def main() -> int:
         proc = subprocess.Popen(args, env=env)
         try:
             return proc.wait()
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            with contextlib.suppress(KeyboardInterrupt):
+        except (KeyboardInterrupt, SystemExit):
+            # Ctrl-C or SIGTERM: let Jupyter stop cleanly (it flushes bookstore's queue).
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(KeyboardInterrupt, subprocess.TimeoutExpired):
                 proc.wait(30)
+            if proc.poll() is None:
+                proc.kill()
             return 0
     finally:
         print("==> stopping SeaweedFS", flush=True)

@@ -1,8 +1,416 @@
-"""Cloning (issue 3): placeholder until the clone handlers land."""
+"""Cloning into the Jupyter root, from S3 or from a shared folder, with landing pages.
+
+* ``GET /bookstore/clone?s3_bucket=…&s3_key=…[&s3_version_id=…]`` and
+  ``GET /bookstore/fs-clone?relpath=…``: an HTML page naming what will be cloned, whose
+  button POSTs to the API below (with the XSRF token) and then opens the new file.
+* ``POST /api/bookstore/clone`` ``{"s3_bucket"?, "s3_key", "s3_version_id"?, "target_path"?,
+  "overwrite"?}`` and ``POST /api/bookstore/fs-clone`` ``{"relpath", "target_path"?,
+  "overwrite"?}``: copy the object (or file) through the contents manager and answer its
+  contents model (without content) plus where it came from.
+
+Only buckets in ``BookstoreSettings.allowed_clone_buckets`` are read, and only files that
+really are inside ``fs_cloning_basedir`` (after resolving symlinks). An existing file is
+never replaced unless ``"overwrite": true``; otherwise the first free name
+``name-1.ipynb``, ``name-2.ipynb``… is used. Everything is checked before anything is
+written, so a refused clone leaves the Jupyter root untouched.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import base64
+import json
+import os
+import posixpath
+import stat
+from typing import TYPE_CHECKING, Any
 
-s3_handlers: list[tuple[str, Any]] = []
-fs_handlers: list[tuple[str, Any]] = []
+from anyio.to_thread import run_sync
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.extension.handler import ExtensionHandlerJinjaMixin, ExtensionHandlerMixin
+from jupyter_server.utils import ensure_async, url_escape, url_path_join
+from tornado import web
+
+from ..s3 import S3Error, S3NotFound
+from ..settings import clean_api_path
+from .base import AUTH_RESOURCE, BookstoreAPIHandler
+from .common import BoundedBodyMixin, check_notebook, dumps
+
+if TYPE_CHECKING:
+    from ..settings import BookstoreSettings
+
+#: S3's limit on key and version id lengths (bytes).
+_MAX_KEY_BYTES = 1024
+
+
+# --- request checks -------------------------------------------------------------------------
+
+
+def check_bucket_allowed(settings: BookstoreSettings, bucket: str) -> None:
+    """403 unless the server may clone from ``bucket``."""
+    allowed = settings.allowed_clone_buckets
+    if bucket not in allowed:
+        raise web.HTTPError(
+            403,
+            f"cloning from bucket {bucket!r} is not allowed: this server clones only from "
+            f"{', '.join(repr(b) for b in allowed) or 'no bucket'} (s3_bucket and "
+            f"c.BookstoreSettings.clone_allowed_buckets)",
+        )
+
+
+def check_s3_key(key: Any) -> str:
+    if not isinstance(key, str) or not key.strip("/"):
+        raise web.HTTPError(400, 'give the S3 object to clone as a non-empty "s3_key"')
+    if key.endswith("/"):
+        raise web.HTTPError(400, f"s3_key {key!r} names a folder; give the key of one object")
+    if len(key.encode("utf-8")) > _MAX_KEY_BYTES:
+        raise web.HTTPError(400, f"s3_key is longer than S3's limit of {_MAX_KEY_BYTES} bytes")
+    return key
+
+
+def check_version_id(version_id: Any) -> str | None:
+    if version_id is None or version_id == "":
+        return None
+    if (
+        not isinstance(version_id, str)
+        or len(version_id) > _MAX_KEY_BYTES
+        or not all(33 <= ord(c) < 127 for c in version_id)
+    ):
+        raise web.HTTPError(
+            400,
+            f"s3_version_id {version_id!r} is not a valid S3 version id (printable ASCII, "
+            f"as listed by the versions API or `aws s3api list-object-versions`)",
+        )
+    return version_id
+
+
+def check_relpath(relpath: Any) -> str:
+    if not isinstance(relpath, str):
+        raise web.HTTPError(400, 'give the file to clone as "relpath", a string')
+    try:
+        return clean_api_path(relpath)
+    except ValueError as e:
+        raise web.HTTPError(
+            400, f"relpath must be a path relative to the shared folder: {e}"
+        ) from e
+
+
+def resolve_fs_source(basedir: str, relpath: str) -> str:
+    """The real path of ``relpath`` under ``basedir``; 400 if it resolves outside, 404 if missing.
+
+    Blocking (stats the filesystem, possibly a network share): run it in a thread.
+    """
+    base = os.path.realpath(basedir)
+    full = os.path.realpath(os.path.join(base, relpath))
+    if os.path.commonpath([base, full]) != base:
+        # A symlink inside the shared folder pointing out of it: never followed.
+        raise web.HTTPError(400, f"relpath {relpath!r} resolves outside the shared folder")
+    if not os.path.exists(full):
+        raise web.HTTPError(404, f"there is no file {relpath!r} in the shared folder")
+    if os.path.isdir(full):
+        raise web.HTTPError(400, f"relpath {relpath!r} is a folder; give the path of a file")
+    return full
+
+
+def read_fs_source(full: str, relpath: str) -> bytes:
+    """Read a resolved shared file, refusing a symlink swapped in since it was resolved."""
+    try:
+        fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as e:
+        raise web.HTTPError(404, f"there is no file {relpath!r} in the shared folder") from e
+    except OSError as e:
+        raise web.HTTPError(400, f"cannot read {relpath!r} from the shared folder: {e}") from e
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise web.HTTPError(400, f"relpath {relpath!r} is not a regular file")
+        return f.read()
+
+
+def build_model(target: str, data: bytes, source: str) -> dict[str, Any]:
+    """A contents model for ``data`` saved at ``target``: a notebook for ``.ipynb``, else a file.
+
+    Notebooks are validated (422 if invalid); other files are text when they are UTF-8,
+    base64 otherwise. Blocking: run it in a thread.
+    """
+    if target.endswith(".ipynb"):
+        try:
+            content = json.loads(data)
+        except ValueError as e:
+            raise web.HTTPError(422, f"{source} is not a notebook: it is not JSON ({e})") from e
+        nb = check_notebook(content, source)
+        return {"type": "notebook", "format": "json", "content": nb}
+    try:
+        return {"type": "file", "format": "text", "content": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"type": "file", "format": "base64", "content": base64.b64encode(data).decode()}
+
+
+# --- API handlers ---------------------------------------------------------------------------
+
+
+class _CloneAPIHandler(BoundedBodyMixin, BookstoreAPIHandler):
+    """Shared by both clone APIs: target checks, free-name choice, the save itself."""
+
+    def _clone_lock(self) -> asyncio.Lock:
+        # One server-wide lock, so two clones cannot both pick the same free name.
+        lock = self.settings.get("bookstore_clone_lock")
+        if lock is None:
+            lock = self.settings["bookstore_clone_lock"] = asyncio.Lock()
+        return lock
+
+    def request_model(self) -> dict[str, Any]:
+        self.collect_body()
+        return self.get_json_object()
+
+    @staticmethod
+    def check_overwrite(body: dict[str, Any]) -> bool:
+        overwrite = body.get("overwrite", False)
+        if not isinstance(overwrite, bool):
+            raise web.HTTPError(400, f'"overwrite" must be true or false (got {overwrite!r})')
+        return overwrite
+
+    async def check_target(self, target_path: Any, source_name: str) -> str:
+        """The Jupyter path to clone to: ``target_path`` (a file, or a folder to clone into)."""
+        cm = self.contents_manager
+        if target_path is None or target_path == "":
+            target = source_name
+        elif not isinstance(target_path, str):
+            raise web.HTTPError(400, f'"target_path" must be a string (got {target_path!r})')
+        else:
+            try:
+                target = clean_api_path(target_path)
+            except ValueError as e:
+                raise web.HTTPError(
+                    400, f"target_path must be a path relative to the Jupyter root: {e}"
+                ) from e
+            if target_path.endswith("/") or await ensure_async(cm.dir_exists(target)):
+                target = posixpath.join(target, source_name)
+        parent = posixpath.dirname(target)
+        if parent and not await ensure_async(cm.dir_exists(parent)):
+            raise web.HTTPError(
+                404, f"folder {parent!r} does not exist in the Jupyter root: create it first"
+            )
+        if not getattr(cm, "allow_hidden", False) and any(
+            part.startswith(".") for part in target.split("/")
+        ):
+            raise web.HTTPError(
+                400,
+                f"cannot clone to hidden path {target!r} (c.ContentsManager.allow_hidden is False)",
+            )
+        return target
+
+    async def save_clone(
+        self, target: str, model: dict[str, Any], *, overwrite: bool
+    ) -> dict[str, Any]:
+        """Save ``model`` at ``target``, or at the first free name unless ``overwrite``."""
+        cm = self.contents_manager
+        async with self._clone_lock():
+            if await ensure_async(cm.dir_exists(target)):
+                raise web.HTTPError(409, f"{target!r} is a folder in the Jupyter root")
+            if not overwrite and await ensure_async(cm.file_exists(target)):
+                parent, name = posixpath.split(target)
+                name = await ensure_async(cm.increment_filename(name, parent, insert="-"))
+                target = posixpath.join(parent, name)
+            saved = await ensure_async(cm.save(model, target))
+        return dict(saved)
+
+    def finish_clone(self, model: dict[str, Any], **extra: Any) -> None:
+        model.update(extra)
+        model.pop("content", None)
+        self.set_header(
+            "Location", url_path_join(self.base_url, "api", "contents", url_escape(model["path"]))
+        )
+        self.set_header("Content-Type", "application/json")
+        self.finish(dumps(model))
+
+
+class BookstoreCloneAPIHandler(_CloneAPIHandler):
+    """``POST /api/bookstore/clone``: copy an S3 object (or one version of it) into Jupyter."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        settings = self.bookstore_settings
+        body = self.request_model()
+        bucket = body.get("s3_bucket") or settings.s3_bucket
+        if not isinstance(bucket, str):
+            raise web.HTTPError(400, f'"s3_bucket" must be a string (got {bucket!r})')
+        check_bucket_allowed(settings, bucket)
+        key = check_s3_key(body.get("s3_key"))
+        version_id = check_version_id(body.get("s3_version_id"))
+        overwrite = self.check_overwrite(body)
+        target = await self.check_target(body.get("target_path"), posixpath.basename(key))
+
+        s3_path = f"s3://{bucket}/{key}"
+        try:
+            obj = await self.store.get_object(key, version_id, bucket=bucket)
+        except S3Error as e:
+            err = e
+            if version_id and e.code == "MethodNotAllowed":
+                # S3's answer for a version that is a delete marker: nothing to clone.
+                err = S3NotFound(f"version {version_id} of {s3_path} is a delete marker")
+            raise self.s3_http_error(err) from e
+        source = f"{s3_path}" + (f" (version {version_id})" if version_id else "")
+        model = await run_sync(build_model, target, obj.body, source)
+        saved = await self.save_clone(target, model, overwrite=overwrite)
+        self.log.info(
+            "bookstore: cloned %s version %s to %s", s3_path, obj.version_id, saved["path"]
+        )
+        self.finish_clone(saved, s3_path=s3_path, versionID=obj.version_id)
+
+
+class BookstoreFSCloneAPIHandler(_CloneAPIHandler):
+    """``POST /api/bookstore/fs-clone``: copy a file of ``fs_cloning_basedir`` into Jupyter."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.request_model()
+        relpath = check_relpath(body.get("relpath"))
+        overwrite = self.check_overwrite(body)
+        basedir = self.bookstore_settings.fs_cloning_basedir
+        full = await run_sync(resolve_fs_source, basedir, relpath)
+        target = await self.check_target(body.get("target_path"), posixpath.basename(relpath))
+        data = await run_sync(read_fs_source, full, relpath)
+        model = await run_sync(build_model, target, data, f"shared file {relpath!r}")
+        saved = await self.save_clone(target, model, overwrite=overwrite)
+        self.log.info("bookstore: cloned shared file %s to %s", relpath, saved["path"])
+        self.finish_clone(saved, relpath=relpath)
+
+
+# --- landing pages --------------------------------------------------------------------------
+
+
+class _ClonePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, JupyterHandler):
+    """Renders ``clone.html``: what will be cloned, a target field, and the clone button."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def bookstore_settings(self) -> BookstoreSettings:
+        return self.settings["bookstore_settings"]
+
+    def open_url_templates(self) -> dict[str, str]:
+        """Where to open a cloned file, in the frontend this server defaults to.
+
+        ``{path}`` is replaced by the page's script with the cloned file's URL-escaped path.
+        """
+        default = self.default_url or ""
+        if default.startswith(self.base_url):  # jupyter_server prefixes it with base_url
+            default = default[len(self.base_url) :]
+        default = default.strip("/")
+        if default.startswith("lab"):
+            notebook = file = "lab/tree/{path}"
+        elif default.startswith("nbclassic"):
+            notebook, file = "nbclassic/notebooks/{path}", "nbclassic/edit/{path}"
+        elif default.startswith("tree"):  # Notebook 7, or nbclassic as the default UI
+            notebook, file = "notebooks/{path}", "edit/{path}"
+        else:  # no known frontend: back to the server's home page
+            notebook = file = default
+        return {
+            "open_notebook_url": url_path_join(self.base_url, notebook),
+            "open_file_url": url_path_join(self.base_url, file),
+        }
+
+    def render_page(
+        self,
+        *,
+        title: str,
+        rows: list[tuple[str, str]],
+        api_url: str,
+        post_model: dict[str, Any],
+        default_target: str,
+        history_url: str | None = None,
+    ) -> None:
+        config = {
+            "api_url": url_path_join(self.base_url, api_url),
+            "post_model": post_model,
+            "xsrf_token": self.xsrf_token.decode("ascii"),
+            **self.open_url_templates(),
+        }
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            self.render_template(
+                "clone.html",
+                page_title=title,
+                rows=rows,
+                default_target=default_target,
+                history_url=history_url,
+                home_url=self.default_url or self.base_url,
+                page_config=config,
+            )
+        )
+
+
+class BookstoreClonePageHandler(_ClonePageHandler):
+    """``GET /bookstore/clone``: the landing page for cloning an S3 object."""
+
+    def history_url(self, bucket: str, key: str) -> str | None:
+        """The version-history page of ``key``, when it is one of this server's notebooks."""
+        settings = self.bookstore_settings
+        if bucket != settings.s3_bucket:
+            return None
+        candidates = [
+            (which, settings.prefix_for(which))
+            for which in ("workspace", "published")
+            if key.startswith(settings.prefix_for(which) + "/")
+        ]
+        if not candidates:
+            return None
+        # With nested prefixes ("nb" and "nb/published") the longest one is the right one.
+        which, prefix = max(candidates, key=lambda c: len(c[1]))
+        rel = key[len(prefix) + 1 :]
+        return (
+            url_path_join(self.base_url, "bookstore/versions", url_escape(rel)) + f"?prefix={which}"
+        )
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        settings = self.bookstore_settings
+        bucket = self.get_argument("s3_bucket", "") or settings.s3_bucket
+        check_bucket_allowed(settings, bucket)
+        key = check_s3_key(self.get_argument("s3_key", ""))
+        version_id = check_version_id(self.get_argument("s3_version_id", None))
+        rows = [("Bucket", bucket), ("Key", key)]
+        post_model: dict[str, Any] = {"s3_bucket": bucket, "s3_key": key}
+        if version_id:
+            rows.append(("Version", version_id))
+            post_model["s3_version_id"] = version_id
+        self.render_page(
+            title=f"Clone {posixpath.basename(key)}",
+            rows=rows,
+            api_url="api/bookstore/clone",
+            post_model=post_model,
+            default_target=posixpath.basename(key),
+            history_url=self.history_url(bucket, key),
+        )
+
+
+class BookstoreFSClonePageHandler(_ClonePageHandler):
+    """``GET /bookstore/fs-clone``: the landing page for cloning a file of the shared folder."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        relpath = check_relpath(self.get_argument("relpath", ""))
+        basedir = self.bookstore_settings.fs_cloning_basedir
+        await run_sync(resolve_fs_source, basedir, relpath)
+        self.render_page(
+            title=f"Clone {posixpath.basename(relpath)}",
+            rows=[("Shared folder", basedir), ("File", relpath)],
+            api_url="api/bookstore/fs-clone",
+            post_model={"relpath": relpath},
+            default_target=posixpath.basename(relpath),
+        )
+
+
+s3_handlers: list[tuple[str, Any]] = [
+    (r"/bookstore/clone/?", BookstoreClonePageHandler),
+    (r"/api/bookstore/clone/?", BookstoreCloneAPIHandler),
+]
+fs_handlers: list[tuple[str, Any]] = [
+    (r"/bookstore/fs-clone/?", BookstoreFSClonePageHandler),
+    (r"/api/bookstore/fs-clone/?", BookstoreFSCloneAPIHandler),
+]

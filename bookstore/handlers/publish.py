@@ -1,7 +1,90 @@
-"""Publishing (issue 3): placeholder until the publish handler lands."""
+"""``PUT /api/bookstore/publish/<path>``: copy a notebook to the published prefix in S3.
+
+The body is a contents-API model, ``{"type": "notebook", "content": <nbformat 4>}``. The
+notebook is validated, serialised exactly as the archive serialises saves, and written to
+``<published_prefix>/<path>`` in one ``PutObject``; on a versioned bucket every publish of
+a path is a new version. The answer keeps the original bookstore's fields (``s3_path``,
+``versionID``) and adds ``bucket``, ``key`` and the ``sha256`` of the stored bytes.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-default_handlers: list[tuple[str, Any]] = []
+from anyio.to_thread import run_sync
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import path_regex
+from tornado import web
+
+from ..archiver import utcnow_iso
+from ..s3 import META_PATH, META_SAVED_AT, META_SHA256, META_USER, S3Error
+from ..settings import clean_api_path
+from .base import BookstoreAPIHandler
+from .common import NOTEBOOK_CONTENT_TYPE, BoundedBodyMixin, check_notebook, notebook_bytes
+
+
+def _serialise(content: Any) -> bytes:
+    return notebook_bytes(check_notebook(content, "the published notebook"))
+
+
+class BookstorePublishHandler(BoundedBodyMixin, BookstoreAPIHandler):
+    """Publish a notebook: validate it, then write it to the published prefix."""
+
+    @web.authenticated
+    @authorized
+    async def put(self, path: str = "") -> None:
+        try:
+            path = clean_api_path(path[1:] if path.startswith("/") else path)
+        except ValueError as e:
+            raise web.HTTPError(
+                400, f"give the notebook's path after /api/bookstore/publish/: {e}"
+            ) from e
+        self.collect_body()
+        model = self.get_json_object()
+        if model.get("type") != "notebook":
+            raise web.HTTPError(
+                415,
+                f"only notebooks can be published: the body must be a contents model with "
+                f'"type": "notebook" (got type {model.get("type")!r})',
+            )
+        if "content" not in model:
+            raise web.HTTPError(422, 'the body has no "content": put the notebook JSON there')
+        data = await run_sync(_serialise, model["content"])
+
+        settings = self.bookstore_settings
+        key = settings.s3_key("published", path)
+        sha256 = hashlib.sha256(data).hexdigest()
+        metadata = {
+            META_SHA256: sha256,
+            META_SAVED_AT: utcnow_iso(),
+            META_USER: settings.username,
+            META_PATH: path,
+        }
+        try:
+            result = await self.store.put_object(
+                key, data, metadata, content_type=NOTEBOOK_CONTENT_TYPE
+            )
+        except S3Error as e:
+            raise self.s3_http_error(e) from e
+        self.log.info(
+            "bookstore: published %s to s3://%s/%s (version %s)",
+            path,
+            result.bucket,
+            key,
+            result.version_id,
+        )
+        self.finish(
+            {
+                "s3_path": f"s3://{result.bucket}/{key}",
+                "versionID": result.version_id,
+                "bucket": result.bucket,
+                "key": key,
+                "sha256": sha256,
+            }
+        )
+
+
+default_handlers: list[tuple[str, Any]] = [
+    (rf"/api/bookstore/publish{path_regex}", BookstorePublishHandler),
+]

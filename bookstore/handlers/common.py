@@ -1,0 +1,137 @@
+"""Pieces shared by the publish and clone handlers: bounded request bodies, notebook checks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import nbformat
+from jupyter_client.jsonutil import json_default
+from jupyter_server.base.handlers import APIHandler
+from nbformat.corpus.words import generate_corpus_id
+from tornado import web
+
+#: What a notebook is stored as in S3, and what a publish body's ``type`` must be.
+NOTEBOOK_CONTENT_TYPE = "application/x-ipynb+json"
+
+#: Longest nbformat validation message we send back (some embed a whole cell).
+_MAX_MESSAGE = 600
+
+
+@web.stream_request_body
+class BoundedBodyMixin(APIHandler):
+    """Refuse request bodies over ``max_request_body_size`` before reading them.
+
+    The declared ``Content-Length`` is checked as soon as the headers are in, after
+    authentication, so an oversized upload gets 413 without being read. Tornado is told
+    the same limit, so a chunked body that grows past it is cut off rather than buffered.
+    Handlers then read the collected bytes from ``self.request.body`` as usual.
+    """
+
+    _body_chunks: list[bytes]
+    _body_size: int
+
+    @property
+    def body_limit(self) -> int:
+        return int(self.settings["bookstore_settings"].max_request_body_size)
+
+    async def prepare(self) -> None:  # type: ignore[override]  # as APIHandler.prepare
+        self._body_chunks = []
+        self._body_size = 0
+        await super().prepare()  # authentication and XSRF first
+        if self._finished:
+            return
+        limit = self.body_limit
+        declared = self.request.headers.get("Content-Length")
+        # Never read more than the limit, whatever the outcome of the check below.
+        connection = self.request.connection
+        if connection is not None and hasattr(connection, "set_max_body_size"):
+            connection.set_max_body_size(limit)
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError as e:
+                raise web.HTTPError(400, f"invalid Content-Length header {declared!r}") from e
+            if size > limit:
+                # The body stays unread: the connection cannot be reused.
+                self.set_header("Connection", "close")
+                raise web.HTTPError(
+                    413,
+                    f"request body of {size} bytes is larger than the limit of {limit} bytes "
+                    f"(c.BookstoreSettings.max_request_body_size)",
+                )
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body_size += len(chunk)
+        if self._body_size <= self.body_limit:
+            self._body_chunks.append(chunk)
+
+    def collect_body(self) -> None:
+        """Put the received bytes in ``self.request.body``; 413 if they were over the limit."""
+        if self._body_size > self.body_limit:
+            raise web.HTTPError(
+                413, f"request body is larger than the limit of {self.body_limit} bytes"
+            )
+        self.request.body = b"".join(self._body_chunks)
+        self._body_chunks = []
+
+
+def check_notebook(content: Any, what: str = "the notebook") -> nbformat.NotebookNode:
+    """Validate an nbformat 4 notebook given as a JSON dict; 422 with nbformat's message.
+
+    Blocking (schema validation of a large notebook takes a while): run it in a thread.
+    """
+    if not isinstance(content, dict) or not content:
+        raise web.HTTPError(422, f"{what} is empty or not a JSON object")
+    major = content.get("nbformat")
+    if major != 4 or not isinstance(content.get("nbformat_minor"), int):
+        raise web.HTTPError(
+            422,
+            f"{what} must be an nbformat 4 notebook (got nbformat={major!r}, "
+            f"nbformat_minor={content.get('nbformat_minor')!r}); convert it with "
+            f"`jupyter nbconvert --to notebook` or nbformat.convert()",
+        )
+    cells = content.get("cells")
+    if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
+        raise web.HTTPError(
+            422, f"{what} is not a valid notebook: at $.cells: must be a list of cell objects"
+        )
+    nb = nbformat.from_dict(content)
+    if nb.nbformat_minor >= 5:
+        _repair_cell_ids(nb.cells)
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as e:
+        message = str(getattr(e, "message", e))
+        if len(message) > _MAX_MESSAGE:
+            message = message[:_MAX_MESSAGE] + "..."
+        where = getattr(e, "json_path", None) or "$"
+        raise web.HTTPError(422, f"{what} is not a valid notebook: at {where}: {message}") from e
+    except (KeyError, TypeError, ValueError) as e:
+        raise web.HTTPError(422, f"{what} is not a valid notebook: {e}") from e
+    return nb
+
+
+def _repair_cell_ids(cells: list[Any]) -> None:
+    """Give missing or duplicate cell ids a fresh one, as Jupyter does when it saves.
+
+    nbformat would do the same inside ``validate``, with a warning each time.
+    """
+    seen: set[Any] = set()
+    for cell in cells:
+        if "id" not in cell or cell["id"] in seen:
+            cell["id"] = generate_corpus_id()
+        seen.add(cell["id"])
+
+
+def notebook_bytes(nb: nbformat.NotebookNode) -> bytes:
+    """The bytes the archive stores for ``nb``: nbformat's own serialisation plus a newline."""
+    text = nbformat.writes(nb, version=nbformat.NO_CONVERT)
+    if not text.endswith("\n"):
+        text += "\n"
+    return text.encode("utf-8")
+
+
+def dumps(model: dict[str, Any]) -> str:
+    """JSON for a contents model (its dates included), as the contents API writes it."""
+    return json.dumps(model, default=json_default)
