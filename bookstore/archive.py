@@ -22,6 +22,9 @@ from anyio.to_thread import run_sync
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from jupyter_server.utils import to_api_path
 from tornado import web
+from traitlets import default
+
+from .s3 import META_RENAMED_FROM
 
 if TYPE_CHECKING:
     from .archiver import Archiver, StagedSave
@@ -88,6 +91,52 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
             else:
                 result["bookstore_save_id"] = entry.save_id
         return result
+
+    @default("checkpoints_class")
+    def _bookstore_checkpoints_class_default(self) -> type:
+        """Archived files' checkpoints are their S3 versions (:mod:`bookstore.checkpoints`)."""
+        from .checkpoints import BookstoreCheckpoints
+
+        return BookstoreCheckpoints
+
+    async def rename_file(self, old_path: str, new_path: str) -> None:
+        """Rename, then archive what was renamed at its new path, recording the old path.
+
+        The old path's history stays in S3 untouched; the new path's history starts with
+        this version (metadata ``renamed-from``). A renamed directory archives each
+        matching file inside it. Archiving never fails the rename.
+        """
+        await super().rename_file(old_path, new_path)
+        old_path, new_path = old_path.strip("/"), new_path.strip("/")
+        if old_path == new_path or self.bookstore_archiver is None:
+            return
+        if await run_sync(os.path.isdir, self._get_os_path(new_path)):
+            paths = await run_sync(self._files_under, new_path)
+        else:
+            paths = [new_path]
+        for path in paths:
+            model = {"type": "notebook" if path.endswith(".ipynb") else "file", "path": path}
+            archiver = self._archiver_for(path, model)
+            if archiver is None:
+                continue
+            renamed_from = old_path + path[len(new_path) :]
+            await self._archive_existing(
+                archiver, path, model, extra={META_RENAMED_FROM: renamed_from}
+            )
+
+    def _files_under(self, api_dir: str) -> list[str]:
+        """API paths of the files below a directory, skipping hidden ones unless allowed."""
+        found: list[str] = []
+        for root, dirs, files in os.walk(self._get_os_path(api_dir)):
+            dirs[:] = sorted(
+                d
+                for d in dirs
+                if d != ".ipynb_checkpoints" and (self.allow_hidden or not d.startswith("."))
+            )
+            if not self.allow_hidden:
+                files = [f for f in files if not f.startswith(".")]
+            found.extend(to_api_path(os.path.join(root, f), self.root_dir) for f in sorted(files))
+        return found
 
     async def _archive_existing(
         self, archiver: Archiver, path: str, model: dict[str, Any], **kwargs: Any

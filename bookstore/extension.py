@@ -7,10 +7,10 @@ import os
 import time
 from typing import Any
 
-from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinjaMixin
 
 from .archive import BookstoreContentsArchiver
-from .archiver import Archiver
+from .archiver import Archiver, utcnow_iso
 from .s3 import S3Error, S3Store
 from .settings import BookstoreSettings
 
@@ -20,7 +20,7 @@ _HERE = os.path.dirname(__file__)
 CHECK_TTL = 30.0
 
 
-class BookstoreExtension(ExtensionApp):
+class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
     """Jupyter server extension: archive on save, publish, clone and version history."""
 
     name = "bookstore"
@@ -108,7 +108,21 @@ class BookstoreExtension(ExtensionApp):
         if not self.bookstore_settings.s3_bucket:
             return
         if self.archiving:
-            await self.archiver.start()
+            try:
+                await self.archiver.start()
+            except OSError as e:
+                # The server starts anyway; every save tries to open the spool again.
+                self.archiver.last_error = {
+                    "message": f"cannot open the spool directory: {e}",
+                    "path": None,
+                    "at": utcnow_iso(),
+                }
+                self.log.error(
+                    "bookstore: cannot open the spool directory %s; saves are not archived "
+                    "until it is usable: %s",
+                    self.archiver.spool.directory,
+                    e,
+                )
         self._track(self.check_bucket(log_problems=True))
 
     async def stop_extension(self) -> None:

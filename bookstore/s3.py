@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import contextvars
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
@@ -56,7 +59,34 @@ _REFUSED_CODES = {
     "403",
     "AccountProblem",
 }
+# Set while a put_object() must not be re-sent by botocore (see _refuse_blind_resend).
+_no_resend: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "bookstore_no_resend", default=False
+)
+
+
+def _refuse_blind_resend(caught_exception: BaseException | None = None, **kwargs: Any) -> None:
+    """``needs-retry`` hook: end the call on a connection error instead of re-sending.
+
+    After a reset or a timeout S3 may have stored the upload and only its answer was lost;
+    re-sending would store it twice. The archiver retries on its own, checking first.
+    """
+    if caught_exception is not None and _no_resend.get():
+        raise caught_exception
+
+
 _BAD_REQUEST_CODES = {"InvalidArgument", "InvalidVersionId", "400", "BadRequest"}
+
+#: How many version metadata entries :class:`S3Store` keeps in memory (about 0.5 KB each).
+VERSION_METADATA_CACHE_SIZE = 50_000
+#: Default number of concurrent HEAD requests made by :meth:`S3Store.version_metadata`.
+VERSION_METADATA_CONCURRENCY = 16
+#: How many first pages of version listings :meth:`S3Store.list_versions_cached` keeps.
+LISTING_CACHE_SIZE = 64
+#: Seconds a cached listing may be reused (it is checked against the latest version first).
+LISTING_CACHE_TTL = 60.0
+#: Versions listed to catch up a cached listing with the versions added since.
+LISTING_INCREMENT = 25
 
 
 class S3Error(Exception):
@@ -174,6 +204,13 @@ class GetResult:
     content_type: str | None = None
 
 
+@dataclass
+class _CachedListing:
+    latest: str
+    page: VersionPage
+    at: float
+
+
 class S3Store:
     """Holds the server's single aiobotocore S3 client and makes bookstore's S3 calls.
 
@@ -188,6 +225,10 @@ class S3Store:
         self._client: Any = None
         self._lock = asyncio.Lock()
         self._closed = False
+        # Metadata of object versions, which never change: (bucket, key, version_id) -> meta.
+        self._version_meta: OrderedDict[tuple[str, str, str], dict[str, str]] = OrderedDict()
+        # First pages of listings, reused while the key's latest version is the same.
+        self._listings: OrderedDict[tuple[str, str, int], _CachedListing] = OrderedDict()
 
     @property
     def bucket(self) -> str:
@@ -229,6 +270,7 @@ class S3Store:
                 self._client = await stack.enter_async_context(
                     session.create_client("s3", **self._client_kwargs())
                 )
+                self._client.meta.events.register("needs-retry.s3.PutObject", _refuse_blind_resend)
                 self._stack = stack
         return self._client
 
@@ -250,9 +292,16 @@ class S3Store:
         *,
         bucket: str | None = None,
         content_type: str = "application/x-ipynb+json",
+        resend: bool = True,
     ) -> PutResult:
+        """Store a new version of ``key``.
+
+        ``resend=False``: if the connection fails mid-request, raise S3Unavailable rather
+        than let botocore send it again (the caller checks whether S3 got it, then retries).
+        """
         bucket = bucket or self.bucket
         what = f"uploading s3://{bucket}/{key}"
+        token = _no_resend.set(not resend)
         try:
             client = await self.client()
             resp = await client.put_object(
@@ -264,6 +313,10 @@ class S3Store:
             )
         except Exception as e:
             raise translate_error(e, what) from e
+        finally:
+            _no_resend.reset(token)
+        if resp.get("VersionId"):
+            self.remember_version_metadata(bucket, key, resp["VersionId"], metadata or {})
         return PutResult(bucket, key, resp.get("VersionId"), resp.get("ETag"))
 
     async def get_object(
@@ -410,3 +463,135 @@ class S3Store:
             raise translate_error(e, f"checking bucket {bucket}") from e
         except Exception as e:
             raise translate_error(e, f"checking bucket {bucket}") from e
+
+    # --- version metadata (immutable, cached) ---------------------------------------------
+
+    def remember_version_metadata(
+        self, bucket: str, key: str, version_id: str, metadata: Mapping[str, str]
+    ) -> None:
+        """Cache the metadata of one object version (versions never change, so never stale)."""
+        cache = self._version_meta
+        cache[(bucket, key, version_id)] = {str(k).lower(): str(v) for k, v in metadata.items()}
+        cache.move_to_end((bucket, key, version_id))
+        while len(cache) > VERSION_METADATA_CACHE_SIZE:
+            cache.popitem(last=False)
+
+    def cached_version_metadata(
+        self, key: str, version_id: str, *, bucket: str | None = None
+    ) -> dict[str, str] | None:
+        """The cached metadata of a version, or None when it has not been seen yet."""
+        return self._version_meta.get((bucket or self.bucket, key, version_id))
+
+    async def version_metadata(
+        self,
+        key: str,
+        version_ids: Iterable[str],
+        *,
+        bucket: str | None = None,
+        concurrency: int = VERSION_METADATA_CONCURRENCY,
+        on_fetched: Callable[[int], None] | None = None,
+    ) -> dict[str, dict[str, str]]:
+        """The user metadata of several versions of ``key``, by version id.
+
+        Listing versions does not return metadata, so each version not seen before costs a
+        HEAD request; they run ``concurrency`` at a time and their answers are cached (so
+        are the versions this store uploaded). A version deleted meanwhile maps to ``{}``.
+        ``on_fetched(n)`` is called after each HEAD, for progress bars.
+        """
+        bucket = bucket or self.bucket
+        result: dict[str, dict[str, str]] = {}
+        missing: list[str] = []
+        for vid in version_ids:
+            cached = self._version_meta.get((bucket, key, vid))
+            if cached is not None:
+                self._version_meta.move_to_end((bucket, key, vid))
+                result[vid] = cached
+            elif vid not in result:
+                missing.append(vid)
+        if not missing:
+            return result
+        semaphore = asyncio.Semaphore(max(1, concurrency))
+
+        async def fetch(vid: str) -> None:
+            async with semaphore:
+                try:
+                    head = await self.head_object(key, vid, bucket=bucket)
+                except S3NotFound:
+                    result[vid] = {}
+                else:
+                    meta = head.get("Metadata") or {}
+                    self.remember_version_metadata(bucket, key, vid, meta)
+                    result[vid] = dict(meta)
+            if on_fetched is not None:
+                on_fetched(1)
+
+        tasks = [asyncio.ensure_future(fetch(vid)) for vid in missing]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return result
+
+    async def list_versions_cached(
+        self,
+        key: str,
+        *,
+        limit: int = 1000,
+        bucket: str | None = None,
+        max_age: float = LISTING_CACHE_TTL,
+    ) -> VersionPage:
+        """The first page of :meth:`list_versions`, reusing the last answer where it holds.
+
+        A new version of a key always becomes its latest one. So a HEAD of the key tells
+        whether versions were added since the cached page: if not, the page is reused (one
+        small request instead of a listing; 1,000 versions are ~400 KB of XML); if so, a
+        short listing of the newest versions is put in front of the cached page. Versions
+        deleted behind our back show up again for at most ``max_age`` seconds.
+        """
+        bucket = bucket or self.bucket
+        cache_key = (bucket, key, limit)
+        cached = self._listings.get(cache_key)
+        page: VersionPage | None = None
+        if cached is not None and time.monotonic() - cached.at < max_age:
+            try:
+                latest = (await self.head_object(key, bucket=bucket)).get("VersionId")
+            except S3NotFound:  # deleted: a delete marker is the latest
+                latest = None
+            if latest is not None and latest == cached.latest:
+                self._listings.move_to_end(cache_key)
+                return VersionPage(list(cached.page.versions), cached.page.next_token)
+            if latest is not None:
+                page = await self._prepend_new_versions(key, bucket, limit, cached)
+        if page is None:
+            page = await self.list_versions(key, limit=limit, bucket=bucket)
+            stamp = time.monotonic()
+        else:
+            stamp = cached.at if cached is not None else time.monotonic()
+        newest = page.versions[0] if page.versions else None
+        if newest is not None and newest.is_latest:
+            self._listings[cache_key] = _CachedListing(newest.version_id, page, stamp)
+            self._listings.move_to_end(cache_key)
+            while len(self._listings) > LISTING_CACHE_SIZE:
+                self._listings.popitem(last=False)
+        else:
+            self._listings.pop(cache_key, None)
+        return VersionPage(list(page.versions), page.next_token)
+
+    async def _prepend_new_versions(
+        self, key: str, bucket: str, limit: int, cached: _CachedListing
+    ) -> VersionPage | None:
+        """The cached page with the versions added since in front; None if too many were."""
+        recent = await self.list_versions(key, limit=min(limit, LISTING_INCREMENT), bucket=bucket)
+        ids = [v.version_id for v in recent.versions]
+        if cached.latest not in ids:
+            return None
+        added = recent.versions[: ids.index(cached.latest)]
+        older = [replace(v, is_latest=False) for v in cached.page.versions]
+        merged = added + older
+        if len(merged) > limit:
+            merged = merged[:limit]
+            return VersionPage(merged, f"{key}\n{merged[-1].version_id}")
+        return VersionPage(merged, cached.page.next_token)

@@ -149,6 +149,7 @@ class Api:
             headers=dict(self.auth_header) if token else {},
             raise_error=False,
             allow_nonstandard_methods=True,
+            follow_redirects=False,  # check the server's own answer (303 of a form POST)
         )
         self.checked.append((check_response(self.spec, method, "/" + path, resp), resp.code))
         return resp  # type: ignore[no-any-return]
@@ -346,3 +347,150 @@ def test_every_scenario_belongs_to_an_operation() -> None:
     """Each scenario is registered for an operation that exists in the spec."""
     unknown = set(SCENARIOS) - set(operations(SPEC))
     assert not unknown, f"scenarios for operations missing from the spec: {sorted(unknown)}"
+
+
+# --- version history (issue 4) ----------------------------------------------------------------
+
+
+def _history_versions(api: Api, path: str, sources: list[str]) -> list[str]:
+    """Store versions of ``path`` under the workspace prefix, oldest first; their ids."""
+    return [api.put_object(f"workspace/{path}", nb_bytes(notebook(s))) for s in sources]
+
+
+@scenario("getVersions")
+async def _versions(api: Api) -> None:
+    ids = _history_versions(api, "h/nb.ipynb", ["one", "two", "three"])
+    first = await api.call("GET", "api/bookstore/versions/h/nb.ipynb", params={"limit": "2"})
+    token = json.loads(first.body)["next_token"]
+    rest = await api.call(
+        "GET", "api/bookstore/versions/h/nb.ipynb", params={"limit": "2", "page_token": token}
+    )
+    one = await api.call("GET", "api/bookstore/versions/h/nb.ipynb", params={"version_id": ids[0]})
+    assert (first.code, rest.code, one.code) == (200, 200, 200)
+    assert len(json.loads(rest.body)["versions"]) == 1
+    assert json.loads(one.body)["type"] == "notebook"
+    statuses = [
+        (await api.call("GET", "api/bookstore/versions/h/none.ipynb")).code,
+        (
+            await api.call(
+                "GET", "api/bookstore/versions/h/nb.ipynb", params={"version_id": "bad id"}
+            )
+        ).code,
+        (
+            await api.call(
+                "GET",
+                "api/bookstore/versions/h/nb.ipynb",
+                params={"version_id": "0123456789abcdef0123456789abcdef"},
+            )
+        ).code,
+        (await api.call("GET", "api/bookstore/versions/h/nb.ipynb", params={"prefix": "x"})).code,
+        (await api.call("GET", "api/bookstore/versions/h/nb.ipynb", token=False)).code,
+    ]
+    assert statuses == [404, 400, 404, 400, 403]
+
+
+@scenario("restoreVersion")
+async def _restore(api: Api) -> None:
+    (api.root_dir / "h").mkdir(exist_ok=True)
+    ids = _history_versions(api, "h/r.ipynb", ["good", "bad"])
+    ok = await api.call("POST", "api/bookstore/versions/h/r.ipynb", {"version_id": ids[0]})
+    assert ok.code == 200
+    statuses = [
+        (await api.call("POST", "api/bookstore/versions/h/r.ipynb", {"version_id": "a b"})).code,
+        (await api.call("POST", "api/bookstore/versions/h/r.ipynb", "[]")).code,
+        (
+            await api.call(
+                "POST",
+                "api/bookstore/versions/h/r.ipynb",
+                {"version_id": "0123456789abcdef0123456789abcdef"},
+            )
+        ).code,
+        (
+            await api.call(
+                "POST", "api/bookstore/versions/h/r.ipynb", {"version_id": ids[0]}, token=False
+            )
+        ).code,
+    ]
+    assert statuses == [400, 400, 404, 403]
+
+
+@scenario("diffVersions")
+async def _diff(api: Api) -> None:
+    a, b = _history_versions(api, "h/d.ipynb", ["before", "after"])
+    ok = await api.call("GET", "api/bookstore/diff/h/d.ipynb", params={"from": a, "to": b})
+    assert ok.code == 200
+    api.put_object("workspace/h/d.txt", b"text")
+    statuses = [
+        (await api.call("GET", "api/bookstore/diff/h/d.ipynb")).code,
+        (
+            await api.call(
+                "GET",
+                "api/bookstore/diff/h/d.ipynb",
+                params={"from": "0123456789abcdef0123456789abcdef", "to": b},
+            )
+        ).code,
+        (await api.call("GET", "api/bookstore/diff/h/d.txt", params={"from": a})).code,
+        (await api.call("GET", "api/bookstore/diff/h/gone.ipynb", params={"from": a})).code,
+    ]
+    assert statuses == [400, 404, 415, 404]
+
+
+@scenario("historyPage")
+async def _history_page(api: Api) -> None:
+    ids = _history_versions(api, "h/p.ipynb", ["one", "two"])
+    timeline = await api.call("GET", "bookstore/versions/h/p.ipynb")
+    view = await api.call("GET", "bookstore/versions/h/p.ipynb", params={"version_id": ids[0]})
+    assert (timeline.code, view.code) == (200, 200)
+    statuses = [
+        (await api.call("GET", "bookstore/versions/h/none.ipynb")).code,
+        (await api.call("GET", "bookstore/versions/h/p.ipynb", params={"version_id": "<x>"})).code,
+    ]
+    assert statuses == [404, 400]
+
+
+@scenario("historyPageRestore")
+async def _history_restore(api: Api) -> None:
+    (api.root_dir / "h").mkdir(exist_ok=True)
+    ids = _history_versions(api, "h/f.ipynb", ["good", "bad"])
+    ok = await api.call("POST", "bookstore/versions/h/f.ipynb", urlencode({"version_id": ids[0]}))
+    assert ok.code == 303
+    statuses = [
+        (
+            await api.call("POST", "bookstore/versions/h/f.ipynb", urlencode({"version_id": "a b"}))
+        ).code,
+        (
+            await api.call(
+                "POST",
+                "bookstore/versions/h/f.ipynb",
+                urlencode({"version_id": "0123456789abcdef0123456789abcdef"}),
+            )
+        ).code,
+        (
+            await api.call(
+                "POST",
+                "bookstore/versions/h/f.ipynb",
+                urlencode({"version_id": ids[0]}),
+                token=False,
+            )
+        ).code,
+    ]
+    assert statuses == [400, 404, 403]
+
+
+@scenario("historyDiffPage")
+async def _history_diff_page(api: Api) -> None:
+    a, b = _history_versions(api, "h/g.ipynb", ["before", "after"])
+    ok = await api.call("GET", "bookstore/diff/h/g.ipynb", params={"from": a, "to": b})
+    assert ok.code == 200
+    statuses = [
+        (await api.call("GET", "bookstore/diff/h/g.ipynb")).code,
+        (
+            await api.call(
+                "GET",
+                "bookstore/diff/h/g.ipynb",
+                params={"from": "0123456789abcdef0123456789abcdef", "to": b},
+            )
+        ).code,
+        (await api.call("GET", "bookstore/diff/h/g.txt", params={"from": a})).code,
+    ]
+    assert statuses == [400, 404, 415]

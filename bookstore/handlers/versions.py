@@ -1,7 +1,95 @@
-"""Version history (issue 4): placeholder until the versions handlers land."""
+"""Version history REST API: list, read, restore and diff archived versions.
+
+* ``GET /api/bookstore/versions/<path>[?prefix=][&limit=][&page_token=]``: one page of
+  versions, newest first, pending saves first (``"pending": true``).
+* ``GET /api/bookstore/versions/<path>?version_id=ID[&prefix=]``: that version as a
+  Jupyter contents model plus its version fields.
+* ``POST /api/bookstore/versions/<path>`` ``{"version_id", "prefix"?}``: write that version
+  back into the workspace file, as a normal (archived) save; answers the new model.
+* ``GET /api/bookstore/diff/<path>?from=ID[&to=ID][&prefix=]``: nbdime diff between two
+  versions, or from one version to the current file.
+
+The history page and its forms live in :mod:`bookstore.handlers.history`.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-default_handlers: list[tuple[str, Any]] = []
+from jupyter_client.jsonutil import json_default
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import path_regex
+from tornado import web
+
+from ..history import HistoryError, validate_limit, validate_prefix, validate_version_id
+from ..s3 import S3Error
+from .base import BookstoreAPIHandler
+from .history import page_handlers
+from .versions_common import HistoryMixin
+
+
+class VersionsHandler(HistoryMixin, BookstoreAPIHandler):
+    """List a path's versions, read one, or restore one."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str = "") -> None:
+        path = self.api_path(path, "/api/bookstore/versions/")
+        try:
+            prefix = validate_prefix(self.get_query_argument("prefix", None))
+            version_id = self.get_query_argument("version_id", None)
+            if version_id is not None:
+                model = await self.history.read(path, validate_version_id(version_id), prefix)
+                self.finish(json.dumps(model, default=json_default))
+                return
+            limit = validate_limit(self.get_query_argument("limit", None))
+            listing = await self.history.listing(
+                path,
+                prefix=prefix,
+                limit=limit,
+                page_token=self.get_query_argument("page_token", None),
+            )
+        except (HistoryError, S3Error) as e:
+            raise self.history_error(e) from e
+        self.finish(listing.to_json())
+
+    @web.authenticated
+    @authorized
+    async def post(self, path: str = "") -> None:
+        path = self.api_path(path, "/api/bookstore/versions/")
+        body = self.get_json_object()
+        try:
+            version_id = validate_version_id(body.get("version_id"))
+            prefix = validate_prefix(body.get("prefix"))
+            saved = await self.restore(path, version_id, prefix)
+        except (HistoryError, S3Error) as e:
+            raise self.history_error(e) from e
+        self.finish(json.dumps(saved, default=json_default))
+
+
+class DiffHandler(HistoryMixin, BookstoreAPIHandler):
+    """nbdime diff between two versions of a notebook, or a version and the current file."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str = "") -> None:
+        path = self.api_path(path, "/api/bookstore/diff/")
+        try:
+            prefix = validate_prefix(self.get_query_argument("prefix", None))
+            from_id = validate_version_id(self.get_query_argument("from", None), "from")
+            to_id = self.get_query_argument("to", None)
+            if to_id is not None:
+                to_id = validate_version_id(to_id, "to")
+            current = await self.current_notebook(path) if to_id is None else None
+            diff = await self.history.diff(path, from_id, to_id, prefix=prefix, current=current)
+        except (HistoryError, S3Error) as e:
+            raise self.history_error(e) from e
+        self.finish(json.dumps(diff.to_json(), default=json_default))
+
+
+default_handlers: list[tuple[str, Any]] = [
+    (rf"/api/bookstore/versions{path_regex}", VersionsHandler),
+    (rf"/api/bookstore/diff{path_regex}", DiffHandler),
+    *page_handlers,
+]

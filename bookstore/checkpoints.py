@@ -1,0 +1,264 @@
+"""``BookstoreCheckpoints``: Jupyter's checkpoints are the archived S3 versions.
+
+With :class:`bookstore.BookstoreContentsArchiver` as contents manager, every archived file
+has one checkpoint per S3 version (plus one per save still in the spool), so "Revert to
+Checkpoint" in the classic notebook, Notebook 7 and JupyterLab offers every archived
+version, and "Save and Checkpoint" answers the version its save produced.
+
+Checkpoint ids must match Jupyter's ``[\\w-]+``: ``v-<S3 version id>`` (characters other
+than letters, digits and ``-`` written ``_xx``) and ``p-<save id>`` for a save not uploaded
+yet, which keeps working once it is (the S3 object's ``save-id`` metadata links them).
+
+Restoring a checkpoint is a normal save, so it is archived as a new version. History is
+never deleted: deleting a checkpoint of an archived file is refused (403) and deleting or
+renaming the file leaves its S3 versions alone. Files that are not archived (no bucket,
+``archive_patterns`` not matching, extension not loaded) keep Jupyter's usual local
+checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from anyio.to_thread import run_sync
+from jupyter_server.services.contents.filecheckpoints import AsyncFileCheckpoints
+from jupyter_server.utils import ensure_async
+from tornado.web import HTTPError
+from traitlets import Bool
+
+from .history import (
+    HistoryError,
+    VersionHistory,
+    checkpoint_id_for_save,
+    checkpoint_id_for_version,
+    parse_checkpoint_id,
+    parse_time,
+    save_model,
+)
+from .s3 import S3Error
+
+if TYPE_CHECKING:
+    from .archiver import Archiver, SpoolEntry
+
+#: Id of Jupyter's own (local file) checkpoint.
+LOCAL_CHECKPOINT_ID = "checkpoint"
+
+
+def _model(checkpoint_id: str, when: datetime | None) -> dict[str, Any]:
+    return {"id": checkpoint_id, "last_modified": when or datetime.now(timezone.utc)}
+
+
+def _entry_model(entry: SpoolEntry) -> dict[str, Any]:
+    return _model(checkpoint_id_for_save(entry.save_id), parse_time(entry.saved_at))
+
+
+class BookstoreCheckpoints(AsyncFileCheckpoints):
+    """Checkpoints backed by S3 object versions for archived files, local files otherwise."""
+
+    newest_first = Bool(
+        True,
+        help=(
+            "List checkpoints newest first (bookstore's order). Jupyter's frontends take the "
+            "LAST checkpoint of the list as the latest one (the 'Last Checkpoint' time, "
+            "JupyterLab's default revert target); set False to list oldest first for them."
+        ),
+    ).tag(config=True)
+
+    # --- which paths are ours --------------------------------------------------------------
+
+    def _archiver(self, path: str) -> Archiver | None:
+        archiver: Archiver | None = getattr(self.parent, "bookstore_archiver", None)
+        if archiver is None or not archiver.settings.s3_bucket:
+            return None
+        if not archiver.settings.should_archive(path):
+            return None
+        return archiver
+
+    @staticmethod
+    def _history(archiver: Archiver) -> VersionHistory:
+        return VersionHistory(archiver.settings, archiver.store, archiver)
+
+    @staticmethod
+    def _http_error(e: Exception, doing: str) -> HTTPError:
+        status = getattr(e, "status", 500)
+        return HTTPError(status, f"{doing}: {e}")
+
+    def _order(self, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return models if self.newest_first else list(reversed(models))
+
+    # --- listing -----------------------------------------------------------------------
+
+    async def list_checkpoints(self, path: str) -> list[dict[str, Any]]:
+        """Every archived version of ``path``: pending saves, then S3 versions, newest first."""
+        path = path.strip("/")
+        archiver = self._archiver(path)
+        if archiver is None:
+            return await super().list_checkpoints(path)
+        from .archive import _staged
+
+        staged = _staged.get()
+        history = self._history(archiver)
+        if staged is not None:
+            # jupyter_server asks during a save whether a notebook has a checkpoint: the
+            # save being made is one. Answer without S3, so an outage never fails a save.
+            entries = [s.entry for s in reversed(staged)] + await history.pending(path)
+            return self._order([_entry_model(e) for e in entries])
+        try:
+            pending = await history.pending(path)
+            versions = await history.iter_versions(path)
+        except S3Error as e:
+            raise self._http_error(e, f"listing the archived versions of {path}") from e
+        models = [_entry_model(e) for e in pending]
+        models += [
+            _model(checkpoint_id_for_version(v.version_id), v.last_modified) for v in versions
+        ]
+        return self._order(models)
+
+    # --- create ------------------------------------------------------------------------
+
+    async def create_checkpoint(self, contents_mgr: Any, path: str) -> dict[str, Any]:
+        """The version holding the file as it is now; archive it if there is none yet.
+
+        Right after a save that is the save's own spool entry (its upload may still be
+        running; the id keeps working after it). Otherwise the latest S3 version if it
+        has the same sha256, else the file is archived now.
+        """
+        path = path.strip("/")
+        archiver = self._archiver(path)
+        if archiver is None:
+            return await super().create_checkpoint(contents_mgr, path)
+        from .archive import _staged
+
+        try:
+            return await self._create(archiver, contents_mgr, path)
+        except Exception as e:
+            if _staged.get() is None:
+                if isinstance(e, HTTPError):
+                    raise
+                raise self._http_error(e, f"creating a checkpoint of {path}") from e
+            # Inside a save whose archiving already failed (and was logged): a checkpoint
+            # must never fail the save itself. The caller ignores this model.
+            self.log.warning("bookstore: no checkpoint for %s: %s", path, e)
+            return _model(LOCAL_CHECKPOINT_ID, None)
+
+    async def _create(self, archiver: Archiver, contents_mgr: Any, path: str) -> dict[str, Any]:
+        history = self._history(archiver)
+        os_path = contents_mgr._get_os_path(path)
+        try:
+            data = await run_sync(_read_bytes, os_path)
+        except FileNotFoundError as e:
+            raise HTTPError(404, f"no such file: {path}") from e
+        except IsADirectoryError as e:
+            raise HTTPError(400, f"{path} is a directory: only files have checkpoints") from e
+        sha256 = hashlib.sha256(data).hexdigest()
+        pending = await history.pending(path)
+        if pending:
+            if pending[0].sha256 == sha256:
+                return _entry_model(pending[0])
+        else:
+            try:
+                listing = await history.listing(path, limit=1, include_pending=False)
+                latest = listing.versions[0]
+                if latest.sha256 == sha256 and latest.version_id:
+                    return _model(
+                        checkpoint_id_for_version(latest.version_id), latest.last_modified
+                    )
+            except (HistoryError, S3Error) as e:
+                # Nothing in S3 yet, or S3 is away: archiving now is right in both cases.
+                self.log.debug("bookstore: no latest version of %s to compare with: %s", path, e)
+        from .archive import _content_type
+
+        model_type = "notebook" if path.endswith(".ipynb") else "file"
+        entry = await archiver.archive(
+            path, data, content_type=_content_type({"type": model_type, "path": path})
+        )
+        self.log.info("bookstore: archived %s for a checkpoint (save %s)", path, entry.save_id)
+        return _entry_model(entry)
+
+    # --- restore -----------------------------------------------------------------------
+
+    async def restore_checkpoint(self, contents_mgr: Any, checkpoint_id: str, path: str) -> None:
+        """Write the checkpoint's version back into the file, as a normal (archived) save."""
+        path = path.strip("/")
+        archiver = self._archiver(path)
+        if archiver is None or checkpoint_id == LOCAL_CHECKPOINT_ID:
+            await super().restore_checkpoint(contents_mgr, checkpoint_id, path)
+            return
+        try:
+            data = await self._checkpoint_bytes(archiver, checkpoint_id, path)
+            model = await run_sync(save_model, path, data)
+        except (HistoryError, S3Error) as e:
+            raise self._http_error(e, f"restoring checkpoint {checkpoint_id} of {path}") from e
+        await restore_model(contents_mgr, path, model)
+        self.log.info("bookstore: restored %s from checkpoint %s", path, checkpoint_id)
+
+    async def _checkpoint_bytes(self, archiver: Archiver, checkpoint_id: str, path: str) -> bytes:
+        history = self._history(archiver)
+        kind, ident = parse_checkpoint_id(checkpoint_id)
+        if kind == "version":
+            return await history.read_bytes(path, ident)
+        for entry in await history.pending(path):
+            if entry.save_id == ident:
+                try:
+                    return await run_sync(archiver.spool.read_data, entry)
+                except (FileNotFoundError, ValueError):
+                    break  # uploaded meanwhile (or unreadable): look for it in S3
+        version_id = await history.find_save(path, ident)
+        if version_id is None:
+            raise HTTPError(
+                404, f"checkpoint {checkpoint_id} of {path} does not exist (no such save)"
+            )
+        return await history.read_bytes(path, version_id)
+
+    # --- delete and rename: S3 history stays -------------------------------------------------
+
+    async def delete_checkpoint(self, checkpoint_id: str, path: str) -> None:
+        path = path.strip("/")
+        if self._archiver(path) is None or checkpoint_id == LOCAL_CHECKPOINT_ID:
+            await super().delete_checkpoint(checkpoint_id, path)
+            return
+        raise HTTPError(
+            403,
+            f"checkpoints of {path} are its archived S3 versions, which bookstore never "
+            f"deletes; remove versions with your S3 tools if you really must",
+        )
+
+    async def rename_checkpoint(self, checkpoint_id: str, old_path: str, new_path: str) -> None:
+        if checkpoint_id == LOCAL_CHECKPOINT_ID:
+            await super().rename_checkpoint(checkpoint_id, old_path, new_path)
+        # S3 versions stay at the old key: the history of the old path is kept as it was.
+
+    async def rename_all_checkpoints(self, old_path: str, new_path: str) -> None:
+        """Move local checkpoints only; the archive at the old path is never touched."""
+        for cp in await AsyncFileCheckpoints.list_checkpoints(self, old_path):
+            await AsyncFileCheckpoints.rename_checkpoint(self, cp["id"], old_path, new_path)
+
+    async def delete_all_checkpoints(self, path: str) -> None:
+        """Delete local checkpoints only; S3 history is never deleted."""
+        for cp in await AsyncFileCheckpoints.list_checkpoints(self, path):
+            await AsyncFileCheckpoints.delete_checkpoint(self, cp["id"], path)
+
+
+def _read_bytes(os_path: str) -> bytes:
+    with open(os_path, "rb") as f:
+        return f.read()
+
+
+async def restore_model(contents_mgr: Any, path: str, model: dict[str, Any]) -> dict[str, Any]:
+    """Save ``model`` (from :func:`bookstore.history.save_model`) at ``path``: a normal save.
+
+    A notebook keeps the trust its signature earns (as when it is opened), so restoring
+    never makes untrusted outputs trusted. Answers the saved model, without content.
+    """
+    directory = path.rpartition("/")[0]
+    if directory and not await ensure_async(contents_mgr.dir_exists(directory)):
+        raise HTTPError(404, f"cannot restore {path}: directory {directory!r} does not exist")
+    if model["type"] == "notebook":
+        contents_mgr.mark_trusted_cells(model["content"], path)
+    saved: dict[str, Any] = await ensure_async(contents_mgr.save(model, path))
+    return saved
+
+
+__all__ = ["BookstoreCheckpoints", "restore_model"]

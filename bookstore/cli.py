@@ -1,0 +1,969 @@
+"""``bookstore``: version history, publishing and cloning from the command line.
+
+Also reachable as ``jupyter bookstore``. It reads the same settings as the server:
+``c.BookstoreSettings`` from the Jupyter config files (``jupyter_notebook_config``,
+``jupyter_server_config`` and ``jupyter_bookstore_config``, ``.py`` or ``.json``, in every
+Jupyter config directory), then the ``JPYNB_S3_*`` environment variables, then flags such
+as ``--BookstoreSettings.s3_bucket=NAME`` or their short forms (``--bucket=NAME``).
+
+Subcommands::
+
+    bookstore versions PATH             versions of a notebook, newest first
+    bookstore show PATH [--version ID]  one version (default: the latest)
+    bookstore diff PATH A [B]           what changed from version A to B (or the local file)
+    bookstore restore PATH --version ID write a version to the local file and archive it
+    bookstore publish PATH              copy the local notebook to the published prefix
+    bookstore clone KEY [--version ID]  copy an S3 object into the local folder
+    bookstore doctor                    check credentials, bucket, versioning and spool
+
+Jupyter paths are relative to ``--root-dir`` (default: the current directory). Output is
+a table by default and JSON with ``--json``; long operations draw a progress bar on stderr
+when it is a terminal. Any failure prints one line to stderr and exits with status 1
+(2 for wrong usage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import posixpath
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any, ClassVar, TextIO
+
+from jupyter_client.jsonutil import json_default
+from jupyter_core.application import JupyterApp, base_aliases, base_flags
+from tornado.web import HTTPError
+from traitlets import Bool, Enum, Integer, TraitError, Unicode
+from traitlets.config import Application
+from traitlets.config.loader import ConfigFileNotFound
+
+from ._version import __version__
+from .archiver import CORRUPT_DIR, ENTRY_SUFFIX, Spool, new_save_id, utcnow_iso
+from .history import (
+    META_RESTORED_FROM,
+    HistoryError,
+    VersionHistory,
+    VersionRecord,
+    contents_model,
+    is_notebook_path,
+    parse_notebook,
+    validate_version_id,
+)
+from .render import cell_changes, metadata_changed, strip_ansi, text_diff
+from .s3 import (
+    META_PATH,
+    META_SAVE_ID,
+    META_SAVED_AT,
+    META_SHA256,
+    META_USER,
+    S3Error,
+    S3NotFound,
+    S3Refused,
+    S3Store,
+    S3Unavailable,
+)
+from .settings import BookstoreSettings, clean_api_path
+
+NOTEBOOK_CONTENT_TYPE = "application/x-ipynb+json"
+
+#: Config files read, lowest priority first; the server reads the first two.
+CONFIG_FILES = ("jupyter_notebook_config", "jupyter_server_config", "jupyter_bookstore_config")
+
+
+class CommandError(Exception):
+    """A failure to report in one line (exit status 1)."""
+
+    status = 1
+
+
+class UsageError(CommandError):
+    """Wrong arguments (exit status 2)."""
+
+    status = 2
+
+
+# --- output helpers -----------------------------------------------------------------------------
+
+
+class Progress:
+    """A progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, label: str, total: int | None = None, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.total = total
+        self.done = 0
+        self.stream = stream or sys.stderr
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last = 0.0
+
+    def __enter__(self) -> Progress:
+        self._draw(force=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+        self._draw(force=True)
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        self._draw()
+
+    def _draw(self, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.05:
+            return
+        self._last = now
+        if self.total:
+            width = 30
+            filled = min(width, int(width * self.done / self.total))
+            bar = "#" * filled + "-" * (width - filled)
+            text = f"{self.label} [{bar}] {self.done}/{self.total}"
+        else:
+            text = f"{self.label} {self.done}…"
+        self.stream.write("\r\033[K" + text)
+        self.stream.flush()
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain-text table with aligned columns."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover
+
+
+def short_time(record: VersionRecord) -> str:
+    """``2024-05-01 14:03:22`` (UTC)."""
+    when = record.last_modified
+    if when is None:
+        return ""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# --- base command -------------------------------------------------------------------------------
+
+common_aliases: dict[str, Any] = {
+    **base_aliases,
+    "bucket": "BookstoreSettings.s3_bucket",
+    "endpoint-url": "BookstoreSettings.s3_endpoint_url",
+    "region": "BookstoreSettings.s3_region_name",
+    "workspace-prefix": "BookstoreSettings.workspace_prefix",
+    "published-prefix": "BookstoreSettings.published_prefix",
+    "spool-dir": "BookstoreSettings.spool_dir",
+    "root-dir": "BookstoreCommand.root_dir",
+}
+common_flags: dict[str, Any] = {
+    **{k: v for k, v in base_flags.items() if k not in {"generate-config", "y"}},
+    "json": ({"BookstoreCommand": {"json_output": True}}, "Print JSON instead of a table."),
+}
+
+
+class BookstoreCommand(JupyterApp):
+    """Base of the subcommands: settings, the S3 store, arguments and output."""
+
+    name = "bookstore"
+    version = __version__
+    classes = [BookstoreSettings]
+    aliases = common_aliases
+    flags = common_flags
+    #: Positional arguments: names shown in the usage line.
+    arguments: ClassVar[tuple[str, ...]] = ()
+    optional_arguments: ClassVar[tuple[str, ...]] = ()
+
+    json_output = Bool(False, help="Print JSON instead of a table.").tag(config=True)
+    root_dir = Unicode(
+        "",
+        help=(
+            "Local folder that Jupyter paths are relative to (restore, publish, clone and "
+            "diff against the local file). Default: the current directory."
+        ),
+    ).tag(config=True)
+
+    def _log_level_default(self) -> int:
+        import logging
+
+        return logging.WARNING
+
+    def _find_subcommand(self, name: str) -> str:
+        return ""  # no `bookstore-<name>` executables: arguments are paths
+
+    def migrate_config(self) -> None:
+        """Never migrate IPython-era config from a command-line tool."""
+
+    def load_config_file(self, suppress_errors: bool = True) -> None:  # type: ignore[override]
+        """Read the server's config files (and ``jupyter_bookstore_config``)."""
+        paths = self.config_file_paths
+        for name in ("jupyter_config", *CONFIG_FILES):
+            try:
+                Application.load_config_file(self, name, path=paths)
+            except ConfigFileNotFound:
+                pass
+        if self.config_file:
+            directory, filename = os.path.split(self.config_file)
+            Application.load_config_file(self, filename, path=directory)
+
+    def parse_command_line(self, argv: Any = None) -> None:
+        # traitlets reserves --version for printing the release; ours selects a version.
+        fixed: list[str] = []
+        for arg in list(argv if argv is not None else sys.argv[1:]):
+            if arg == "--version":
+                fixed.append("--version-id")
+            elif arg.startswith("--version="):
+                fixed.append("--version-id=" + arg.split("=", 1)[1])
+            else:
+                fixed.append(arg)
+        super().parse_command_line(fixed)
+
+    # --- running --------------------------------------------------------------------------
+
+    def local_path(self, path: str) -> str:
+        root = os.path.abspath(os.path.expanduser(self.root_dir or os.getcwd()))
+        return os.path.join(root, *path.split("/"))
+
+    def args(self) -> list[str]:
+        """The positional arguments; usage error if their number is wrong."""
+        args = list(self.extra_args)
+        low, high = len(self.arguments), len(self.arguments) + len(self.optional_arguments)
+        if not low <= len(args) <= high:
+            names = " ".join([*self.arguments, *(f"[{a}]" for a in self.optional_arguments)])
+            self.usage_error(f"expected {names}, got {len(args)} argument(s)")
+        return args
+
+    def usage_error(self, message: str) -> None:
+        raise UsageError(f"{message} (see `bookstore {self.subcommand_name} --help`)")
+
+    def start(self) -> None:
+        try:
+            args = self.args()
+            settings = BookstoreSettings(parent=self)
+        except (UsageError, TraitError) as e:
+            self.fail(str(e))
+            self.exit(getattr(e, "status", 1))
+        self.exit(asyncio.run(self._main(settings, args)))
+
+    async def _main(self, settings: BookstoreSettings, args: list[str]) -> int:
+        store = S3Store(settings, log=self.log)
+        try:
+            await self.run(settings, store, args)
+        except CommandError as e:
+            self.fail(str(e))
+            return e.status
+        except (HistoryError, S3Error, TraitError, OSError) as e:
+            self.fail(str(e))
+            return 1
+        except HTTPError as e:
+            self.fail(e.log_message or str(e))
+            return 1
+        finally:
+            await store.close()
+        return 0
+
+    def fail(self, message: str) -> None:
+        """Report a failure in one line on stderr."""
+        one_line = " ".join(message.split())
+        sys.stderr.write(f"bookstore {self.subcommand_name}: error: {one_line}\n")
+
+    @property
+    def subcommand_name(self) -> str:
+        return self.name.rsplit("-", 1)[-1]
+
+    async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
+        raise NotImplementedError
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def need_bucket(settings: BookstoreSettings) -> None:
+        if not settings.s3_bucket:
+            raise CommandError(
+                "no S3 bucket configured: pass --bucket=NAME, set c.BookstoreSettings.s3_bucket "
+                "in jupyter_server_config.py, or the JPYNB_S3_BUCKET environment variable"
+            )
+
+    @staticmethod
+    def api_path(path: str) -> str:
+        try:
+            return clean_api_path(path.strip())
+        except ValueError as e:
+            raise CommandError(f"bad path {path!r}: {e}") from e
+
+    def emit(self, data: Any, text: str) -> None:
+        """Print ``data`` as JSON with --json, else ``text``."""
+        if self.json_output:
+            sys.stdout.write(json.dumps(data, indent=2, default=json_default) + "\n")
+        else:
+            sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+# --- subcommands --------------------------------------------------------------------------------
+
+
+class VersionsCommand(BookstoreCommand):
+    """List the versions of a file, newest first (saves still in the spool first)."""
+
+    name = "bookstore-versions"
+    description = "List the archived versions of PATH, newest first."
+    arguments = ("PATH",)
+    aliases = {
+        **common_aliases,
+        "prefix": "VersionsCommand.prefix",
+        "limit": "VersionsCommand.limit",
+    }
+
+    prefix = Enum(["workspace", "published"], "workspace", help="Which prefix to list.").tag(
+        config=True
+    )
+    limit = Integer(0, help="Show at most this many versions (0: all).").tag(config=True)
+
+    async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
+        self.need_bucket(settings)
+        path = self.api_path(args[0])
+        history = VersionHistory(settings, store)
+        records: list[VersionRecord] = []
+        token: str | None = None
+        listing = None
+        with Progress("listing versions") as progress:
+            while True:
+                page_size = 1000 if not self.limit else min(1000, self.limit - len(records) or 1)
+                listing = await history.listing(
+                    path,
+                    prefix=self.prefix,
+                    limit=page_size,
+                    page_token=token,
+                    on_fetched=progress.advance,
+                )
+                records += listing.versions
+                token = listing.next_token
+                if not token or (self.limit and len(records) >= self.limit):
+                    break
+        if self.limit:
+            records = records[: self.limit]
+        assert listing is not None
+        data = {**listing.to_json(), "versions": [r.to_json() for r in records], "next_token": None}
+        rows = []
+        for r in records:
+            flags = []
+            if r.is_latest:
+                flags.append("latest")
+            if r.pending:
+                flags.append("pending upload")
+            if r.renamed_from:
+                flags.append(f"renamed from {r.renamed_from}")
+            rows.append(
+                [
+                    r.version_id or f"(save {r.save_id})",
+                    short_time(r),
+                    human_size(r.size),
+                    r.user or "",
+                    (r.sha256 or "")[:12],
+                    ", ".join(flags),
+                ]
+            )
+        text = f"{listing.s3_path}: {len(records)} version(s)\n" + table(
+            rows, ["VERSION ID", "SAVED (UTC)", "SIZE", "USER", "SHA256", "NOTES"]
+        )
+        self.emit(data, text)
+
+
+class ShowCommand(BookstoreCommand):
+    """Print one version (default: the latest)."""
+
+    name = "bookstore-show"
+    description = "Show one version of PATH: --version ID (default: the latest)."
+    arguments = ("PATH",)
+    aliases = {
+        **common_aliases,
+        "version-id": "ShowCommand.version_id",
+        "prefix": "ShowCommand.prefix",
+    }
+    flags = {
+        **common_flags,
+        "raw": ({"ShowCommand": {"raw": True}}, "Write the stored bytes, unchanged, to stdout."),
+    }
+
+    version_id = Unicode("", help="The version to show (default: the latest).").tag(config=True)
+    prefix = Enum(["workspace", "published"], "workspace", help="Which prefix.").tag(config=True)
+    raw = Bool(False, help="Write the stored bytes to stdout.").tag(config=True)
+
+    async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
+        self.need_bucket(settings)
+        path = self.api_path(args[0])
+        history = VersionHistory(settings, store)
+        version_id = self.version_id
+        if version_id:
+            validate_version_id(version_id, "--version")
+        else:
+            listing = await history.listing(
+                path, prefix=self.prefix, limit=1, include_pending=False
+            )
+            version_id = listing.versions[0].version_id or ""
+        record, result = await history.record(path, version_id, self.prefix)
+        if self.raw:
+            sys.stdout.buffer.write(result.body)
+            sys.stdout.flush()
+            return
+        model = contents_model(path, result.body, record, result.content_type)
+        self.emit(model, self.describe(path, record, model))
+
+    @staticmethod
+    def describe(path: str, record: VersionRecord, model: dict[str, Any]) -> str:
+        head = [
+            ("path", path),
+            ("version", record.version_id),
+            ("saved", short_time(record)),
+            ("size", human_size(record.size)),
+            ("user", record.user or ""),
+            ("sha256", record.sha256 or ""),
+            ("latest", "yes" if record.is_latest else "no"),
+        ]
+        out = [f"{k:>8}: {v}" for k, v in head]
+        if model["type"] == "notebook":
+            for i, cell in enumerate(model["content"].get("cells", [])):
+                ctype = cell.get("cell_type", "code")
+                count = cell.get("execution_count")
+                label = f"In [{count if count is not None else ' '}]" if ctype == "code" else ctype
+                out.append(f"\n--- cell {i + 1} · {label} ---")
+                out.append(str(cell.get("source", "")))
+                for output in cell.get("outputs", []) or []:
+                    text = output.get("text") or (output.get("data") or {}).get("text/plain")
+                    if output.get("output_type") == "error":
+                        text = f"{output.get('ename')}: {output.get('evalue')}"
+                    if text:
+                        text = "".join(text) if isinstance(text, list) else str(text)
+                        out.append("│ " + strip_ansi(text).rstrip("\n").replace("\n", "\n│ "))
+        elif model["format"] == "text":
+            out.append("")
+            out.append(model["content"])
+        else:
+            out.append(f"\n(binary, {human_size(record.size)}: use --raw to write it out)")
+        return "\n".join(out).rstrip("\n") + "\n"
+
+
+class DiffCommand(BookstoreCommand):
+    """What changed between two versions, or from a version to the local file."""
+
+    name = "bookstore-diff"
+    description = "Diff version A of PATH against version B, or against the local file."
+    arguments = ("PATH", "A")
+    optional_arguments = ("B",)
+    aliases = {**common_aliases, "prefix": "DiffCommand.prefix"}
+    flags = {
+        **common_flags,
+        "all": ({"DiffCommand": {"show_unchanged": True}}, "Also show unchanged cells."),
+    }
+
+    prefix = Enum(["workspace", "published"], "workspace", help="Which prefix.").tag(config=True)
+    show_unchanged = Bool(False, help="Also show unchanged cells.").tag(config=True)
+
+    async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
+        self.need_bucket(settings)
+        path = self.api_path(args[0])
+        if not is_notebook_path(path):
+            raise CommandError(f"{path} is not a notebook (.ipynb): only notebooks are diffed")
+        a = validate_version_id(args[1], "A")
+        b = validate_version_id(args[2], "B") if len(args) > 2 else None
+        history = VersionHistory(settings, store)
+        current = None
+        if b is None:
+            local = self.local_path(path)
+            try:
+                data = await asyncio.to_thread(_read_file, local)
+            except FileNotFoundError as e:
+                raise CommandError(f"no local file {local} to compare with: give B") from e
+            current = await asyncio.to_thread(parse_notebook, data, local)
+        with Progress("reading versions", total=1 if b is None else 2):
+            diff = await history.diff(path, a, b, prefix=self.prefix, current=current)
+        changes = cell_changes(diff.base, diff.remote, diff.diff)
+        n_changed = sum(1 for c in changes if c.changed)
+        target = f"version {b}" if b else f"local file {self.local_path(path)}"
+        text = f"--- {path} version {a}\n+++ {target}\n"
+        if metadata_changed(diff.diff):
+            text += "notebook metadata changed\n"
+        text += text_diff(changes, context=self.show_unchanged)
+        text += f"{n_changed} cell(s) changed\n"
+        self.emit(diff.to_json(), text)
+
+
+class RestoreCommand(BookstoreCommand):
+    """Write a version to the local file and archive it as the newest version."""
+
+    name = "bookstore-restore"
+    description = (
+        "Write version --version ID of PATH to the local file (under --root-dir) and archive "
+        "it at once as the newest workspace version (metadata restored-from). With "
+        "--local-only the file is only written; the server archives it at its next save."
+    )
+    arguments = ("PATH",)
+    aliases = {
+        **common_aliases,
+        "version-id": "RestoreCommand.version_id",
+        "prefix": "RestoreCommand.prefix",
+    }
+    flags = {
+        **common_flags,
+        "local-only": (
+            {"RestoreCommand": {"local_only": True}},
+            "Only write the local file; do not upload it.",
+        ),
+    }
+
+    version_id = Unicode("", help="The version to restore (required).").tag(config=True)
+    prefix = Enum(["workspace", "published"], "workspace", help="Which prefix.").tag(config=True)
+    local_only = Bool(False, help="Only write the local file.").tag(config=True)
+
+    async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
+        self.need_bucket(settings)
+        path = self.api_path(args[0])
+        if not self.version_id:
+            self.usage_error("give the version to restore: --version ID")
+        version_id = validate_version_id(self.version_id, "--version")
+        history = VersionHistory(settings, store)
+        with Progress("restoring", total=2) as progress:
+            data = await history.read_bytes(path, version_id, self.prefix)
+            progress.advance()
+            if is_notebook_path(path):
+                await asyncio.to_thread(parse_notebook, data, f"version {version_id}")
+            local = self.local_path(path)
+            await asyncio.to_thread(_write_file, local, data)
+            result = None
+            if not self.local_only:
+                key = settings.s3_key("workspace", path)
+                metadata = {
+                    META_SHA256: hashlib.sha256(data).hexdigest(),
+                    META_SAVED_AT: utcnow_iso(),
+                    META_USER: settings.username,
+                    META_PATH: path,
+                    META_SAVE_ID: new_save_id(),
+                    META_RESTORED_FROM: version_id,
+                }
+                content_type = NOTEBOOK_CONTENT_TYPE if is_notebook_path(path) else None
+                result = await store.put_object(
+                    key, data, metadata, content_type=content_type or "application/octet-stream"
+                )
+            progress.advance()
+        data_out = {
+            "path": path,
+            "local_path": local,
+            "restored_from": version_id,
+            "prefix": self.prefix,
+            "version_id": result.version_id if result else None,
+            "s3_path": f"s3://{result.bucket}/{result.key}" if result else None,
+            "size": len(data),
+        }
+        text = f"restored {path} from {self.prefix} version {version_id} into {local}\n"
+        if result:
+            text += (
+                f"archived as version {result.version_id} of s3://{result.bucket}/{result.key}\n"
+            )
+        self.emit(data_out, text)
+
+
+class PublishCommand(BookstoreCommand):
+    """Copy the local notebook to the published prefix."""
+
+    name = "bookstore-publish"
+    description = "Publish the local notebook PATH (under --root-dir) to the published prefix."
+    arguments = ("PATH",)
+
+    async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
+        self.need_bucket(settings)
+        path = self.api_path(args[0])
+        if not is_notebook_path(path):
+            raise CommandError(f"{path} is not a notebook (.ipynb): only notebooks are published")
+        local = self.local_path(path)
+        try:
+            raw = await asyncio.to_thread(_read_file, local)
+        except FileNotFoundError as e:
+            raise CommandError(f"no such file: {local}") from e
+        from .handlers.common import check_notebook, notebook_bytes
+
+        try:
+            content = json.loads(raw)
+        except ValueError as e:
+            raise CommandError(f"{local} is not a notebook: {e}") from e
+        nb = await asyncio.to_thread(check_notebook, content, local)
+        data = notebook_bytes(nb)
+        key = settings.s3_key("published", path)
+        sha256 = hashlib.sha256(data).hexdigest()
+        metadata = {
+            META_SHA256: sha256,
+            META_SAVED_AT: utcnow_iso(),
+            META_USER: settings.username,
+            META_PATH: path,
+        }
+        with Progress("uploading", total=1) as progress:
+            result = await store.put_object(key, data, metadata, content_type=NOTEBOOK_CONTENT_TYPE)
+            progress.advance()
+        s3_path = f"s3://{result.bucket}/{key}"
+        self.emit(
+            {
+                "s3_path": s3_path,
+                "versionID": result.version_id,
+                "bucket": result.bucket,
+                "key": key,
+                "sha256": sha256,
+            },
+            f"published {path} to {s3_path} (version {result.version_id})\n",
+        )
+
+
+class CloneCommand(BookstoreCommand):
+    """Copy an S3 object (any version) into the local folder."""
+
+    name = "bookstore-clone"
+    description = (
+        "Copy s3://<bucket>/KEY (--version ID for an older version) into the local folder, "
+        "as --to PATH (default: the key's file name)."
+    )
+    arguments = ("KEY",)
+    aliases = {
+        **common_aliases,
+        "version-id": "CloneCommand.version_id",
+        "source-bucket": "CloneCommand.source_bucket",
+        "to": "CloneCommand.target",
+    }
+    flags = {
+        **common_flags,
+        "force": ({"CloneCommand": {"force": True}}, "Overwrite the local file if it exists."),
+    }
+
+    version_id = Unicode("", help="The version to clone (default: the latest).").tag(config=True)
+    source_bucket = Unicode("", help="Bucket to clone from (default: s3_bucket).").tag(config=True)
+    target = Unicode("", help="Local Jupyter path to write (default: the key's name).").tag(
+        config=True
+    )
+    force = Bool(False, help="Overwrite the local file if it exists.").tag(config=True)
+
+    async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
+        key = args[0].lstrip("/")
+        if not key:
+            self.usage_error("give the S3 key to clone, e.g. published/report.ipynb")
+        bucket = self.source_bucket or settings.s3_bucket
+        if not bucket:
+            self.need_bucket(settings)
+        version_id = validate_version_id(self.version_id, "--version") if self.version_id else None
+        target = self.api_path(self.target or posixpath.basename(key))
+        local = self.local_path(target)
+        if not self.force and await asyncio.to_thread(os.path.exists, local):
+            raise CommandError(f"{local} exists: pass --force to overwrite it, or --to NEW_PATH")
+        with Progress("downloading", total=1) as progress:
+            try:
+                result = await store.get_object(key, version_id, bucket=bucket)
+            except S3NotFound as e:
+                raise CommandError(
+                    f"s3://{bucket}/{key}"
+                    + (f" version {version_id}" if version_id else "")
+                    + " does not exist"
+                ) from e
+            progress.advance()
+        if is_notebook_path(target):
+            await asyncio.to_thread(parse_notebook, result.body, f"s3://{bucket}/{key}")
+        await asyncio.to_thread(_write_file, local, result.body)
+        self.emit(
+            {
+                "path": target,
+                "local_path": local,
+                "bucket": bucket,
+                "key": key,
+                "version_id": result.version_id,
+                "size": len(result.body),
+            },
+            f"cloned s3://{bucket}/{key} (version {result.version_id}) to {local}\n",
+        )
+
+
+class DoctorCommand(BookstoreCommand):
+    """Check the configuration, credentials, bucket, versioning and spool; say what to fix."""
+
+    name = "bookstore-doctor"
+    description = "Check credentials, bucket, versioning and the spool, and say what to fix."
+
+    async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
+        checks: list[dict[str, str]] = []
+
+        def add(name: str, status: str, detail: str, fix: str = "") -> None:
+            checks.append({"check": name, "status": status, "detail": detail, "fix": fix})
+
+        with Progress("checking", total=5) as progress:
+            await self._check_s3(settings, store, add)
+            progress.advance(4)
+            await asyncio.to_thread(self._check_spool, settings, add)
+            progress.advance()
+        ok = all(c["status"] != "FAIL" for c in checks)
+        rows = [[c["status"], c["check"], c["detail"]] for c in checks]
+        text = table(rows, ["STATUS", "CHECK", "DETAIL"])
+        fixes = [f"- {c['check']}: {c['fix']}" for c in checks if c["fix"]]
+        if fixes:
+            text += "\nTo fix:\n" + "\n".join(fixes) + "\n"
+        text += "\nAll good.\n" if ok else "\nProblems found.\n"
+        self.emit({"ok": ok, "checks": checks}, text)
+        if not ok:
+            raise CommandError("some checks failed (see above)")
+
+    async def _check_s3(self, settings: BookstoreSettings, store: S3Store, add: Any) -> None:
+        endpoint = settings.s3_endpoint_url or "AWS S3"
+        add("endpoint", "INFO", f"{endpoint} (region {settings.s3_region_name})")
+        if not settings.s3_bucket:
+            add(
+                "bucket",
+                "FAIL",
+                "no bucket configured",
+                "set c.BookstoreSettings.s3_bucket in jupyter_server_config.py, or "
+                "JPYNB_S3_BUCKET, or pass --bucket=NAME",
+            )
+            return
+        if settings.s3_access_key_id and settings.s3_secret_access_key:
+            key_id = settings.s3_access_key_id
+            shown = f"…{key_id[-4:]}" if len(key_id) > 8 else "(set)"
+            add("credentials", "OK", f"access key id {shown} from bookstore settings")
+        else:
+            method = await _default_credentials_method()
+            if method is None:
+                add(
+                    "credentials",
+                    "FAIL",
+                    "none found",
+                    "set c.BookstoreSettings.s3_access_key_id / s3_secret_access_key, "
+                    "JPYNB_S3_ACCESS_KEY_ID / JPYNB_S3_SECRET_ACCESS_KEY, or an AWS profile",
+                )
+                return
+            add("credentials", "OK", f"from botocore's default chain ({method})")
+        try:
+            await store.check_bucket()
+        except S3Unavailable as e:
+            add("bucket", "FAIL", str(e), f"check s3_endpoint_url ({endpoint}) and the network")
+            return
+        except S3Refused as e:
+            if e.code == "NoSuchBucket":
+                fix = (
+                    f"create it: aws s3api create-bucket --bucket {settings.s3_bucket}, then "
+                    f"enable versioning"
+                )
+            else:
+                fix = "check the access key, the secret and the bucket policy"
+            add("bucket", "FAIL", str(e), fix)
+            return
+        except S3Error as e:
+            add("bucket", "FAIL", str(e), "check the S3 settings")
+            return
+        add("bucket", "OK", f"s3://{settings.s3_bucket} is reachable with these credentials")
+        try:
+            status = await store.bucket_versioning()
+        except S3Error as e:
+            add("versioning", "FAIL", str(e), "allow s3:GetBucketVersioning on the bucket")
+            return
+        if status == "Enabled":
+            add("versioning", "OK", "enabled: every save is kept as a version")
+        else:
+            add(
+                "versioning",
+                "FAIL",
+                f"{status or 'never enabled'}: each save overwrites the previous one",
+                f"aws s3api put-bucket-versioning --bucket {settings.s3_bucket} "
+                f"--versioning-configuration Status=Enabled",
+            )
+        add("prefixes", "INFO", f"workspace {settings.workspace}/, published {settings.published}/")
+
+    @staticmethod
+    def _check_spool(settings: BookstoreSettings, add: Any) -> None:
+        spool = settings.spool_dir
+        if not os.path.isdir(spool):
+            parent = os.path.dirname(spool)
+            while parent and not os.path.isdir(parent):
+                parent = os.path.dirname(parent)
+            if parent and os.access(parent, os.W_OK):
+                add("spool", "OK", f"{spool} does not exist yet; the server creates it")
+            else:
+                add(
+                    "spool",
+                    "FAIL",
+                    f"{spool} does not exist and cannot be created",
+                    "set c.BookstoreSettings.spool_dir (or BOOKSTORE_SPOOL_DIR) to a writable "
+                    "directory",
+                )
+            return
+        try:
+            fd, probe = tempfile.mkstemp(dir=spool, prefix=".doctor-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            add(
+                "spool",
+                "FAIL",
+                f"{spool} is not writable: {e}",
+                "fix its permissions or set c.BookstoreSettings.spool_dir elsewhere",
+            )
+            return
+        entries = []
+        for name in sorted(os.listdir(spool)):
+            if name.endswith(ENTRY_SUFFIX):
+                try:
+                    entries.append(Spool.read_header(os.path.join(spool, name)))
+                except (OSError, ValueError, TypeError):
+                    continue
+        corrupt_dir = os.path.join(spool, CORRUPT_DIR)
+        corrupt = len(os.listdir(corrupt_dir)) if os.path.isdir(corrupt_dir) else 0
+        add("spool", "OK", f"{spool} is writable")
+        if entries:
+            oldest = entries[0].saved_at
+            age = _age_seconds(oldest)
+            detail = f"{len(entries)} save(s) waiting for upload, oldest saved {oldest}"
+            if age is not None and age > 3600:
+                add(
+                    "pending",
+                    "WARN",
+                    detail,
+                    "uploads are not draining: is the server running? see GET /api/bookstore "
+                    "and the server log for the S3 error",
+                )
+            else:
+                add("pending", "OK", detail)
+        else:
+            add("pending", "OK", "no saves waiting for upload")
+        if corrupt:
+            add(
+                "corrupt",
+                "WARN",
+                f"{corrupt} unreadable entr(y/ies) set aside in {corrupt_dir}",
+                "inspect them; they are never uploaded or deleted automatically",
+            )
+
+
+def _age_seconds(iso: str) -> float | None:
+    from .history import parse_time
+
+    when = parse_time(iso)
+    if when is None:
+        return None
+    return (datetime.now(timezone.utc) - when).total_seconds()
+
+
+async def _default_credentials_method() -> str | None:
+    from aiobotocore.session import get_session
+
+    try:
+        creds = await get_session().get_credentials()
+    except Exception:
+        return None
+    if creds is None:
+        return None
+    return str(getattr(creds, "method", "found"))
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _write_file(path: str, data: bytes) -> None:
+    """Write atomically: a reader sees the old file or the new one, never half of one."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".bookstore-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(path):
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        else:
+            os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+SUBCOMMANDS: dict[str, type[BookstoreCommand]] = {
+    "versions": VersionsCommand,
+    "show": ShowCommand,
+    "diff": DiffCommand,
+    "restore": RestoreCommand,
+    "publish": PublishCommand,
+    "clone": CloneCommand,
+    "doctor": DoctorCommand,
+}
+
+
+class BookstoreApp(JupyterApp):
+    """``bookstore``: the entry point, dispatching to the subcommands."""
+
+    name = "bookstore"
+    version = __version__
+    description = __doc__
+    subcommands = {
+        name: (cls, (cls.__doc__ or "").strip().splitlines()[0])
+        for name, cls in SUBCOMMANDS.items()
+    }
+
+    def _find_subcommand(self, name: str) -> str:
+        return ""
+
+    def migrate_config(self) -> None:
+        pass
+
+    def start(self) -> None:
+        if self.subapp is None:
+            self.print_subcommands()
+            sys.stderr.write("bookstore: give a subcommand, e.g. `bookstore versions PATH`\n")
+            self.exit(2)
+        super().start()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return its exit status."""
+    from jupyter_core.application import NoStart
+
+    app = BookstoreApp()
+    try:
+        app.initialize(list(argv) if argv is not None else None)
+        app.start()
+    except NoStart:
+        return 0
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        apps: list[type[JupyterApp]] = [*SUBCOMMANDS.values(), BookstoreApp]
+        for cls in apps:
+            cls.clear_instance()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""The history page: a timeline of a file's workspace and published versions.
+
+* ``GET /bookstore/versions/<path>``: the timeline (time, size, who saved, sha256) with,
+  for each version, links to view it, diff it against the previous or the current
+  version, clone it as a new file, and a restore button.
+* ``GET /bookstore/versions/<path>?version_id=ID[&prefix=]``: one version, read-only.
+* ``POST /bookstore/versions/<path>`` (form: ``version_id``, ``prefix``, ``_xsrf``):
+  restore that version, then back to the timeline (303).
+* ``GET /bookstore/diff/<path>?from=ID[&to=ID][&prefix=]``: the diff, cell by cell.
+
+Pages are rendered on the server from ``bookstore/templates/versions*.html``; notebook
+contents are untrusted and rendered as text (see :mod:`bookstore.render`), and the pages
+carry a Content-Security-Policy that allows no inline script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timezone
+from typing import Any
+from urllib.parse import urlencode
+
+from anyio.to_thread import run_sync
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import JupyterHandler, path_regex
+from jupyter_server.extension.handler import ExtensionHandlerJinjaMixin, ExtensionHandlerMixin
+from jupyter_server.utils import url_escape, url_path_join
+from tornado import web
+
+from ..history import (
+    MAX_LIMIT,
+    HistoryError,
+    NotFound,
+    VersionListing,
+    VersionRecord,
+    decode_page_token,
+    encode_page_token,
+    file_content,
+    is_notebook_path,
+    isoformat,
+    parse_notebook,
+    validate_limit,
+    validate_prefix,
+    validate_version_id,
+)
+from ..render import cell_changes, metadata_changed, render_notebook
+from ..s3 import S3Error
+from .base import AUTH_RESOURCE
+from .versions_common import HistoryMixin
+
+#: Versions per prefix shown on one page of the timeline.
+PAGE_SIZE = 50
+
+#: Stricter than Jupyter's default: no inline script, no plugins, images from data: URIs.
+PAGE_CSP = (
+    "default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "form-action 'self'; base-uri 'none'"
+)
+
+
+def human_size(size: int | None) -> str:
+    """``1.2 MB``-style sizes for people."""
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover
+
+
+def human_time(record: VersionRecord) -> str:
+    """``2024-05-01 14:03:22 UTC``."""
+    when = record.last_modified
+    if when is None:
+        return "—"
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class BookstorePageHandler(
+    HistoryMixin, ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, JupyterHandler
+):
+    """Base of bookstore's HTML pages: templates, CSP, URL helpers."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def content_security_policy(self) -> str:
+        return f"{super().content_security_policy}; {PAGE_CSP}"
+
+    def page_url(self, route: str, path: str, **query: Any) -> str:
+        """``<base_url>bookstore/<route>/<path>?<query>`` with None values left out."""
+        url = url_path_join(self.base_url, "bookstore", route, url_escape(path))
+        args = {k: v for k, v in query.items() if v is not None}
+        return f"{url}?{urlencode(args)}" if args else url
+
+    def render_page(self, template: str, **ns: Any) -> None:
+        ns.setdefault("jupyter_logo", url_path_join(self.base_url, "static/logo/logo.png"))
+        ns.setdefault("tree_url", url_path_join(self.base_url, "tree"))
+        self.finish(self.render_template(template, **ns))
+
+    def page_error(self, e: Exception) -> web.HTTPError:
+        return self.history_error(e)
+
+
+class HistoryPageHandler(BookstorePageHandler):
+    """The timeline, one version's view, and the restore form's target."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str = "") -> None:
+        path = self.api_path(path, "/bookstore/versions/")
+        try:
+            if self.get_query_argument("version_id", None) is not None:
+                await self._view(path)
+            else:
+                await self._timeline(path)
+        except (HistoryError, S3Error) as e:
+            raise self.page_error(e) from e
+
+    @web.authenticated
+    @authorized
+    async def post(self, path: str = "") -> None:
+        path = self.api_path(path, "/bookstore/versions/")
+        try:
+            version_id = validate_version_id(self.get_body_argument("version_id", None))
+            prefix = validate_prefix(self.get_body_argument("prefix", None))
+            saved = await self.restore(path, version_id, prefix)
+        except (HistoryError, S3Error) as e:
+            raise self.page_error(e) from e
+        self.redirect(
+            self.page_url(
+                "versions",
+                path,
+                restored=version_id,
+                restored_prefix=prefix,
+                save_id=saved.get("bookstore_save_id"),
+            ),
+            status=303,
+        )
+
+    # --- timeline ------------------------------------------------------------------------
+
+    async def _listing(
+        self, path: str, prefix: str, limit: int, token: str | None
+    ) -> tuple[VersionListing | None, VersionRecord | None]:
+        """One page plus the version right after it (for "diff vs previous")."""
+        try:
+            listing = await self.history.listing(
+                path, prefix=prefix, limit=min(limit + 1, MAX_LIMIT), page_token=token
+            )
+        except NotFound:
+            return None, None
+        pending = [v for v in listing.versions if v.pending]
+        uploaded = [v for v in listing.versions if not v.pending]
+        after = uploaded[limit] if len(uploaded) > limit else None
+        if after is not None and uploaded[limit - 1].version_id:
+            # The next page starts right after the last version shown.
+            raw = f"{listing.key}\n{uploaded[limit - 1].version_id}"
+            listing.next_token = encode_page_token(raw)
+        listing.versions = pending + uploaded[:limit]
+        return listing, after
+
+    def _entries(
+        self, path: str, listing: VersionListing | None, after: VersionRecord | None
+    ) -> list[dict[str, Any]]:
+        if listing is None:
+            return []
+        uploaded = [v for v in listing.versions if not v.pending]
+        previous: dict[str, VersionRecord | None] = {}
+        for i, v in enumerate(uploaded):
+            previous[v.version_id or ""] = uploaded[i + 1] if i + 1 < len(uploaded) else after
+        bucket, key = listing.bucket, listing.key
+        out = []
+        for v in listing.versions:
+            entry: dict[str, Any] = {
+                "record": v,
+                "time": human_time(v),
+                "iso": isoformat(v.last_modified),
+                "size": human_size(v.size),
+                "user": v.user or "—",
+                "sha_short": (v.sha256 or "")[:12],
+                "prefix": listing.prefix,
+                "view_url": None,
+                "diff_prev_url": None,
+                "diff_current_url": None,
+                "clone_url": None,
+            }
+            if v.version_id and not v.pending:
+                vid = v.version_id
+                entry["view_url"] = self.page_url(
+                    "versions", path, version_id=vid, prefix=listing.prefix
+                )
+                prev = previous.get(vid)
+                if prev is not None and prev.version_id and is_notebook_path(path):
+                    entry["diff_prev_url"] = self.page_url(
+                        "diff", path, prefix=listing.prefix, to=vid, **{"from": prev.version_id}
+                    )
+                if is_notebook_path(path):
+                    entry["diff_current_url"] = self.page_url(
+                        "diff", path, prefix=listing.prefix, **{"from": vid}
+                    )
+                entry["clone_url"] = (
+                    url_path_join(self.base_url, "bookstore/clone")
+                    + "?"
+                    + (urlencode({"s3_bucket": bucket, "s3_key": key, "s3_version_id": vid}))
+                )
+            out.append(entry)
+        return out
+
+    async def _timeline(self, path: str) -> None:
+        limit = validate_limit(self.get_query_argument("limit", None), default=PAGE_SIZE)
+        limit = min(limit, MAX_LIMIT - 1)
+        token = self.get_query_argument("page_token", None)
+        ws_key = self.history.key(path, "workspace")
+        decode_page_token(token, ws_key)  # 400 now for a foreign token
+        if token:
+            workspace = await self._listing(path, "workspace", limit, token)
+            published: tuple[VersionListing | None, VersionRecord | None] = (None, None)
+        else:
+            workspace, published = await asyncio.gather(
+                self._listing(path, "workspace", limit, None),
+                self._listing(path, "published", limit, None),
+            )
+        ws_entries = self._entries(path, *workspace)
+        pub_entries = self._entries(path, *published)
+        if not ws_entries and not pub_entries and not token:
+            self.set_status(404)
+        older_url = None
+        if workspace[0] is not None and workspace[0].next_token:
+            older_url = self.page_url(
+                "versions", path, page_token=workspace[0].next_token, limit=limit
+            )
+        restored = self.get_query_argument("restored", None)
+        self.render_page(
+            "versions.html",
+            path=path,
+            bucket=self.history.bucket,
+            workspace_key=ws_key,
+            published_key=self.history.key(path, "published"),
+            workspace=ws_entries,
+            published=pub_entries,
+            older_url=older_url,
+            newest_url=self.page_url("versions", path) if token else None,
+            paged=bool(token),
+            restored=restored,
+            restored_prefix=self.get_query_argument("restored_prefix", "workspace"),
+            restored_save_id=self.get_query_argument("save_id", None),
+            restore_url=self.page_url("versions", path),
+            is_notebook=is_notebook_path(path),
+        )
+
+    # --- one version -----------------------------------------------------------------------
+
+    async def _view(self, path: str) -> None:
+        version_id = validate_version_id(self.get_query_argument("version_id", None))
+        prefix = validate_prefix(self.get_query_argument("prefix", None))
+        record, result = await self.history.record(path, version_id, prefix)
+        cells: list[dict[str, Any]] | None = None
+        text: str | None = None
+        if is_notebook_path(path):
+            nb = await run_sync(parse_notebook, result.body, f"version {version_id} of {path}")
+            cells = await run_sync(render_notebook, nb)
+        else:
+            content, fmt = file_content(result.body)
+            text = content if fmt == "text" else None
+        key = self.history.key(path, prefix)
+        self.render_page(
+            "versions_view.html",
+            path=path,
+            prefix=prefix,
+            record=record,
+            time=human_time(record),
+            size=human_size(record.size),
+            cells=cells,
+            text=text,
+            history_url=self.page_url("versions", path),
+            restore_url=self.page_url("versions", path),
+            diff_current_url=(
+                self.page_url("diff", path, prefix=prefix, **{"from": version_id})
+                if is_notebook_path(path)
+                else None
+            ),
+            clone_url=url_path_join(self.base_url, "bookstore/clone")
+            + "?"
+            + urlencode(
+                {"s3_bucket": self.history.bucket, "s3_key": key, "s3_version_id": version_id}
+            ),
+        )
+
+
+class DiffPageHandler(BookstorePageHandler):
+    """A diff between two versions, or a version and the current file, cell by cell."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str = "") -> None:
+        path = self.api_path(path, "/bookstore/diff/")
+        try:
+            prefix = validate_prefix(self.get_query_argument("prefix", None))
+            from_id = validate_version_id(self.get_query_argument("from", None), "from")
+            to_id = self.get_query_argument("to", None)
+            if to_id is not None:
+                to_id = validate_version_id(to_id, "to")
+            current = await self.current_notebook(path) if to_id is None else None
+            diff = await self.history.diff(path, from_id, to_id, prefix=prefix, current=current)
+        except (HistoryError, S3Error) as e:
+            raise self.page_error(e) from e
+        changes = await run_sync(cell_changes, diff.base, diff.remote, diff.diff)
+        self.render_page(
+            "versions_diff.html",
+            path=path,
+            prefix=prefix,
+            from_id=from_id,
+            to_id=to_id,
+            changes=changes,
+            n_changed=sum(1 for c in changes if c.changed),
+            nb_metadata_changed=metadata_changed(diff.diff),
+            history_url=self.page_url("versions", path),
+            from_url=self.page_url("versions", path, version_id=from_id, prefix=prefix),
+            to_url=(
+                self.page_url("versions", path, version_id=to_id, prefix=prefix) if to_id else None
+            ),
+        )
+
+
+page_handlers: list[tuple[str, Any]] = [
+    (rf"/bookstore/versions{path_regex}", HistoryPageHandler),
+    (rf"/bookstore/diff{path_regex}", DiffPageHandler),
+]

@@ -1,0 +1,69 @@
+"""What the version history's API handlers and pages share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anyio.to_thread import run_sync
+from jupyter_server.utils import ensure_async
+from nbformat.v4.rwbase import strip_transient
+from tornado import web
+
+from ..checkpoints import restore_model
+from ..history import NotANotebook, VersionHistory, is_notebook_path, save_model
+from ..s3 import S3Error
+from ..settings import clean_api_path
+
+
+class HistoryMixin:
+    """What the API and page handlers share: the history object, paths, error mapping."""
+
+    settings: dict[str, Any]
+    contents_manager: Any
+    log: Any
+
+    @property
+    def history(self) -> VersionHistory:
+        return VersionHistory(
+            self.settings["bookstore_settings"],
+            self.settings["bookstore_store"],
+            self.settings["bookstore_archiver"],
+        )
+
+    @staticmethod
+    def api_path(path: str, route: str) -> str:
+        """The Jupyter path from the URL; 400 saying what is wrong with it."""
+        try:
+            return clean_api_path(path[1:] if path.startswith("/") else path)
+        except ValueError as e:
+            raise web.HTTPError(400, f"give the file's Jupyter path after {route}: {e}") from e
+
+    def history_error(self, e: Exception) -> web.HTTPError:
+        """Our HTTP error for a history or S3 failure (S3's own status never passes)."""
+        if isinstance(e, S3Error):
+            self.log.warning("bookstore: %s", e)
+            return web.HTTPError(e.status, str(e))
+        status = getattr(e, "status", 500)
+        return web.HTTPError(status, str(e))
+
+    async def current_notebook(self, path: str) -> dict[str, Any]:
+        """The notebook as it is now (through the contents manager), without trust marks."""
+        if not is_notebook_path(path):
+            raise NotANotebook(f"{path!r} is not a notebook (.ipynb): only notebooks are diffed")
+        model = await ensure_async(self.contents_manager.get(path, content=True, type="notebook"))
+        nb: dict[str, Any] = strip_transient(model["content"])
+        return nb
+
+    async def restore(self, path: str, version_id: str, prefix: str) -> dict[str, Any]:
+        """Write a version back into ``path`` as a normal save; the saved model, no content."""
+        data = await self.history.read_bytes(path, version_id, prefix)
+        model = await run_sync(save_model, path, data)
+        saved = await restore_model(self.contents_manager, path, model)
+        self.log.info(
+            "bookstore: restored %s from %s version %s (save %s)",
+            path,
+            prefix,
+            version_id,
+            saved.get("bookstore_save_id"),
+        )
+        return saved

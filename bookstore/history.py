@@ -1,0 +1,645 @@
+"""Version history of a Jupyter path: list, read, compare and restore archived versions.
+
+One :class:`VersionHistory` serves the REST handlers, the history page, Jupyter's
+checkpoints and the command line; nothing here knows about HTTP. Failures are raised as
+
+* :class:`HistoryError` (``.status`` says which HTTP status fits)
+
+  * :class:`BadRequest` (400): malformed version id, prefix, limit or page token
+  * :class:`NotFound` (404): no such path, version or save
+  * :class:`NotANotebook` (415): a notebook operation on another kind of file
+  * :class:`InvalidNotebook` (422): stored bytes that do not parse as a notebook
+
+* and :class:`bookstore.s3.S3Error` for S3 failures, unchanged.
+
+Versions are immutable, so everything known about one (its metadata, found with a HEAD
+request) is cached by :class:`bookstore.s3.S3Store`. Saves still waiting in the spool are
+listed before the S3 versions, marked ``pending``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import os
+import posixpath
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import nbformat
+from anyio.to_thread import run_sync
+
+from .archiver import ENTRY_SUFFIX, Spool, SpoolEntry
+from .s3 import (
+    META_RENAMED_FROM,
+    META_SAVE_ID,
+    META_SAVED_AT,
+    META_SHA256,
+    META_USER,
+    GetResult,
+    ObjectVersion,
+    S3BadRequest,
+    S3NotFound,
+)
+
+if TYPE_CHECKING:
+    from .archiver import Archiver
+    from .s3 import S3Store
+    from .settings import BookstoreSettings
+
+#: Metadata recorded on a version written by a restore (the version it came from).
+META_RESTORED_FROM = "restored-from"
+
+PREFIXES = ("workspace", "published")
+
+#: S3 version ids are opaque, URL-ready strings of at most 1,024 bytes. AWS uses letters,
+#: digits and ``._`` (its documentation also shows ``+`` and ``/``); moto uses UUIDs and
+#: SeaweedFS 32 hex digits. ``null`` is the id of objects written before versioning.
+VERSION_ID_RE = re.compile(r"^[A-Za-z0-9._+/=-]{1,1024}$")
+
+#: Ids of the spool's save entries (:func:`bookstore.archiver.new_save_id`).
+SAVE_ID_RE = re.compile(r"^[0-9]{20}-[0-9a-f]{6}$")
+
+#: Jupyter's checkpoint ids must match ``[\w-]+``; ours are ``v-<escaped S3 version id>``
+#: for uploaded versions and ``p-<save id>`` for saves still in the spool.
+CHECKPOINT_VERSION = "v-"
+CHECKPOINT_PENDING = "p-"
+_CHECKPOINT_SAFE = re.compile(r"[A-Za-z0-9-]")
+_CHECKPOINT_ENCODED = re.compile(r"^(?:[A-Za-z0-9-]|_[0-9a-f]{2})+$")
+_CHECKPOINT_TOKEN = re.compile(r"_([0-9a-f]{2})|[A-Za-z0-9-]")
+
+MAX_LIMIT = 1000
+
+
+class HistoryError(Exception):
+    """A request about history that cannot be served; ``status`` is the HTTP status."""
+
+    status = 400
+
+
+class BadRequest(HistoryError, ValueError):
+    status = 400
+
+
+class NotFound(HistoryError):
+    status = 404
+
+
+class NotANotebook(HistoryError):
+    status = 415
+
+
+class InvalidNotebook(HistoryError):
+    status = 422
+
+
+# --- argument checks ----------------------------------------------------------------------
+
+
+def validate_version_id(value: Any, name: str = "version_id") -> str:
+    """Return ``value`` if it can be an S3 version id, else raise :class:`BadRequest`."""
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{name} is missing: give an S3 version id from the versions listing")
+    if not VERSION_ID_RE.match(value):
+        hint = " (percent-encode '+' as %2B in URLs)" if " " in value else ""
+        raise BadRequest(
+            f"{name} {value[:80]!r} is not a valid S3 version id: expected up to 1024 "
+            f"letters, digits or ._+/=- characters{hint}"
+        )
+    return value
+
+
+def validate_prefix(value: Any) -> str:
+    """``workspace`` (the default) or ``published``."""
+    if value in (None, ""):
+        return "workspace"
+    if value not in PREFIXES:
+        raise BadRequest(f"prefix must be 'workspace' or 'published' (got {value!r})")
+    return str(value)
+
+
+def validate_limit(value: Any, default: int = MAX_LIMIT) -> int:
+    """A page size between 1 and 1000."""
+    if value in (None, ""):
+        return default
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(
+            f"limit must be an integer from 1 to {MAX_LIMIT} (got {value!r})"
+        ) from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit must be from 1 to {MAX_LIMIT} (got {limit})")
+    return limit
+
+
+def encode_page_token(raw: str | None) -> str | None:
+    """The store's page token as an opaque, URL-safe string."""
+    if raw is None:
+        return None
+    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_page_token(token: str | None, key: str) -> str | None:
+    """Undo :func:`encode_page_token`; the token must come from a listing of ``key``."""
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = ""
+    if raw.partition("\n")[0] != key:
+        raise BadRequest(
+            "page_token is not a next_token of this listing: pass back the next_token of "
+            "the previous page unchanged"
+        )
+    return raw
+
+
+# --- checkpoint ids -----------------------------------------------------------------------
+
+
+def checkpoint_id_for_version(version_id: str) -> str:
+    """A Jupyter checkpoint id (``[\\w-]+``) for an S3 version id, reversibly.
+
+    Letters, digits and ``-`` are kept (moto's and SeaweedFS's ids stay readable); every
+    other byte becomes ``_xx`` (hex).
+    """
+    out = []
+    for ch in version_id:
+        if _CHECKPOINT_SAFE.match(ch):
+            out.append(ch)
+        else:
+            out.extend(f"_{b:02x}" for b in ch.encode("utf-8"))
+    return CHECKPOINT_VERSION + "".join(out)
+
+
+def checkpoint_id_for_save(save_id: str) -> str:
+    """The checkpoint id of a save still in the spool."""
+    return CHECKPOINT_PENDING + save_id
+
+
+def parse_checkpoint_id(checkpoint_id: str) -> tuple[str, str]:
+    """``("version", s3_version_id)`` or ``("save", save_id)``; BadRequest otherwise."""
+    kind, _, rest = checkpoint_id.partition("-")
+    if kind + "-" == CHECKPOINT_PENDING and SAVE_ID_RE.match(rest):
+        return "save", rest
+    if kind + "-" == CHECKPOINT_VERSION and _CHECKPOINT_ENCODED.match(rest):
+        raw = bytearray()
+        for m in _CHECKPOINT_TOKEN.finditer(rest):
+            raw.extend(bytes.fromhex(m.group(1)) if m.group(1) else m.group(0).encode("ascii"))
+        try:
+            version_id = raw.decode("utf-8")
+            return "version", validate_version_id(version_id)
+        except (UnicodeDecodeError, BadRequest):
+            pass
+    raise BadRequest(
+        f"{checkpoint_id!r} is not a bookstore checkpoint id: list the checkpoints "
+        f"(GET /api/contents/<path>/checkpoints) and use one of their ids"
+    )
+
+
+# --- records --------------------------------------------------------------------------------
+
+
+def isoformat(value: datetime | str | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z``, milliseconds precision."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    text = value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def parse_time(value: str | datetime | None) -> datetime | None:
+    """A datetime from an ISO 8601 string (``Z`` allowed), or None."""
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+@dataclass
+class VersionRecord:
+    """One version of a path: an S3 object version, or a save still in the spool."""
+
+    version_id: str | None
+    last_modified: datetime | None
+    size: int
+    is_latest: bool
+    sha256: str | None = None
+    user: str | None = None
+    saved_at: str | None = None
+    save_id: str | None = None
+    renamed_from: str | None = None
+    restored_from: str | None = None
+    pending: bool = False
+    prefix: str = "workspace"
+
+    @property
+    def checkpoint_id(self) -> str:
+        if self.pending or self.version_id is None:
+            return checkpoint_id_for_save(self.save_id or "")
+        return checkpoint_id_for_version(self.version_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The REST representation (``last_modified`` in ISO 8601)."""
+        out: dict[str, Any] = {
+            "version_id": self.version_id,
+            "last_modified": isoformat(self.last_modified),
+            "size": self.size,
+            "is_latest": self.is_latest,
+            "sha256": self.sha256,
+            "user": self.user,
+            "saved_at": self.saved_at,
+            "save_id": self.save_id,
+            "pending": self.pending,
+        }
+        if self.renamed_from:
+            out["renamed_from"] = self.renamed_from
+        if self.restored_from:
+            out["restored_from"] = self.restored_from
+        return out
+
+    @classmethod
+    def from_s3(
+        cls, version: ObjectVersion, metadata: dict[str, str] | None, prefix: str
+    ) -> VersionRecord:
+        meta = metadata or {}
+        return cls(
+            version_id=version.version_id,
+            last_modified=version.last_modified,
+            size=version.size,
+            is_latest=version.is_latest,
+            sha256=meta.get(META_SHA256),
+            user=meta.get(META_USER),
+            saved_at=meta.get(META_SAVED_AT),
+            save_id=meta.get(META_SAVE_ID),
+            renamed_from=meta.get(META_RENAMED_FROM),
+            restored_from=meta.get(META_RESTORED_FROM),
+            prefix=prefix,
+        )
+
+    @classmethod
+    def from_entry(cls, entry: SpoolEntry) -> VersionRecord:
+        return cls(
+            version_id=None,
+            last_modified=parse_time(entry.saved_at),
+            size=entry.size,
+            is_latest=False,
+            sha256=entry.sha256,
+            user=entry.user,
+            saved_at=entry.saved_at,
+            save_id=entry.save_id,
+            renamed_from=entry.extra.get(META_RENAMED_FROM),
+            restored_from=entry.extra.get(META_RESTORED_FROM),
+            pending=True,
+        )
+
+
+@dataclass
+class VersionListing:
+    """One page of a path's versions, newest first; pending saves first of all."""
+
+    path: str
+    prefix: str
+    bucket: str
+    key: str
+    versions: list[VersionRecord] = field(default_factory=list)
+    next_token: str | None = None
+
+    @property
+    def s3_path(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "prefix": self.prefix,
+            "s3_path": self.s3_path,
+            "versions": [v.to_json() for v in self.versions],
+            "next_token": self.next_token,
+        }
+
+
+def read_pending_entries(spool_dir: str, bucket: str, key: str) -> list[SpoolEntry]:
+    """Saves of one key waiting in a spool directory, oldest first, read-only.
+
+    For processes other than the server (the command line): it never changes the spool.
+    Blocking: run it in a thread from async code.
+    """
+    try:
+        names = sorted(os.listdir(spool_dir))
+    except FileNotFoundError:
+        return []
+    entries = []
+    for name in names:
+        if not name.endswith(ENTRY_SUFFIX):
+            continue
+        try:
+            entry = Spool.read_header(os.path.join(spool_dir, name))
+        except (OSError, ValueError, TypeError):
+            continue
+        if entry.bucket == bucket and entry.key == key:
+            entries.append(entry)
+    return entries
+
+
+# --- contents models ------------------------------------------------------------------------
+
+
+def is_notebook_path(path: str) -> bool:
+    return path.endswith(".ipynb")
+
+
+def parse_notebook(data: bytes, what: str) -> nbformat.NotebookNode:
+    """Parse stored notebook bytes (blocking); :class:`InvalidNotebook` if they are not one."""
+    try:
+        return nbformat.reads(data.decode("utf-8"), as_version=4, capture_validation_error={})
+    except Exception as e:  # decoding, JSON and nbformat's own reader errors
+        raise InvalidNotebook(f"{what} is not a valid notebook: {e}") from e
+
+
+def file_content(data: bytes) -> tuple[str, str]:
+    """``(content, format)`` of a file as Jupyter's contents API gives it: text or base64."""
+    try:
+        return data.decode("utf-8"), "text"
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), "base64"
+
+
+def contents_model(
+    path: str, data: bytes, record: VersionRecord, content_type: str | None = None
+) -> dict[str, Any]:
+    """A Jupyter contents model of one stored version, plus its version fields (blocking)."""
+    name = posixpath.basename(path)
+    when = isoformat(record.last_modified)
+    model: dict[str, Any] = {
+        "name": name,
+        "path": path,
+        "last_modified": when,
+        "created": when,
+        "writable": False,
+        "size": len(data),
+    }
+    what = f"version {record.version_id or record.save_id} of {path}"
+    if is_notebook_path(path):
+        model.update(
+            type="notebook",
+            format="json",
+            mimetype=None,
+            content=parse_notebook(data, what),
+        )
+    else:
+        content, fmt = file_content(data)
+        mimetype = content_type or None
+        if mimetype in (None, "binary/octet-stream"):
+            mimetype = "text/plain" if fmt == "text" else "application/octet-stream"
+        model.update(type="file", format=fmt, mimetype=mimetype, content=content)
+    model.update(record.to_json())
+    model["last_modified"] = when
+    return model
+
+
+def save_model(path: str, data: bytes) -> dict[str, Any]:
+    """The model to hand to ``contents_manager.save()`` to write ``data`` at ``path`` (blocking)."""
+    if is_notebook_path(path):
+        return {"type": "notebook", "content": parse_notebook(data, path)}
+    content, fmt = file_content(data)
+    return {"type": "file", "format": fmt, "content": content}
+
+
+# --- the history ----------------------------------------------------------------------------
+
+
+class VersionHistory:
+    """Lists and reads the versions of Jupyter paths, in S3 and in the spool."""
+
+    def __init__(
+        self,
+        settings: BookstoreSettings,
+        store: S3Store,
+        archiver: Archiver | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        #: The running server's archiver; without one (command line), the spool directory
+        #: is read directly.
+        self.archiver = archiver
+
+    @property
+    def bucket(self) -> str:
+        return self.settings.s3_bucket
+
+    def key(self, path: str, prefix: str = "workspace") -> str:
+        return self.settings.s3_key(prefix, path)
+
+    async def pending(self, path: str) -> list[SpoolEntry]:
+        """Saves of ``path`` not uploaded yet, newest first."""
+        key = self.key(path)
+        if self.archiver is not None:
+            entries = self.archiver.pending_entries(self.bucket, key)
+        else:
+            entries = await run_sync(
+                read_pending_entries, self.settings.spool_dir, self.bucket, key
+            )
+        return list(reversed(entries))
+
+    async def listing(
+        self,
+        path: str,
+        *,
+        prefix: str = "workspace",
+        limit: int = MAX_LIMIT,
+        page_token: str | None = None,
+        metadata: bool = True,
+        include_pending: bool = True,
+        on_fetched: Callable[[int], None] | None = None,
+    ) -> VersionListing:
+        """One page of versions of ``path`` under ``prefix``, newest first.
+
+        ``page_token`` is a ``next_token`` of an earlier page. The first workspace page
+        starts with the pending saves. With ``metadata`` (the default) every version gets
+        its sha256, user and save id, from the cache or a HEAD request. A path with no
+        version at all raises :class:`NotFound`.
+        """
+        key = self.key(path, prefix)
+        raw_token = decode_page_token(page_token, key)
+        if raw_token is None:
+            page = await self.store.list_versions_cached(key, limit=limit)
+        else:
+            page = await self.store.list_versions(key, limit=limit, page_token=raw_token)
+        metas: dict[str, dict[str, str]] = {}
+        if metadata and page.versions:
+            metas = await self.store.version_metadata(
+                key, [v.version_id for v in page.versions], on_fetched=on_fetched
+            )
+        records = [VersionRecord.from_s3(v, metas.get(v.version_id), prefix) for v in page.versions]
+        pending: list[VersionRecord] = []
+        if include_pending and prefix == "workspace" and raw_token is None:
+            uploaded = {r.save_id for r in records if r.save_id}
+            pending = [
+                VersionRecord.from_entry(e)
+                for e in await self.pending(path)
+                if e.save_id not in uploaded
+            ]
+        if not records and not pending and raw_token is None:
+            raise NotFound(
+                f"no archived versions of {path!r} under the {prefix} prefix "
+                f"(s3://{self.bucket}/{key})"
+            )
+        return VersionListing(
+            path=path,
+            prefix=prefix,
+            bucket=self.bucket,
+            key=key,
+            versions=pending + records,
+            next_token=encode_page_token(page.next_token),
+        )
+
+    async def iter_versions(self, path: str, prefix: str = "workspace") -> list[ObjectVersion]:
+        """Every S3 version of ``path``, newest first, without metadata (no HEAD requests)."""
+        key = self.key(path, prefix)
+        out: list[ObjectVersion] = []
+        token: str | None = None
+        while True:
+            page = await self.store.list_versions(key, limit=MAX_LIMIT, page_token=token)
+            out.extend(page.versions)
+            if not page.next_token:
+                return out
+            token = page.next_token
+
+    async def record(
+        self, path: str, version_id: str, prefix: str = "workspace"
+    ) -> tuple[VersionRecord, GetResult]:
+        """Read one version: its record (with ``is_latest``) and its bytes."""
+        validate_version_id(version_id)
+        key = self.key(path, prefix)
+        got, head = await asyncio.gather(
+            self.store.get_object(key, version_id),
+            self.store.head_object(key),
+            return_exceptions=True,
+        )
+        # Our own check passed the id's format, so S3 refusing it means it does not know it.
+        if isinstance(got, (S3NotFound, S3BadRequest)):
+            raise NotFound(
+                f"version {version_id!r} of {path!r} does not exist under the {prefix} prefix"
+            ) from got
+        if isinstance(got, BaseException):
+            raise got
+        result = got
+        # The newest version may be a delete marker: then no version is the latest.
+        latest = isinstance(head, dict) and head.get("VersionId") == version_id
+        self.store.remember_version_metadata(self.bucket, key, version_id, result.metadata)
+        version = ObjectVersion(
+            key=key,
+            version_id=version_id,
+            last_modified=result.last_modified or datetime.now(timezone.utc),
+            size=len(result.body),
+            is_latest=latest,
+        )
+        return VersionRecord.from_s3(version, result.metadata, prefix), result
+
+    async def read(self, path: str, version_id: str, prefix: str = "workspace") -> dict[str, Any]:
+        """One version as a Jupyter contents model plus its version fields."""
+        record, result = await self.record(path, version_id, prefix)
+        return await run_sync(contents_model, path, result.body, record, result.content_type)
+
+    async def read_bytes(self, path: str, version_id: str, prefix: str = "workspace") -> bytes:
+        """The stored bytes of one version."""
+        _record, result = await self.record(path, version_id, prefix)
+        return result.body
+
+    async def read_notebook(
+        self, path: str, version_id: str, prefix: str = "workspace"
+    ) -> nbformat.NotebookNode:
+        if not is_notebook_path(path):
+            raise NotANotebook(f"{path!r} is not a notebook (.ipynb): only notebooks are diffed")
+        data = await self.read_bytes(path, version_id, prefix)
+        return await run_sync(parse_notebook, data, f"version {version_id} of {path}")
+
+    async def find_save(self, path: str, save_id: str) -> str | None:
+        """The S3 version id of an uploaded save (metadata ``save-id``), or None.
+
+        Versions are examined newest first, a batch at a time, so a recent save costs
+        few HEAD requests (and none for versions this server uploaded).
+        """
+        key = self.key(path)
+        token: str | None = None
+        while True:
+            page = await self.store.list_versions(key, limit=MAX_LIMIT, page_token=token)
+            ids = [v.version_id for v in page.versions]
+            for start in range(0, len(ids), 32):
+                batch = ids[start : start + 32]
+                metas = await self.store.version_metadata(key, batch)
+                for vid in batch:
+                    if metas.get(vid, {}).get(META_SAVE_ID) == save_id:
+                        return vid
+            if not page.next_token:
+                return None
+            token = page.next_token
+
+    async def diff(
+        self,
+        path: str,
+        from_id: str,
+        to_id: str | None = None,
+        *,
+        prefix: str = "workspace",
+        current: dict[str, Any] | None = None,
+    ) -> NotebookDiff:
+        """The nbdime diff from version ``from_id`` to version ``to_id``, or to ``current``
+        (the notebook as it is now) when ``to_id`` is None."""
+        validate_version_id(from_id, "from")
+        if to_id is not None:
+            validate_version_id(to_id, "to")
+        elif current is None:
+            raise BadRequest("give 'to', or compare with the current file")
+        base = await self.read_notebook(path, from_id, prefix)
+        if to_id is not None:
+            remote = await self.read_notebook(path, to_id, prefix)
+        else:
+            remote = nbformat.from_dict(current)
+        diff = await run_sync(diff_notebooks, base, remote)
+        return NotebookDiff(path, prefix, from_id, to_id, base, remote, diff)
+
+
+@dataclass
+class NotebookDiff:
+    """Two notebooks and nbdime's diff between them."""
+
+    path: str
+    prefix: str
+    from_id: str
+    to_id: str | None
+    base: Any
+    remote: Any
+    diff: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"base", "diff"}`` as nbdime's own server answers, plus what was compared."""
+        return {
+            "path": self.path,
+            "prefix": self.prefix,
+            "from": self.from_id,
+            "to": self.to_id,
+            "base": self.base,
+            "diff": self.diff,
+        }
+
+
+def diff_notebooks(base: Any, remote: Any) -> list[dict[str, Any]]:
+    """nbdime's diff of two notebooks, as plain JSON-ready data (blocking)."""
+    import nbdime
+
+    return json.loads(json.dumps(nbdime.diff_notebooks(base, remote)))
