@@ -25,9 +25,8 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
-
-from anyio.to_thread import run_sync
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .s3 import (
     META_PATH,
@@ -51,6 +50,19 @@ CORRUPT_DIR = "corrupt"
 
 _id_lock = threading.Lock()
 _last_ns = 0
+
+_T = TypeVar("_T")
+
+
+async def run_sync(func: Callable[..., _T], *args: Any) -> _T:
+    """Run a blocking call in the event loop's default thread pool.
+
+    Not anyio's ``to_thread.run_sync``: its worker threads are not daemons and are released
+    only when the task that first used them ends. The uploader's tasks live as long as the
+    server; when Ctrl-C (without a terminal) stops the loop without a clean shutdown, those
+    tasks never end and the process hangs at exit waiting for the threads.
+    """
+    return await asyncio.get_running_loop().run_in_executor(None, partial(func, *args))
 
 
 def new_save_id() -> str:
@@ -80,7 +92,8 @@ class SpoolEntry:
     size: int
     content_type: str = "application/x-ipynb+json"
     extra: dict[str, str] = field(default_factory=dict)
-    # Set for entries found at start-up: their upload may already have reached S3.
+    # Set for entries found at start-up or after a failed attempt: their upload may
+    # already have reached S3, so the uploader checks the newest version's save id first.
     recovered: bool = False
 
     def metadata(self) -> dict[str, str]:
@@ -401,6 +414,8 @@ class Archiver:
                     await self._upload(entry)
             except S3Error as e:
                 self._record_failure(entry, e)
+                # S3 may have stored it and only the answer was lost: check before re-sending.
+                entry.recovered = True
             except (OSError, ValueError) as e:
                 # The entry itself is unreadable: keep it aside, never delete it.
                 self.log.error(
@@ -451,6 +466,7 @@ class Archiver:
             entry.metadata(),
             bucket=entry.bucket,
             content_type=entry.content_type,
+            resend=False,  # a retry goes through _upload_with_retry, which checks first
         )
         self.uploaded += 1
         self.last_upload = {

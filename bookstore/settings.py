@@ -11,11 +11,12 @@ import getpass
 import os
 import posixpath
 import re
+import string
 from typing import Any
 from urllib.parse import urlparse
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import Bool, Bunch, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 # Environment variables read by the defaults below (named in each trait's help).
@@ -65,11 +66,20 @@ def normalize_prefix(value: str, trait_name: str) -> str:
         raise TraitError(f"{trait_name}: must not be empty (got {value!r})")
     prefix = "/".join(parts)
     try:
-        prefix.format(username="user")
-    except (KeyError, IndexError, ValueError) as e:
+        fields = [f for f in string.Formatter().parse(prefix) if f[1] is not None]
+    except ValueError as e:
         raise TraitError(
             f"{trait_name}: the only placeholder allowed is {{username}} (got {value!r}: {e})"
         ) from e
+    # Only a bare {username}: attribute/index access, conversions and format specs would
+    # fail or produce surprising keys when expanded.
+    for _, name, spec, conversion in fields:
+        if name != "username" or spec or conversion:
+            raise TraitError(
+                f"{trait_name}: the only placeholder allowed is {{username}} "
+                f"(got {{{name}{'!' + conversion if conversion else ''}"
+                f"{':' + spec if spec else ''}}} in {value!r})"
+            )
     return prefix
 
 
@@ -226,13 +236,31 @@ class BookstoreSettings(LoggingConfigurable):
 
     # --- defaults from the environment -------------------------------------------------
 
+    def _checked_default(self, trait_name: str, value: str, source: str) -> str:
+        """Run ``trait_name``'s validator on a default taken from the environment.
+
+        traitlets skips ``@validate`` for dynamic defaults; a bad value in an environment
+        variable must fail as clearly as the same value in a config file.
+        """
+        validator = getattr(self, f"_validate_{trait_name}")
+        try:
+            return str(validator(Bunch(trait=self.traits()[trait_name], value=value, owner=self)))
+        except TraitError as e:
+            raise TraitError(f"{e} (from {source})") from None
+
     @default("s3_bucket")
     def _s3_bucket_default(self) -> str:
-        return os.environ.get(ENV_BUCKET, "")
+        return self._checked_default(
+            "s3_bucket", os.environ.get(ENV_BUCKET, ""), f"the {ENV_BUCKET} environment variable"
+        )
 
     @default("s3_endpoint_url")
     def _s3_endpoint_url_default(self) -> str:
-        return os.environ.get(ENV_ENDPOINT_URL, "")
+        return self._checked_default(
+            "s3_endpoint_url",
+            os.environ.get(ENV_ENDPOINT_URL, ""),
+            f"the {ENV_ENDPOINT_URL} environment variable",
+        )
 
     @default("s3_region_name")
     def _s3_region_name_default(self) -> str:
@@ -248,8 +276,10 @@ class BookstoreSettings(LoggingConfigurable):
 
     @default("spool_dir")
     def _spool_dir_default(self) -> str:
-        return os.environ.get(ENV_SPOOL_DIR) or os.path.join(
-            jupyter_data_dir(), "bookstore", "spool"
+        return self._checked_default(
+            "spool_dir",
+            os.environ.get(ENV_SPOOL_DIR) or os.path.join(jupyter_data_dir(), "bookstore", "spool"),
+            f"the {ENV_SPOOL_DIR} environment variable or the Jupyter data directory",
         )
 
     # --- validation ----------------------------------------------------------------------

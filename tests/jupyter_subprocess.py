@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import secrets
 import signal
 import socket
@@ -69,7 +70,9 @@ class JupyterSubprocess:
     ``{"Section": {"trait": value}}``, e.g. ``{"BookstoreSettings": {"s3_bucket": "b"}}``);
     ``config_files`` maps further file names in the config directory to their contents
     (e.g. ``{"jupyter_notebook_config.py": "c.NotebookApp..."}``). ``env`` adds to (or, with
-    ``None`` values, removes from) the environment of the test process.
+    ``None`` values, removes from) the environment of the test process. With ``tty=True`` the
+    server's stdin is a terminal, so it handles Ctrl-C (SIGINT) as in an interactive shell:
+    ask first, stop cleanly on the second.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class JupyterSubprocess:
         env: Mapping[str, str | None] | None = None,
         extra_args: Sequence[str] = (),
         token: str | None = None,
+        tty: bool = False,
         startup_timeout: float = 90.0,
         request_timeout: float = 30.0,
     ) -> None:
@@ -99,6 +103,8 @@ class JupyterSubprocess:
         self.env_overrides = dict(env or {})
         self.extra_args = list(extra_args)
         self.token = token or secrets.token_hex(16)
+        self.tty = tty
+        self._tty_master: int | None = None
         self.startup_timeout = startup_timeout
         self.request_timeout = request_timeout
         self.port = 0
@@ -155,7 +161,11 @@ class JupyterSubprocess:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    def _write_config(self) -> None:
+    def write_config(self) -> None:
+        """Create the directories and write the config files (done by :meth:`start`).
+
+        Call it directly to run other ``jupyter`` commands in this environment first.
+        """
         for d in (self.root_dir, self.config_dir, self.data_dir, self.runtime_dir):
             d.mkdir(parents=True, exist_ok=True)
         if self.config:
@@ -184,14 +194,18 @@ class JupyterSubprocess:
         ]
 
     def start(self) -> JupyterSubprocess:
-        """Start the server and wait until ``/api/status`` answers; raise JupyterStartError if not."""
+        """Start the server; wait until ``/api/status`` answers, else raise JupyterStartError."""
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("the server is already running")
-        self._write_config()
+        self.write_config()
         self._session = self._new_session()
         for attempt in range(3):
             self.port = free_port()
             started = time.monotonic()
+            stdin: int = subprocess.DEVNULL
+            if self.tty:
+                self._close_tty()
+                self._tty_master, stdin = pty.openpty()
             with open(self.log_path, "ab") as log:
                 log.write(f"\n--- starting {' '.join(self.command())}\n".encode())
                 log.flush()
@@ -199,11 +213,13 @@ class JupyterSubprocess:
                     self.command(),
                     cwd=self.root_dir,
                     env=self.environ(),
-                    stdin=subprocess.DEVNULL,
+                    stdin=stdin,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # a Ctrl-C in the test run is not sent to it
                 )
+            if self.tty:
+                os.close(stdin)  # the child has its own copy
             try:
                 self._wait_ready()
             except JupyterStartError:
@@ -272,7 +288,13 @@ class JupyterSubprocess:
         except (ProcessLookupError, PermissionError):
             pass
         self._session.close()
+        self._close_tty()
         return proc.returncode
+
+    def _close_tty(self) -> None:
+        if self._tty_master is not None:
+            os.close(self._tty_master)
+            self._tty_master = None
 
     def __enter__(self) -> JupyterSubprocess:
         return self.start()
@@ -310,10 +332,12 @@ class JupyterSubprocess:
     def save_notebook(self, path: str, nb: Mapping[str, Any]) -> dict[str, Any]:
         """PUT a notebook through the contents API; return the saved model (raise on error)."""
         r = self.request(
-            "PUT", f"/api/contents/{path}", json={"type": "notebook", "format": "json", "content": nb}
+            "PUT",
+            f"/api/contents/{path}",
+            json={"type": "notebook", "format": "json", "content": nb},
         )
         r.raise_for_status()
-        return r.json()  # type: ignore[no-any-return]
+        return r.json()
 
     def __repr__(self) -> str:
         state = "running" if self.returncode is None and self.proc else "stopped"

@@ -1,0 +1,385 @@
+"""Archiving: every save through the contents API becomes exactly one S3 version.
+
+All against a real in-process Jupyter server and a real S3 server over HTTP (moto or
+SeaweedFS, see conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import list_versions, notebook
+from slow_link import SlowLink
+from tornado.httpclient import HTTPClientError
+
+from bookstore.testing import S3Server
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+async def save(jp_fetch: Any, path: str, model: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """PUT a contents model; return (HTTP status, response model)."""
+    r = await jp_fetch("api", "contents", path, method="PUT", body=json.dumps(model))
+    return r.code, json.loads(r.body)
+
+
+async def save_nb(jp_fetch: Any, path: str, source: str) -> dict[str, Any]:
+    code, model = await save(jp_fetch, path, {"type": "notebook", "content": notebook(source)})
+    assert code in (200, 201)
+    return model
+
+
+def get_body(s3: Any, bucket: str, key: str, version_id: str | None = None) -> bytes:
+    kwargs = {"Bucket": bucket, "Key": key}
+    if version_id:
+        kwargs["VersionId"] = version_id
+    return s3.get_object(**kwargs)["Body"].read()
+
+
+def first_source(body: bytes) -> str:
+    """The source of a notebook's first cell (on disk, nbformat stores it as a list of lines)."""
+    source = json.loads(body)["cells"][0]["source"]
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def replace_dir_with_file(path: str) -> None:
+    """Make a directory unusable (as root, permissions would not stop us)."""
+    shutil.rmtree(path)
+    Path(path).write_text("not a directory")
+
+
+async def drain(ext: Any, timeout: float = 60) -> None:
+    assert await ext.archiver.wait_idle(timeout), ext.archiver.status()
+
+
+# --- one save ----------------------------------------------------------------------------------
+
+
+async def test_save_creates_one_version_identical_to_disk(
+    jp_fetch: Any, bookstore_ext: Any, jp_root_dir: Path, s3: Any, s3_bucket: str
+) -> None:
+    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    model = await save_nb(jp_fetch, "first.ipynb", "one save")
+    await drain(bookstore_ext)
+
+    versions = list_versions(s3, s3_bucket, "workspace/first.ipynb")
+    assert len(versions) == 1
+    on_disk = (jp_root_dir / "first.ipynb").read_bytes()
+    obj = s3.get_object(Bucket=s3_bucket, Key="workspace/first.ipynb")
+    body = obj["Body"].read()
+    assert body == on_disk
+    assert obj["ContentType"] == "application/x-ipynb+json"
+
+    meta = obj["Metadata"]
+    assert meta["sha256"] == hashlib.sha256(on_disk).hexdigest()
+    assert meta["jupyter-path"] == "first.ipynb"
+    assert meta["user"] == bookstore_ext.bookstore_settings.username
+    saved_at = datetime.fromisoformat(meta["saved-at"].replace("Z", "+00:00"))
+    assert before <= saved_at <= datetime.now(timezone.utc) + timedelta(seconds=1)
+    # The save's answer names the archived save, so a client can find its version.
+    assert model["bookstore_save_id"] == meta["save-id"]
+
+
+async def test_second_save_of_existing_file_adds_a_version(
+    jp_fetch: Any, bookstore_ext: Any, jp_root_dir: Path, s3: Any, s3_bucket: str
+) -> None:
+    await save_nb(jp_fetch, "twice.ipynb", "first")
+    code, _ = await save(
+        jp_fetch, "twice.ipynb", {"type": "notebook", "content": notebook("second")}
+    )
+    assert code == 200
+    await drain(bookstore_ext)
+    versions = list_versions(s3, s3_bucket, "workspace/twice.ipynb")
+    assert len(versions) == 2
+    assert (
+        get_body(s3, s3_bucket, "workspace/twice.ipynb")
+        == (jp_root_dir / "twice.ipynb").read_bytes()
+    )
+    assert first_source(
+        get_body(s3, s3_bucket, "workspace/twice.ipynb", versions[1]["VersionId"])
+    ).startswith("first")
+
+
+async def test_failed_save_creates_no_version_and_leaves_nothing_queued(
+    jp_fetch: Any, bookstore_ext: Any, s3: Any, s3_bucket: str, spool_dir: str
+) -> None:
+    with pytest.raises(HTTPClientError) as info:
+        await save(jp_fetch, "no/such/dir/x.ipynb", {"type": "notebook", "content": notebook()})
+    assert info.value.code >= 400
+    await drain(bookstore_ext)
+    assert list_versions(s3, s3_bucket, "workspace/no/such/dir/x.ipynb") == []
+    assert bookstore_ext.archiver.pending == 0
+    leftovers = [n for n in os.listdir(spool_dir) if n.endswith((".tmp", ".entry"))]
+    assert leftovers == []
+
+
+# --- many saves ------------------------------------------------------------------------------
+
+
+async def test_100_back_to_back_saves_make_100_versions_in_order(
+    jp_fetch: Any, bookstore_ext: Any, jp_root_dir: Path, s3: Any, s3_bucket: str
+) -> None:
+    n = 100
+    save_ids = []
+    for i in range(n):
+        model = await save_nb(jp_fetch, "burst.ipynb", f"save {i:03d}")
+        save_ids.append(model["bookstore_save_id"])
+    await drain(bookstore_ext)
+
+    versions = list_versions(s3, s3_bucket, "workspace/burst.ipynb")
+    assert len(versions) == n
+    oldest_first = list(reversed(versions))
+    sources = [
+        first_source(get_body(s3, s3_bucket, "workspace/burst.ipynb", v["VersionId"]))
+        for v in oldest_first
+    ]
+    assert sources == [f"save {i:03d}  # 0" for i in range(n)]
+    # The newest version is the last save, byte for byte.
+    assert versions[0]["IsLatest"]
+    assert (
+        get_body(s3, s3_bucket, "workspace/burst.ipynb")
+        == (jp_root_dir / "burst.ipynb").read_bytes()
+    )
+    head = s3.head_object(Bucket=s3_bucket, Key="workspace/burst.ipynb")
+    assert head["Metadata"]["save-id"] == save_ids[-1]
+    assert save_ids == sorted(save_ids)  # ids sort in save order
+    assert len(set(save_ids)) == n
+
+
+async def test_20_paths_x_5_saves_drain_with_all_versions_correct(
+    jp_fetch: Any, bookstore_ext: Any, s3: Any, s3_bucket: str
+) -> None:
+    paths = [f"many/nb{p:02d}.ipynb" for p in range(20)]
+    await jp_fetch("api", "contents", "many", method="PUT", body=json.dumps({"type": "directory"}))
+
+    async def saves_of(path: str) -> None:
+        for i in range(5):
+            await save_nb(jp_fetch, path, f"{path} v{i}")
+
+    await asyncio.gather(*(saves_of(p) for p in paths))
+    await drain(bookstore_ext)
+
+    for path in paths:
+        versions = list_versions(s3, s3_bucket, f"workspace/{path}")
+        sources = [
+            first_source(get_body(s3, s3_bucket, f"workspace/{path}", v["VersionId"]))
+            for v in reversed(versions)
+        ]
+        assert sources == [f"{path} v{i}  # 0" for i in range(5)]
+
+
+class TestConcurrentUploads:
+    """Uploads of different paths overlap; versions of one path never do."""
+
+    @pytest.fixture
+    def link(self, s3_server: S3Server) -> Any:
+        with SlowLink(s3_server.host, s3_server.port, delay=0.2) as link:
+            yield link
+
+    @pytest.fixture
+    def bookstore_config(self, bookstore_config: dict[str, Any], link: SlowLink) -> dict[str, Any]:
+        return {**bookstore_config, "s3_endpoint_url": link.url, "max_concurrent_uploads": 8}
+
+    async def test_different_paths_upload_at_the_same_time(
+        self, jp_fetch: Any, bookstore_ext: Any, link: SlowLink, s3: Any, s3_bucket: str
+    ) -> None:
+        await drain(bookstore_ext)
+        paths = [f"par{p:02d}.ipynb" for p in range(12)]
+        for rnd in range(2):
+            for path in paths:
+                await save_nb(jp_fetch, path, f"{path} r{rnd}")
+        await drain(bookstore_ext)
+        # Measured: max_concurrent_uploads=1 peaks at 3 connections (one uploading, one
+        # closing, one more in passing), 8 peaks at 9.
+        assert link.peak >= 6, f"at most {link.peak} connection(s) to S3 at a time"
+        for path in paths:
+            versions = list_versions(s3, s3_bucket, f"workspace/{path}")
+            sources = [
+                first_source(get_body(s3, s3_bucket, f"workspace/{path}", v["VersionId"]))
+                for v in reversed(versions)
+            ]
+            assert sources == [f"{path} r{rnd}  # 0" for rnd in range(2)]
+
+
+# --- which files ---------------------------------------------------------------------------
+
+
+async def test_non_notebooks_are_not_archived_by_default(
+    jp_fetch: Any, bookstore_ext: Any, s3: Any, s3_bucket: str
+) -> None:
+    code, model = await save(
+        jp_fetch, "notes.txt", {"type": "file", "format": "text", "content": "hello"}
+    )
+    assert code == 201
+    assert "bookstore_save_id" not in model
+    await save_nb(jp_fetch, "real.ipynb", "x")  # and a notebook next to it is
+    await drain(bookstore_ext)
+    assert list_versions(s3, s3_bucket, "workspace/notes.txt") == []
+    assert len(list_versions(s3, s3_bucket, "workspace/real.ipynb")) == 1
+
+
+async def test_notebook_saved_as_file_model_is_archived(
+    jp_fetch: Any, bookstore_ext: Any, jp_root_dir: Path, s3: Any, s3_bucket: str
+) -> None:
+    """A .ipynb uploaded as a plain file (drag and drop) is a notebook save too."""
+    raw = json.dumps(notebook("as file")).encode()
+    code, _ = await save(
+        jp_fetch,
+        "upload.ipynb",
+        {"type": "file", "format": "base64", "content": base64.b64encode(raw).decode()},
+    )
+    assert code == 201
+    await drain(bookstore_ext)
+    assert get_body(s3, s3_bucket, "workspace/upload.ipynb") == raw
+    assert (jp_root_dir / "upload.ipynb").read_bytes() == raw
+
+
+async def test_chunked_upload_is_archived_once_as_a_whole(
+    jp_fetch: Any, bookstore_ext: Any, jp_root_dir: Path, s3: Any, s3_bucket: str
+) -> None:
+    raw = json.dumps(notebook("chunked", n_cells=200)).encode()
+    parts = [raw[i : i + len(raw) // 3 + 1] for i in range(0, len(raw), len(raw) // 3 + 1)]
+    assert len(parts) == 3
+    for i, part in enumerate(parts):
+        chunk = -1 if i == len(parts) - 1 else i + 1
+        await save(
+            jp_fetch,
+            "big.ipynb",
+            {
+                "type": "file",
+                "format": "base64",
+                "chunk": chunk,
+                "content": base64.b64encode(part).decode(),
+            },
+        )
+    await drain(bookstore_ext)
+    versions = list_versions(s3, s3_bucket, "workspace/big.ipynb")
+    assert len(versions) == 1
+    assert (
+        get_body(s3, s3_bucket, "workspace/big.ipynb")
+        == raw
+        == (jp_root_dir / "big.ipynb").read_bytes()
+    )
+
+
+class TestWidenedPatterns:
+    @pytest.fixture
+    def bookstore_config(self, bookstore_config: dict[str, Any]) -> dict[str, Any]:
+        return {**bookstore_config, "archive_patterns": ["*.ipynb", "*.txt", "data/*"]}
+
+    async def test_matching_files_are_archived(
+        self, jp_fetch: Any, bookstore_ext: Any, jp_root_dir: Path, s3: Any, s3_bucket: str
+    ) -> None:
+        code, model = await save(
+            jp_fetch, "notes.txt", {"type": "file", "format": "text", "content": "hello\n"}
+        )
+        assert code == 201
+        assert "bookstore_save_id" in model
+        await jp_fetch(
+            "api", "contents", "data", method="PUT", body=json.dumps({"type": "directory"})
+        )
+        blob = bytes(range(256))
+        await save(
+            jp_fetch,
+            "data/blob.bin",
+            {"type": "file", "format": "base64", "content": base64.b64encode(blob).decode()},
+        )
+        await save(jp_fetch, "other.csv", {"type": "file", "format": "text", "content": "a,b\n"})
+        await drain(bookstore_ext)
+
+        txt = s3.get_object(Bucket=s3_bucket, Key="workspace/notes.txt")
+        assert txt["Body"].read() == (jp_root_dir / "notes.txt").read_bytes()
+        assert txt["ContentType"].startswith("text/plain")
+        assert get_body(s3, s3_bucket, "workspace/data/blob.bin") == blob
+        assert list_versions(s3, s3_bucket, "workspace/other.csv") == []
+
+
+# --- where ---------------------------------------------------------------------------------
+
+
+async def test_subdirectories_keep_their_path(
+    jp_fetch: Any, bookstore_ext: Any, jp_root_dir: Path, s3: Any, s3_bucket: str
+) -> None:
+    for d in ("proj", "proj/sub dir"):
+        await jp_fetch("api", "contents", d, method="PUT", body=json.dumps({"type": "directory"}))
+    await save_nb(jp_fetch, "proj/sub dir/ü.ipynb", "nested")
+    await drain(bookstore_ext)
+    key = "workspace/proj/sub dir/ü.ipynb"
+    obj = s3.get_object(Bucket=s3_bucket, Key=key)
+    assert obj["Body"].read() == (jp_root_dir / "proj" / "sub dir" / "ü.ipynb").read_bytes()
+    # Metadata is ASCII on the wire; the value is percent-encoded there.
+    head = await bookstore_ext.store.head_object(key)
+    assert head["Metadata"]["jupyter-path"] == "proj/sub dir/ü.ipynb"
+
+
+class TestUsernamePrefix:
+    @pytest.fixture
+    def bookstore_config(
+        self, bookstore_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    ) -> dict[str, Any]:
+        monkeypatch.setenv("JUPYTERHUB_USER", "carol")
+        return {**bookstore_config, "workspace_prefix": "users/{username}/workspace"}
+
+    async def test_saves_go_under_the_users_prefix(
+        self, jp_fetch: Any, bookstore_ext: Any, s3: Any, s3_bucket: str
+    ) -> None:
+        await save_nb(jp_fetch, "mine.ipynb", "carol's")
+        await drain(bookstore_ext)
+        obj = s3.get_object(Bucket=s3_bucket, Key="users/carol/workspace/mine.ipynb")
+        assert obj["Metadata"]["user"] == "carol"
+        assert list_versions(s3, s3_bucket, "workspace/mine.ipynb") == []
+        status = json.loads((await jp_fetch("api", "bookstore")).body)
+        assert status["archive"]["prefix"] == "users/carol/workspace"
+
+
+# --- the spool fails -------------------------------------------------------------------------
+
+
+async def test_unwritable_spool_does_not_fail_the_save(
+    jp_fetch: Any, bookstore_ext: Any, jp_root_dir: Path, s3: Any, s3_bucket: str, spool_dir: str
+) -> None:
+    replace_dir_with_file(spool_dir)
+
+    model = await save_nb(jp_fetch, "unspooled.ipynb", "saved anyway")
+    assert "bookstore_save_id" not in model
+    assert "saved anyway" in (jp_root_dir / "unspooled.ipynb").read_text()
+    status = json.loads((await jp_fetch("api", "bookstore")).body)
+    error = status["archive"]["last_error"]
+    assert error["path"] == "unspooled.ipynb"
+    assert "spool" in error["message"]
+
+    # Once the spool works again, so does archiving.
+    os.unlink(spool_dir)
+    os.makedirs(spool_dir)
+    model = await save_nb(jp_fetch, "unspooled.ipynb", "archived again")
+    assert "bookstore_save_id" in model
+    await drain(bookstore_ext)
+    assert first_source(get_body(s3, s3_bucket, "workspace/unspooled.ipynb")).startswith(
+        "archived again"
+    )
+
+
+class TestSpoolUnusableAtStart:
+    @pytest.fixture
+    def bookstore_config(self, bookstore_config: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        return {**bookstore_config, "spool_dir": str(blocker / "spool")}
+
+    async def test_server_starts_and_saves_work(
+        self, jp_fetch: Any, bookstore_ext: Any, jp_root_dir: Path
+    ) -> None:
+        model = await save_nb(jp_fetch, "x.ipynb", "still saved")
+        assert "bookstore_save_id" not in model
+        assert "still saved" in (jp_root_dir / "x.ipynb").read_text()
+        status = json.loads((await jp_fetch("api", "bookstore")).body)
+        assert "spool" in status["archive"]["last_error"]["message"]

@@ -1,0 +1,418 @@
+"""Faults: S3 goes away, the server dies, the server stops. No save is ever lost or doubled.
+
+The in-process tests reach S3 through a :class:`~bookstore.testing.TcpProxy` that they cut
+and restore. The crash tests run a real ``jupyter server`` subprocess, kill it with SIGKILL,
+and start a new one on the same spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import list_versions, notebook
+from jupyter_subprocess import JupyterSubprocess
+from slow_link import SlowLink
+
+from bookstore.testing import S3Server, TcpProxy
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def first_source(body: bytes) -> str:
+    source = json.loads(body)["cells"][0]["source"]
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def archived_sources(s3: Any, bucket: str, key: str) -> list[str]:
+    """The first-cell source of every version of ``key``, oldest first."""
+    out = []
+    for v in reversed(list_versions(s3, bucket, key)):
+        body = s3.get_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])["Body"].read()
+        out.append(first_source(body))
+    return out
+
+
+def archived_save_ids(s3: Any, bucket: str, key: str) -> list[str]:
+    return [
+        s3.head_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])["Metadata"]["save-id"]
+        for v in reversed(list_versions(s3, bucket, key))
+    ]
+
+
+def expected(label: str, n: int) -> list[str]:
+    """What :func:`archived_sources` shows for saves ``f"{label} {i}"``, i < n."""
+    return [f"{label} {i:03d}  # 0" for i in range(n)]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+async def wait_until_async(predicate: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s"
+        await asyncio.sleep(0.05)
+
+
+def spool_entries(spool_dir: str | Path) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(spool_dir) if n.endswith(".entry"))
+    except FileNotFoundError:
+        return []
+
+
+def server_config(bookstore_config: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    """Jupyter config for a subprocess server with bookstore archiving."""
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"bookstore": True},
+            "contents_manager_class": "bookstore.BookstoreContentsArchiver",
+        },
+        "BookstoreSettings": {**bookstore_config, **settings},
+    }
+
+
+async def save_nb(jp_fetch: Any, path: str, source: str) -> tuple[int, dict[str, Any]]:
+    body = json.dumps({"type": "notebook", "content": notebook(source)})
+    r = await jp_fetch("api", "contents", path, method="PUT", body=body)
+    return r.code, json.loads(r.body)
+
+
+async def get_status(jp_fetch: Any) -> dict[str, Any]:
+    return json.loads((await jp_fetch("api", "bookstore")).body)["archive"]
+
+
+@pytest.fixture
+def proxy(s3_server: S3Server) -> Iterator[TcpProxy]:
+    with TcpProxy(s3_server.host, s3_server.port) as proxy:
+        yield proxy
+
+
+# --- (a) S3 unreachable during saves ---------------------------------------------------------
+
+
+class TestS3Outage:
+    @pytest.fixture
+    def bookstore_config(self, bookstore_config: dict[str, Any], proxy: TcpProxy) -> dict[str, Any]:
+        return {**bookstore_config, "s3_endpoint_url": proxy.url}
+
+    async def test_saves_succeed_and_are_uploaded_once_s3_is_back(
+        self,
+        jp_fetch: Any,
+        bookstore_ext: Any,
+        proxy: TcpProxy,
+        s3: Any,
+        s3_bucket: str,
+        jp_root_dir: Path,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        n = 15
+        code, _ = await save_nb(jp_fetch, "outage.ipynb", "outage 000")
+        assert code == 201
+        assert await bookstore_ext.archiver.wait_idle(20)
+
+        proxy.cut()
+        durations = []
+        for i in range(1, n):
+            started = time.monotonic()
+            code, model = await save_nb(jp_fetch, "outage.ipynb", f"outage {i:03d}")
+            durations.append(time.monotonic() - started)
+            assert code == 200
+            assert "bookstore_save_id" in model
+        # S3 is not on the save path: no save waited for a connection attempt.
+        assert max(durations) < 1.0, durations
+        assert "outage 014" in (jp_root_dir / "outage.ipynb").read_text()
+
+        status = await get_status(jp_fetch)
+        assert status["pending"] == n - 1
+        # The uploader's first failed attempt shows in the status.
+        await wait_until_async(lambda: bookstore_ext.archiver.failed_attempts > 0, 10)
+        status = await get_status(jp_fetch)
+        assert status["pending"] == n - 1
+        assert "unreachable" in status["last_error"]["message"]
+        assert status["last_error"]["path"] == "outage.ipynb"
+
+        proxy.restore()
+        assert await bookstore_ext.archiver.wait_idle(30)
+        assert archived_sources(s3, s3_bucket, "workspace/outage.ipynb") == expected("outage", n)
+        assert (await get_status(jp_fetch))["pending"] == 0
+
+        # The outage was logged once, and its end once, not once per retry.
+        messages = [r.getMessage() for r in caplog.records if r.name == bookstore_ext.log.name]
+        assert sum("will retry with backoff" in m for m in messages) == 1
+        assert sum("uploads work again" in m for m in messages) == 1
+
+
+class TestAnswerLost:
+    """S3 stored an upload but its answer was lost: the retry must not store it again."""
+
+    @pytest.fixture
+    def link(self, s3_server: S3Server) -> Iterator[SlowLink]:
+        with SlowLink(s3_server.host, s3_server.port, delay=1.5) as link:
+            yield link
+
+    @pytest.fixture
+    def cuttable(self, link: SlowLink) -> Iterator[TcpProxy]:
+        with TcpProxy("127.0.0.1", link.port) as proxy:
+            yield proxy
+
+    @pytest.fixture
+    def bookstore_config(
+        self, bookstore_config: dict[str, Any], cuttable: TcpProxy
+    ) -> dict[str, Any]:
+        return {**bookstore_config, "s3_endpoint_url": cuttable.url}
+
+    async def test_connection_cut_mid_upload_does_not_double_the_version(
+        self, jp_fetch: Any, bookstore_ext: Any, cuttable: TcpProxy, s3: Any, s3_bucket: str
+    ) -> None:
+        key = "workspace/cut.ipynb"
+        code, model = await save_nb(jp_fetch, "cut.ipynb", "cut 000")
+        assert code == 201
+        # S3 has the version as soon as the request is through; its answer is held back.
+        await wait_until_async(lambda: len(list_versions(s3, s3_bucket, key)) == 1, 10)
+        cuttable.cut()  # the answer never arrives
+        await asyncio.sleep(1.5)  # the archiver's next attempts fail too
+        cuttable.restore()
+        assert await bookstore_ext.archiver.wait_idle(30)
+        assert archived_save_ids(s3, s3_bucket, key) == [model["bookstore_save_id"]]
+
+
+# --- (e) retries back off exponentially, capped -----------------------------------------------
+
+
+class TestBackoff:
+    """The bucket does not exist yet: every attempt fails at once (no botocore retry on 404),
+    so the time between attempts is the archiver's own backoff."""
+
+    @pytest.fixture
+    def late_bucket(self) -> str:
+        return f"test-late-{uuid.uuid4().hex[:16]}"
+
+    @pytest.fixture
+    def bookstore_config(
+        self, bookstore_config: dict[str, Any], late_bucket: str
+    ) -> dict[str, Any]:
+        return {
+            **bookstore_config,
+            "s3_bucket": late_bucket,
+            "upload_retry_initial_delay": 0.05,
+            "upload_retry_max_delay": 0.4,
+        }
+
+    async def test_retry_intervals_grow_then_stay_capped(
+        self,
+        jp_fetch: Any,
+        bookstore_ext: Any,
+        s3_server: S3Server,
+        s3: Any,
+        late_bucket: str,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        caplog.set_level(logging.DEBUG, logger=bookstore_ext.log.name)
+        await save_nb(jp_fetch, "backoff.ipynb", "backoff 000")
+        await asyncio.sleep(4)
+        attempts = [
+            r.created
+            for r in caplog.records
+            if "backoff.ipynb" in r.getMessage()
+            and ("will retry" in r.getMessage() or "retrying upload" in r.getMessage())
+        ]
+        status = await get_status(jp_fetch)
+        s3_server.create_bucket(late_bucket)  # and the retries pick it up
+        assert await bookstore_ext.archiver.wait_idle(10)
+        assert len(list_versions(s3, late_bucket, "workspace/backoff.ipynb")) == 1
+
+        # Delays 0.05, 0.1, 0.2, 0.4, 0.4... (x0.5-1 jitter): 13-21 attempts in 4 s.
+        # Without backoff there would be ~100; doubling without a cap, at most 8.
+        assert 10 <= len(attempts) <= 40, len(attempts)
+        assert status["failed_attempts"] == len(attempts)
+        assert "does not exist" in status["last_error"]["message"] or status["last_error"]
+        gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+        assert gaps[0] < 0.15, gaps  # starts fast
+        assert max(gaps) < 0.4 + 0.15, gaps  # never waits longer than the cap
+        assert sum(gaps[-4:]) / 4 > 0.2 > 2 * gaps[0], gaps  # and has grown to it
+
+
+# --- (b) SIGKILL while S3 is down ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigkill_with_s3_down_then_restart_uploads_every_save_once(
+    tmp_path: Path, bookstore_config: dict[str, Any], proxy: TcpProxy, s3: Any, s3_bucket: str
+) -> None:
+    # Default spool location: under JUPYTER_DATA_DIR, which both servers share.
+    config = server_config(bookstore_config, s3_endpoint_url=proxy.url)
+    del config["BookstoreSettings"]["spool_dir"]
+    spool = tmp_path / "jp" / "data" / "bookstore" / "spool"
+    paths = ["crash-a.ipynb", "sub/crash-b.ipynb"]
+    n = 8
+
+    proxy.cut()
+    with JupyterSubprocess("server", tmp_path / "jp", config=config) as jp:
+        jp.request("PUT", "/api/contents/sub", json={"type": "directory"}).raise_for_status()
+        for i in range(n):
+            for path in paths:
+                jp.save_notebook(path, notebook(f"{path} {i:03d}"))
+        assert jp.request("GET", "/api/bookstore").json()["archive"]["pending"] == n * len(paths)
+        jp.kill(signal.SIGKILL)
+        assert jp.wait(10) == -signal.SIGKILL
+    assert len(spool_entries(spool)) == n * len(paths)
+    for path in paths:
+        assert list_versions(s3, s3_bucket, f"workspace/{path}") == []
+
+    proxy.restore()
+    with JupyterSubprocess("server", tmp_path / "jp", config=config) as jp2:
+        wait_until(lambda: not spool_entries(spool), 60, "the spool to drain")
+        status = jp2.request("GET", "/api/bookstore").json()["archive"]
+        assert status["pending"] == 0
+        assert status["uploaded"] == n * len(paths)
+    for path in paths:
+        assert archived_sources(s3, s3_bucket, f"workspace/{path}") == expected(path, n)
+
+
+# --- (c) SIGKILL while uploads are in flight ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigkill_during_uploads_then_restart_has_no_gap_and_no_duplicate(
+    tmp_path: Path, bookstore_config: dict[str, Any], s3_server: S3Server, s3: Any, s3_bucket: str
+) -> None:
+    paths = [f"inflight-{p}.ipynb" for p in range(4)]
+    n = 10
+    # S3's answers are held back 3 s (botocore's "100 Continue" too): the server dies once
+    # S3 has stored the first save of each path but before the server has heard so.
+    with SlowLink(s3_server.host, s3_server.port, delay=3.0) as link:
+        config = server_config(bookstore_config, s3_endpoint_url=link.url)
+        with JupyterSubprocess("server", tmp_path / "jp", config=config) as jp:
+
+            def saves_of(path: str) -> list[str]:
+                return [
+                    jp.save_notebook(path, notebook(f"{path} {i:03d}"))["bookstore_save_id"]
+                    for i in range(n)
+                ]
+
+            with ThreadPoolExecutor(len(paths)) as pool:
+                save_ids = dict(zip(paths, pool.map(saves_of, paths)))
+            wait_until(
+                lambda: all(list_versions(s3, s3_bucket, f"workspace/{p}") for p in paths),
+                10,
+                "the first uploads to reach S3",
+            )
+            jp.kill(signal.SIGKILL)
+            jp.wait(10)
+    in_s3_at_crash = {p: len(list_versions(s3, s3_bucket, f"workspace/{p}")) for p in paths}
+    assert all(count == 1 for count in in_s3_at_crash.values()), in_s3_at_crash
+    assert len(spool_entries(bookstore_config["spool_dir"])) == n * len(paths)
+
+    config = server_config(bookstore_config)  # straight to S3 this time
+    with JupyterSubprocess("server", tmp_path / "jp", config=config) as jp2:
+        wait_until(lambda: not spool_entries(bookstore_config["spool_dir"]), 60, "the drain")
+        assert jp2.request("GET", "/api/bookstore").json()["archive"]["pending"] == 0
+    for path in paths:
+        key = f"workspace/{path}"
+        assert archived_save_ids(s3, s3_bucket, key) == save_ids[path]
+        assert archived_sources(s3, s3_bucket, key) == expected(path, n)
+    # Each path's first save was found in S3 and not uploaded again.
+    assert jp2.log_text().count("was already in S3") == len(paths)
+
+
+# --- (d) a clean stop flushes the queue ------------------------------------------------------
+
+
+def _backlog(jp: JupyterSubprocess, path: str, n: int) -> None:
+    for i in range(n):
+        jp.save_notebook(path, notebook(f"{path} {i:03d}"))
+    assert jp.request("GET", "/api/bookstore").json()["archive"]["pending"] == n
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGTERM", "api-shutdown", "ctrl-c-twice"])
+def test_clean_stop_flushes_the_queue(
+    how: str,
+    tmp_path: Path,
+    bookstore_config: dict[str, Any],
+    proxy: TcpProxy,
+    s3: Any,
+    s3_bucket: str,
+) -> None:
+    n = 6
+    config = server_config(bookstore_config, s3_endpoint_url=proxy.url)
+    jp = JupyterSubprocess("server", tmp_path / "jp", config=config, tty=how == "ctrl-c-twice")
+    with jp:
+        proxy.cut()
+        _backlog(jp, "flush.ipynb", n)
+        # S3 comes back only after the stop has begun: the flush has all the work to do.
+        comeback = threading.Timer(1.0, proxy.restore)
+        comeback.start()
+        started = time.monotonic()
+        if how == "SIGTERM":
+            jp.kill(signal.SIGTERM)
+        elif how == "api-shutdown":
+            jp.request("POST", "/api/shutdown")  # answers once the server has cleaned up
+        else:
+            jp.kill(signal.SIGINT)  # "Shut down this Jupyter server (y/[n])?"
+            time.sleep(0.5)
+            jp.kill(signal.SIGINT)  # the second Ctrl-C stops without asking
+        jp.wait(bookstore_config["flush_timeout"] + 15)
+        stopped_in = time.monotonic() - started
+        comeback.join()
+    assert stopped_in < bookstore_config["flush_timeout"] + 5
+    assert f"flushing {n} queued upload(s)" in jp.log_text()
+    assert spool_entries(bookstore_config["spool_dir"]) == []
+    assert archived_sources(s3, s3_bucket, "workspace/flush.ipynb") == expected("flush.ipynb", n)
+
+
+@pytest.mark.slow
+def test_stop_with_s3_down_is_bounded_and_keeps_the_spool(
+    tmp_path: Path, bookstore_config: dict[str, Any], proxy: TcpProxy, s3: Any, s3_bucket: str
+) -> None:
+    n = 4
+    config = server_config(bookstore_config, s3_endpoint_url=proxy.url, flush_timeout=2.0)
+    with JupyterSubprocess("server", tmp_path / "jp", config=config) as jp:
+        proxy.cut()
+        _backlog(jp, "kept.ipynb", n)
+        started = time.monotonic()
+        jp.kill(signal.SIGTERM)
+        jp.wait(30)
+        stopped_in = time.monotonic() - started
+    assert stopped_in < 2.0 + 5
+    assert f"{n} save(s) not uploaded yet" in jp.log_text()
+    assert len(spool_entries(bookstore_config["spool_dir"])) == n
+    assert list_versions(s3, s3_bucket, "workspace/kept.ipynb") == []
+
+
+@pytest.mark.slow
+def test_sigint_without_terminal_exits_and_loses_nothing(
+    tmp_path: Path, bookstore_config: dict[str, Any], proxy: TcpProxy, s3: Any, s3_bucket: str
+) -> None:
+    """Without a terminal, jupyter_server exits on SIGINT with no clean-up: the spool keeps all."""
+    n = 4
+    config = server_config(bookstore_config, s3_endpoint_url=proxy.url)
+    with JupyterSubprocess("server", tmp_path / "jp", config=config) as jp:
+        proxy.cut()
+        _backlog(jp, "sigint.ipynb", n)
+        jp.kill(signal.SIGINT)
+        jp.wait(15)  # used to hang: anyio worker threads held by the uploader's tasks
+    assert len(spool_entries(bookstore_config["spool_dir"])) == n
+    proxy.restore()
+    with JupyterSubprocess("server", tmp_path / "jp", config=config):
+        wait_until(lambda: not spool_entries(bookstore_config["spool_dir"]), 60, "the drain")
+    assert archived_sources(s3, s3_bucket, "workspace/sigint.ipynb") == expected("sigint.ipynb", n)
