@@ -11,9 +11,11 @@ before the save returns. The upload to S3 happens in the background (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import os
 from base64 import decodebytes
+from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,20 @@ if TYPE_CHECKING:
 _staged: contextvars.ContextVar[list[StagedSave] | None] = contextvars.ContextVar(
     "bookstore_staged", default=None
 )
+# Extra S3 metadata for the saves made in this context (e.g. "restored-from").
+_extra_metadata: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "bookstore_extra_metadata", default=None
+)
+
+
+@contextlib.contextmanager
+def archive_metadata(**meta: str) -> Iterator[None]:
+    """Attach extra S3 metadata to the versions archived by saves made inside the block."""
+    token = _extra_metadata.set(dict(meta))
+    try:
+        yield
+    finally:
+        _extra_metadata.reset(token)
 
 
 class BookstoreContentsArchiver(AsyncLargeFileManager):
@@ -165,7 +181,9 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
             return
         path = to_api_path(os_path, self.root_dir)
         results = await asyncio.gather(
-            write, archiver.stage(path, data, content_type=content_type), return_exceptions=True
+            write,
+            archiver.stage(path, data, content_type=content_type, extra=_extra_metadata.get()),
+            return_exceptions=True,
         )
         write_result, stage_result = results
         if isinstance(stage_result, BaseException):

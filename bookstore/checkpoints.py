@@ -28,7 +28,9 @@ from jupyter_server.utils import ensure_async
 from tornado.web import HTTPError
 from traitlets import Bool
 
+from .archive import archive_metadata
 from .history import (
+    META_RESTORED_FROM,
     HistoryError,
     VersionHistory,
     checkpoint_id_for_save,
@@ -191,7 +193,9 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
             model = await run_sync(save_model, path, data)
         except (HistoryError, S3Error) as e:
             raise self._http_error(e, f"restoring checkpoint {checkpoint_id} of {path}") from e
-        await restore_model(contents_mgr, path, model)
+        kind, value = parse_checkpoint_id(checkpoint_id)
+        restored_from = value if kind == "version" else checkpoint_id
+        await restore_model(contents_mgr, path, model, restored_from=restored_from)
         self.log.info("bookstore: restored %s from checkpoint %s", path, checkpoint_id)
 
     async def _checkpoint_bytes(self, archiver: Archiver, checkpoint_id: str, path: str) -> bytes:
@@ -246,7 +250,9 @@ def _read_bytes(os_path: str) -> bytes:
         return f.read()
 
 
-async def restore_model(contents_mgr: Any, path: str, model: dict[str, Any]) -> dict[str, Any]:
+async def restore_model(
+    contents_mgr: Any, path: str, model: dict[str, Any], *, restored_from: str | None = None
+) -> dict[str, Any]:
     """Save ``model`` (from :func:`bookstore.history.save_model`) at ``path``: a normal save.
 
     A notebook keeps the trust its signature earns (as when it is opened), so restoring
@@ -257,7 +263,9 @@ async def restore_model(contents_mgr: Any, path: str, model: dict[str, Any]) -> 
         raise HTTPError(404, f"cannot restore {path}: directory {directory!r} does not exist")
     if model["type"] == "notebook":
         contents_mgr.mark_trusted_cells(model["content"], path)
-    saved: dict[str, Any] = await ensure_async(contents_mgr.save(model, path))
+    meta = {META_RESTORED_FROM: restored_from} if restored_from else {}
+    with archive_metadata(**meta):
+        saved: dict[str, Any] = await ensure_async(contents_mgr.save(model, path))
     return saved
 
 

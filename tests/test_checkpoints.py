@@ -94,7 +94,11 @@ async def test_restore_checkpoint_restores_that_version(
     assert first_source_on_disk(jp_root_dir / "c.ipynb") == "one  # 0"
     # The restore is a save like any other: archived as the newest version.
     await drain(bookstore_ext)
-    assert len(list_versions(s3, s3_bucket, "workspace/c.ipynb")) == 4
+    versions = list_versions(s3, s3_bucket, "workspace/c.ipynb")
+    assert len(versions) == 4
+    oldest = versions[-1]["VersionId"]
+    latest = s3.get_object(Bucket=s3_bucket, Key="workspace/c.ipynb")
+    assert latest["Metadata"]["restored-from"] == oldest
 
 
 async def test_save_and_checkpoint_returns_the_version_of_that_save(

@@ -266,6 +266,7 @@ async def test_restore_writes_the_version_back_as_a_new_archived_save(
     latest = s3.get_object(Bucket=s3_bucket, Key="workspace/r.ipynb")
     assert latest["Body"].read() == (jp_root_dir / "r.ipynb").read_bytes()
     assert latest["Metadata"]["save-id"] == model["bookstore_save_id"]
+    assert latest["Metadata"]["restored-from"] == good["VersionId"]
 
 
 async def test_restore_a_published_version_into_the_workspace_file(

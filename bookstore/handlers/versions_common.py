@@ -58,7 +58,7 @@ class HistoryMixin:
         """Write a version back into ``path`` as a normal save; the saved model, no content."""
         data = await self.history.read_bytes(path, version_id, prefix)
         model = await run_sync(save_model, path, data)
-        saved = await restore_model(self.contents_manager, path, model)
+        saved = await restore_model(self.contents_manager, path, model, restored_from=version_id)
         self.log.info(
             "bookstore: restored %s from %s version %s (save %s)",
             path,
