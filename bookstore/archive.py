@@ -26,6 +26,7 @@ from jupyter_server.utils import to_api_path
 from tornado import web
 from traitlets import default
 
+from .publisher import NOTEBOOK_CONTENT_TYPE as _NOTEBOOK_TYPE
 from .s3 import META_RENAMED_FROM
 
 if TYPE_CHECKING:
@@ -228,9 +229,6 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
         except Exception as e:
             raise web.HTTPError(400, f"Encoding error saving {os_path}: {e}") from e
         await self._write_and_stage(os_path, bcontent, _guess_type(os_path))
-
-
-_NOTEBOOK_TYPE = "application/x-ipynb+json"
 
 
 def _guess_type(os_path: str) -> str:

@@ -55,6 +55,7 @@ from .history import (
     parse_notebook,
     validate_version_id,
 )
+from .publisher import NOTEBOOK_CONTENT_TYPE, publish_bytes
 from .render import cell_changes, metadata_changed, strip_ansi, text_diff
 from .s3 import (
     META_PATH,
@@ -69,8 +70,6 @@ from .s3 import (
     S3Unavailable,
 )
 from .settings import BookstoreSettings, clean_api_path
-
-NOTEBOOK_CONTENT_TYPE = "application/x-ipynb+json"
 
 #: Config files read, lowest priority first; the server reads the first two.
 CONFIG_FILES = ("jupyter_notebook_config", "jupyter_server_config", "jupyter_bookstore_config")
@@ -611,27 +610,12 @@ class PublishCommand(BookstoreCommand):
             raise CommandError(f"{local} is not a notebook: {e}") from e
         nb = await asyncio.to_thread(check_notebook, content, local)
         data = notebook_bytes(nb)
-        key = settings.s3_key("published", path)
-        sha256 = hashlib.sha256(data).hexdigest()
-        metadata = {
-            META_SHA256: sha256,
-            META_SAVED_AT: utcnow_iso(),
-            META_USER: settings.username,
-            META_PATH: path,
-        }
         with Progress("uploading", total=1) as progress:
-            result = await store.put_object(key, data, metadata, content_type=NOTEBOOK_CONTENT_TYPE)
+            answer = await publish_bytes(store, settings, path, data)
             progress.advance()
-        s3_path = f"s3://{result.bucket}/{key}"
         self.emit(
-            {
-                "s3_path": s3_path,
-                "versionID": result.version_id,
-                "bucket": result.bucket,
-                "key": key,
-                "sha256": sha256,
-            },
-            f"published {path} to {s3_path} (version {result.version_id})\n",
+            answer,
+            f"published {path} to {answer['s3_path']} (version {answer['versionID']})\n",
         )
 
 

@@ -11,8 +11,9 @@ from jupyter_server.base.handlers import APIHandler
 from nbformat.corpus.words import generate_corpus_id
 from tornado import web
 
-#: What a notebook is stored as in S3, and what a publish body's ``type`` must be.
-NOTEBOOK_CONTENT_TYPE = "application/x-ipynb+json"
+from ..publisher import NOTEBOOK_CONTENT_TYPE
+
+__all__ = ["NOTEBOOK_CONTENT_TYPE", "BoundedBodyMixin", "check_notebook", "notebook_bytes"]
 
 #: Longest nbformat validation message we send back (some embed a whole cell).
 _MAX_MESSAGE = 600

@@ -9,7 +9,6 @@ a path is a new version. The answer keeps the original bookstore's fields (``s3_
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from anyio.to_thread import run_sync
@@ -17,11 +16,11 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import path_regex
 from tornado import web
 
-from ..archiver import utcnow_iso
-from ..s3 import META_PATH, META_SAVED_AT, META_SHA256, META_USER, S3Error
+from ..publisher import publish_bytes
+from ..s3 import S3Error
 from ..settings import clean_api_path
 from .base import BookstoreAPIHandler
-from .common import NOTEBOOK_CONTENT_TYPE, BoundedBodyMixin, check_notebook, notebook_bytes
+from .common import BoundedBodyMixin, check_notebook, notebook_bytes
 
 
 def _serialise(content: Any) -> bytes:
@@ -52,37 +51,17 @@ class BookstorePublishHandler(BoundedBodyMixin, BookstoreAPIHandler):
             raise web.HTTPError(422, 'the body has no "content": put the notebook JSON there')
         data = await run_sync(_serialise, model["content"])
 
-        settings = self.bookstore_settings
-        key = settings.s3_key("published", path)
-        sha256 = hashlib.sha256(data).hexdigest()
-        metadata = {
-            META_SHA256: sha256,
-            META_SAVED_AT: utcnow_iso(),
-            META_USER: settings.username,
-            META_PATH: path,
-        }
         try:
-            result = await self.store.put_object(
-                key, data, metadata, content_type=NOTEBOOK_CONTENT_TYPE
-            )
+            answer = await publish_bytes(self.store, self.bookstore_settings, path, data)
         except S3Error as e:
             raise self.s3_http_error(e) from e
         self.log.info(
-            "bookstore: published %s to s3://%s/%s (version %s)",
+            "bookstore: published %s to %s (version %s)",
             path,
-            result.bucket,
-            key,
-            result.version_id,
+            answer["s3_path"],
+            answer["versionID"],
         )
-        self.finish(
-            {
-                "s3_path": f"s3://{result.bucket}/{key}",
-                "versionID": result.version_id,
-                "bucket": result.bucket,
-                "key": key,
-                "sha256": sha256,
-            }
-        )
+        self.finish(answer)
 
 
 default_handlers: list[tuple[str, Any]] = [
