@@ -18,6 +18,7 @@ from bookstore.testing import S3Server, start_s3
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 BACKEND = os.environ.get("BOOKSTORE_TEST_S3", "moto")
+CHROMIUM = os.environ.get("BOOKSTORE_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture(autouse=True)
@@ -100,3 +101,33 @@ def bookstore_ext(jp_serverapp: Any, jp_asyncio_loop: Any) -> Any:
     ext = jp_serverapp.web_app.settings["bookstore_extension"]
     jp_asyncio_loop.run_until_complete(ext._start_jupyter_server_extension(jp_serverapp))
     return ext
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright, shared by the browser tests.
+
+    Missing Chromium skips the browser tests on a developer's machine but fails them in CI
+    (``CI`` set), where scripts/test.sh installs it: a browser test must not pass unseen.
+    """
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        message = f"no Chromium at {CHROMIUM}: apt-get install chromium, or set BOOKSTORE_CHROMIUM"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-gpu",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -23,33 +23,10 @@ from jupyter_subprocess import JupyterSubprocess
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("BOOKSTORE_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(os.environ.get("BOOKSTORE_SCREENSHOT_DIR", "/tmp"))
 TIMEOUT_MS = 30_000
 #: Shown as "saved by" on every archived version (the archiver reads JUPYTERHUB_USER).
 USER = "page-tester"
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM} (set BOOKSTORE_CHROMIUM)")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-gpu",
-                "--no-first-run",
-            ],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
