@@ -615,6 +615,11 @@ def _run_weed(
         "-s3.allowDeleteBucketNotEmpty=false",  # like AWS and moto: BucketNotEmpty
         "-s3.autoCreateBucket=false",  # like AWS and moto: NoSuchBucket
         "-s3.iam=false",  # no embedded IAM API
+        # Each bucket is a collection with volumes of its own: with the default 128 MB
+        # volumes the volume limit (free disk / volume size) ran out after ~77 buckets,
+        # and a test session creates one bucket per test. Small volumes, a high limit.
+        "-master.volumeSizeLimitMB=16",
+        "-volume.max=20000",
         f"-s3.config={identities}",
     ]
     env = {k: v for k, v in os.environ.items() if k not in _WEED_ENV_DROP}
