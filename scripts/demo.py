@@ -147,8 +147,8 @@ def main() -> int:
         except (KeyboardInterrupt, SystemExit):
             # Ctrl-C or SIGTERM: let Jupyter stop cleanly (it flushes bookstore's queue).
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                proc.send_signal(signal.SIGINT)
+                # SIGTERM: jupyter_server shuts down cleanly without asking for confirmation.
+                proc.send_signal(signal.SIGTERM)
             with contextlib.suppress(KeyboardInterrupt, subprocess.TimeoutExpired):
                 proc.wait(30)
             if proc.poll() is None:
