@@ -56,7 +56,7 @@ from .history import (
     validate_version_id,
 )
 from .publisher import NOTEBOOK_CONTENT_TYPE, publish_bytes
-from .render import cell_changes, metadata_changed, strip_ansi, text_diff
+from .render import cell_changes, human_size, metadata_changed, strip_ansi, text_diff
 from .s3 import (
     META_PATH,
     META_SAVE_ID,
@@ -143,17 +143,6 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines) + "\n"
-
-
-def human_size(size: int | None) -> str:
-    if size is None:
-        return ""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover
 
 
 def short_time(record: VersionRecord) -> str:

@@ -314,3 +314,15 @@ def text_diff(changes: list[CellChange], context: bool = False) -> str:
         if c.metadata_changed:
             out.append("  (cell metadata changed)")
     return "\n".join(out) + ("\n" if out else "")
+
+
+def human_size(size: int | None, missing: str = "") -> str:
+    """``1.2 MB``-style sizes for people; ``missing`` when the size is unknown."""
+    if size is None:
+        return missing
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover

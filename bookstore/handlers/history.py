@@ -43,7 +43,7 @@ from ..history import (
     validate_prefix,
     validate_version_id,
 )
-from ..render import cell_changes, metadata_changed, render_notebook
+from ..render import cell_changes, human_size, metadata_changed, render_notebook
 from ..s3 import S3Error
 from .base import AUTH_RESOURCE
 from .versions_common import HistoryMixin
@@ -56,18 +56,6 @@ PAGE_CSP = (
     "default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "form-action 'self'; base-uri 'none'"
 )
-
-
-def human_size(size: int | None) -> str:
-    """``1.2 MB``-style sizes for people."""
-    if size is None:
-        return "—"
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover
 
 
 def human_time(record: VersionRecord) -> str:
@@ -180,7 +168,7 @@ class HistoryPageHandler(BookstorePageHandler):
                 "record": v,
                 "time": human_time(v),
                 "iso": isoformat(v.last_modified),
-                "size": human_size(v.size),
+                "size": human_size(v.size, "—"),
                 "user": v.user or "—",
                 "sha_short": (v.sha256 or "")[:12],
                 "prefix": listing.prefix,
@@ -274,7 +262,7 @@ class HistoryPageHandler(BookstorePageHandler):
             prefix=prefix,
             record=record,
             time=human_time(record),
-            size=human_size(record.size),
+            size=human_size(record.size, "—"),
             cells=cells,
             text=text,
             history_url=self.page_url("versions", path),
