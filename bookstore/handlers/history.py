@@ -288,15 +288,10 @@ class DiffPageHandler(BookstorePageHandler):
     async def get(self, path: str = "") -> None:
         path = self.api_path(path, "/bookstore/diff/")
         try:
-            prefix = validate_prefix(self.get_query_argument("prefix", None))
-            from_id = validate_version_id(self.get_query_argument("from", None), "from")
-            to_id = self.get_query_argument("to", None)
-            if to_id is not None:
-                to_id = validate_version_id(to_id, "to")
-            current = await self.current_notebook(path) if to_id is None else None
-            diff = await self.history.diff(path, from_id, to_id, prefix=prefix, current=current)
+            asked = await self.requested_diff(path, self.get_query_argument)
         except (HistoryError, S3Error) as e:
             raise self.page_error(e) from e
+        prefix, from_id, to_id, diff = asked.prefix, asked.from_id, asked.to_id, asked.diff
         changes = await run_sync(cell_changes, diff.base, diff.remote, diff.diff)
         self.render_page(
             "versions_diff.html",

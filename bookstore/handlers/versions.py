@@ -76,16 +76,10 @@ class DiffHandler(HistoryMixin, BookstoreAPIHandler):
     async def get(self, path: str = "") -> None:
         path = self.api_path(path, "/api/bookstore/diff/")
         try:
-            prefix = validate_prefix(self.get_query_argument("prefix", None))
-            from_id = validate_version_id(self.get_query_argument("from", None), "from")
-            to_id = self.get_query_argument("to", None)
-            if to_id is not None:
-                to_id = validate_version_id(to_id, "to")
-            current = await self.current_notebook(path) if to_id is None else None
-            diff = await self.history.diff(path, from_id, to_id, prefix=prefix, current=current)
+            asked = await self.requested_diff(path, self.get_query_argument)
         except (HistoryError, S3Error) as e:
             raise self.history_error(e) from e
-        self.finish(json.dumps(diff.to_json(), default=json_default))
+        self.finish(json.dumps(asked.diff.to_json(), default=json_default))
 
 
 default_handlers: list[tuple[str, Any]] = [

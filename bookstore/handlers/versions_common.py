@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from anyio.to_thread import run_sync
@@ -10,9 +12,27 @@ from nbformat.v4.rwbase import strip_transient
 from tornado import web
 
 from ..checkpoints import restore_model
-from ..history import NotANotebook, VersionHistory, is_notebook_path, save_model
+from ..history import (
+    NotANotebook,
+    NotebookDiff,
+    VersionHistory,
+    is_notebook_path,
+    save_model,
+    validate_prefix,
+    validate_version_id,
+)
 from ..s3 import S3Error
 from ..settings import clean_api_path
+
+
+@dataclass
+class DiffRequest:
+    """What ``?from=ID[&to=ID][&prefix=...]`` asked for, and the diff it gives."""
+
+    prefix: str
+    from_id: str
+    to_id: str | None
+    diff: NotebookDiff
 
 
 class HistoryMixin:
@@ -53,6 +73,23 @@ class HistoryMixin:
         model = await ensure_async(self.contents_manager.get(path, content=True, type="notebook"))
         nb: dict[str, Any] = strip_transient(model["content"])
         return nb
+
+    async def requested_diff(
+        self, path: str, query: Callable[[str, None], str | None]
+    ) -> DiffRequest:
+        """The diff named by the query (``query`` is ``self.get_query_argument``).
+
+        Without ``to``, the version is compared with the file as it is now.
+        Raises :class:`bookstore.history.HistoryError` or :class:`bookstore.s3.S3Error`.
+        """
+        prefix = validate_prefix(query("prefix", None))
+        from_id = validate_version_id(query("from", None), "from")
+        to_id = query("to", None)
+        if to_id is not None:
+            to_id = validate_version_id(to_id, "to")
+        current = await self.current_notebook(path) if to_id is None else None
+        diff = await self.history.diff(path, from_id, to_id, prefix=prefix, current=current)
+        return DiffRequest(prefix, from_id, to_id, diff)
 
     async def restore(self, path: str, version_id: str, prefix: str) -> dict[str, Any]:
         """Write a version back into ``path`` as a normal save; the saved model, no content."""
