@@ -362,6 +362,16 @@ class Spool:
                 os.makedirs(os.path.join(self.directory, sub), exist_ok=True)
                 for name in os.listdir(src_dir):
                     shutil.move(os.path.join(src_dir, name), os.path.join(self.directory, sub))
+        for info in list_set_aside(self.directory):  # say where the moved bytes are now
+            kept_at = info.get("kept_at")
+            if kept_at and os.path.dirname(kept_at) == os.path.join(other.directory, SET_ASIDE_DIR):
+                info["kept_at"] = os.path.join(
+                    self.directory, SET_ASIDE_DIR, os.path.basename(kept_at)
+                )
+                final = os.path.join(self.directory, SET_ASIDE_DIR, f"{info['save_id']}.json")
+                with open(final + ".new", "w", encoding="utf-8") as f:
+                    json.dump(info, f)
+                os.replace(final + ".new", final)
         if moved:
             self._fsync_dir()
         stats = read_stats(other.directory)
@@ -718,10 +728,14 @@ class Archiver:
         :meth:`_make_room`). A save S3 could never accept is staged to be set aside.
         """
         await self.start()
-        # Hashing 1 MB takes about a millisecond: keep it off the event loop too.
-        entry = await run_sync(
-            partial(self.make_entry, path, data, content_type=content_type, extra=extra)
-        )
+        check_disk = self.settings.min_free_disk_bytes > 0
+
+        def prepare() -> tuple[SpoolEntry, int]:
+            # Hashing 1 MB takes about a millisecond: keep it off the event loop too.
+            entry = self.make_entry(path, data, content_type=content_type, extra=extra)
+            return entry, self.spool.free_bytes() if check_disk else 0
+
+        entry, free = await run_sync(prepare)
         k = (entry.bucket, entry.key)
         rejection: S3BadRequest | None = None
         try:
@@ -732,7 +746,7 @@ class Archiver:
             # Set aside at commit; its bytes are kept if the disk has room, never at the
             # expense of other saves (set-aside saves are not counted in max_spool_bytes).
             need = entry.size + len(entry.header())
-            if not await self._disk_allows(need):
+            if check_disk and free - need < self.settings.min_free_disk_bytes:
                 return StagedSave(entry, None, rejection=rejection)
             staged = await run_sync(self.spool.stage, entry, data)
             staged.rejection = rejection
@@ -740,7 +754,7 @@ class Archiver:
         entry.dropped = self._carry.pop(k, 0)
         # The header grows a little once the dropped count is known.
         need = entry.size + len(entry.header()) + 16
-        if not await self._make_room(entry, need):
+        if not await self._make_room(entry, need, free):
             self._carry[k] = entry.dropped + 1
             self._count_dropped(entry, 1)
             await run_sync(self.spool.write_stats, self.stats)
@@ -773,11 +787,7 @@ class Archiver:
     def spool_bytes(self) -> int:
         return sum(self._sizes.values())
 
-    async def _disk_allows(self, need: int) -> bool:
-        min_free = self.settings.min_free_disk_bytes
-        return not min_free or await run_sync(self.spool.free_bytes) - need >= min_free
-
-    async def _make_room(self, entry: SpoolEntry, need: int) -> bool:
+    async def _make_room(self, entry: SpoolEntry, need: int, free: int) -> bool:
         """Whether ``need`` more bytes fit in the spool, dropping saves to make them fit.
 
         Once ``max_spool_bytes`` or ``min_free_disk_bytes`` is reached, every path keeps
@@ -788,7 +798,7 @@ class Archiver:
         """
         limit = self.settings.max_spool_bytes
         min_free = self.settings.min_free_disk_bytes
-        free = await run_sync(self.spool.free_bytes) if min_free else 0
+        # ``free`` was measured just before: stages reserved since are not in it yet.
         used = self.spool_bytes
 
         def fits(freed: int) -> bool:
