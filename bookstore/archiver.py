@@ -827,6 +827,7 @@ class Archiver:
     async def _drop(self, victims: list[SpoolEntry], newest: SpoolEntry | None) -> None:
         """Drop queued saves; each path's count moves to the next save kept of that path."""
         touched: dict[str, SpoolEntry] = {}
+        removed: list[SpoolEntry] = []
         for victim in victims:
             k = (victim.bucket, victim.key)
             queue = self._queues.get(k)
@@ -834,6 +835,7 @@ class Archiver:
                 continue  # uploaded meanwhile, or uploading now: keep it
             index = queue.index(victim)
             queue.remove(victim)
+            removed.append(victim)
             if newest is not None and (newest.bucket, newest.key) == k and index >= len(queue):
                 heir = newest  # not written yet: its header carries the count
             else:
@@ -848,7 +850,7 @@ class Archiver:
                 del touched[save_id]  # dropped itself: its count moved on
 
         def persist() -> None:
-            for victim in victims:
+            for victim in removed:
                 self.spool.remove(victim)
             for heir in touched.values():
                 self.spool.write_dropped(heir)
