@@ -234,6 +234,36 @@ class BookstoreSettings(LoggingConfigurable):
         ),
     ).tag(config=True)
 
+    max_spool_bytes = Integer(
+        1024**3,
+        help=(
+            "Largest size, in bytes, of the saves waiting in the spool (default 1 GiB; 0 "
+            "means no limit). Once reached (S3 down for long), only the oldest and the newest "
+            "waiting save of each path are kept and the ones in between are dropped from the "
+            "archive (never from disk); the next uploaded version of the path says how many "
+            "in its `dropped-saves` metadata, and GET /api/bookstore counts them. See "
+            "docs/limits.md."
+        ),
+    ).tag(config=True)
+
+    min_free_disk_bytes = Integer(
+        100 * 1024**2,
+        help=(
+            "Free space, in bytes, that the spool always leaves on its disk (default "
+            "100 MiB; 0 means none), so queued archive copies never fill the disk your "
+            "notebooks are saved to. Reaching it drops saves like max_spool_bytes does."
+        ),
+    ).tag(config=True)
+
+    s3_storage_class = Unicode(
+        "",
+        help=(
+            "S3 storage class of archived versions, e.g. 'STANDARD_IA' or "
+            "'INTELLIGENT_TIERING'. Empty: the bucket's default (STANDARD). A class S3 does "
+            "not accept makes every upload fail; such saves are set aside (docs/limits.md)."
+        ),
+    ).tag(config=True)
+
     max_concurrent_uploads = Integer(
         8,
         help=(
@@ -365,6 +395,25 @@ class BookstoreSettings(LoggingConfigurable):
             if problem:
                 raise TraitError(f"clone_allowed_buckets: {name!r} {problem}")
         return list(value)
+
+    @validate("max_spool_bytes", "min_free_disk_bytes")
+    def _validate_byte_limit(self, proposal: Any) -> int:
+        if proposal["value"] < 0:
+            raise TraitError(
+                f"{proposal['trait'].name} must be a number of bytes >= 0 (0: no limit; "
+                f"got {proposal['value']})"
+            )
+        return int(proposal["value"])
+
+    @validate("s3_storage_class")
+    def _validate_s3_storage_class(self, proposal: Any) -> str:
+        value = str(proposal["value"]).strip()
+        if value and not re.fullmatch(r"[A-Z0-9_]{1,64}", value):
+            raise TraitError(
+                f"s3_storage_class must be an S3 storage class name such as STANDARD_IA "
+                f"(capital letters, digits and '_'; got {proposal['value']!r})"
+            )
+        return value
 
     @validate("max_concurrent_uploads")
     def _validate_max_concurrent_uploads(self, proposal: Any) -> int:
