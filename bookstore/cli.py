@@ -13,6 +13,7 @@ Subcommands::
     bookstore diff PATH A [B]           what changed from version A to B (or the local file)
     bookstore restore PATH --version ID write a version to the local file and archive it
     bookstore publish PATH              copy the local notebook to the published prefix
+    bookstore published                 list every user's published notebooks
     bookstore clone KEY [--version ID]  copy an S3 object into the local folder
     bookstore doctor                    check credentials, bucket, versioning and spool
 
@@ -653,6 +654,9 @@ class CloneCommand(BookstoreCommand):
         bucket = self.source_bucket or settings.s3_bucket
         if not bucket:
             self.need_bucket(settings)
+        reason = settings.unreadable_reason(key, bucket)
+        if reason:
+            raise CommandError(reason)
         version_id = validate_version_id(self.version_id, "--version") if self.version_id else None
         target = self.api_path(self.target or posixpath.basename(key))
         local = self.local_path(target)
@@ -962,6 +966,10 @@ SUBCOMMANDS: dict[str, type[BookstoreCommand]] = {
     "clone": CloneCommand,
     "doctor": DoctorCommand,
 }
+
+from .cli_published import PublishedCommand  # noqa: E402  (it subclasses BookstoreCommand)
+
+SUBCOMMANDS["published"] = PublishedCommand
 
 
 class BookstoreApp(JupyterApp):

@@ -11,6 +11,7 @@ from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinja
 
 from .archive import BookstoreContentsArchiver
 from .archiver import Archiver, utcnow_iso
+from .gallery import Gallery
 from .s3 import S3Error, S3Store
 from .settings import BookstoreSettings
 
@@ -35,6 +36,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         self.bookstore_settings = BookstoreSettings(parent=self.serverapp, log=self.log)
         self.store = S3Store(self.bookstore_settings, log=self.log)
         self.archiver = Archiver(self.bookstore_settings, self.store, self.log)
+        self.gallery = Gallery(self.bookstore_settings, self.store)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._check: dict[str, Any] = {"checked_at": None}
         self._check_lock: asyncio.Lock | None = None
@@ -62,6 +64,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
                 "bookstore_settings": self.bookstore_settings,
                 "bookstore_store": self.store,
                 "bookstore_archiver": self.archiver,
+                "bookstore_gallery": self.gallery,
             }
         )
 
@@ -84,7 +87,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         }
 
     def initialize_handlers(self) -> None:
-        from .handlers import clone, publish, status, versions
+        from .handlers import clone, publish, published, status, versions
 
         features = self.features
         self.handlers.append((r"/api/bookstore/?", status.BookstoreStatusHandler))
@@ -96,6 +99,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
             self.handlers.extend(clone.fs_handlers)
         if features["bookstore_valid"] and self.bookstore_settings.s3_bucket:
             self.handlers.extend(versions.default_handlers)
+            self.handlers.extend(published.default_handlers)
 
     # --- lifecycle -----------------------------------------------------------------
 

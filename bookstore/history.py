@@ -6,6 +6,7 @@ checkpoints and the command line; nothing here knows about HTTP. Failures are ra
 * :class:`HistoryError` (``.status`` says which HTTP status fits)
 
   * :class:`BadRequest` (400): malformed version id, prefix, limit or page token
+  * :class:`Forbidden` (403): outside ``BookstoreSettings.readable_prefixes``
   * :class:`NotFound` (404): no such path, version or save
   * :class:`NotANotebook` (415): a notebook operation on another kind of file
   * :class:`InvalidNotebook` (422): stored bytes that do not parse as a notebook
@@ -84,6 +85,10 @@ class HistoryError(Exception):
 
 class BadRequest(HistoryError, ValueError):
     status = 400
+
+
+class Forbidden(HistoryError, PermissionError):
+    status = 403
 
 
 class NotFound(HistoryError):
@@ -447,6 +452,14 @@ class VersionHistory:
     def key(self, path: str, prefix: str = "workspace") -> str:
         return self.settings.s3_key(prefix, path)
 
+    def read_key(self, path: str, prefix: str = "workspace") -> str:
+        """The key of ``path`` under ``prefix``, if ``readable_prefixes`` lets us read it."""
+        key = self.key(path, prefix)
+        reason = self.settings.unreadable_reason(key)
+        if reason:
+            raise Forbidden(reason)
+        return key
+
     async def pending(self, path: str) -> list[SpoolEntry]:
         """Saves of ``path`` not uploaded yet, newest first."""
         key = self.key(path)
@@ -476,7 +489,7 @@ class VersionHistory:
         its sha256, user and save id, from the cache or a HEAD request. A path with no
         version at all raises :class:`NotFound`.
         """
-        key = self.key(path, prefix)
+        key = self.read_key(path, prefix)
         raw_token = decode_page_token(page_token, key)
         if raw_token is None:
             page = await self.store.list_versions_cached(key, limit=limit)
@@ -512,7 +525,7 @@ class VersionHistory:
 
     async def iter_versions(self, path: str, prefix: str = "workspace") -> list[ObjectVersion]:
         """Every S3 version of ``path``, newest first, without metadata (no HEAD requests)."""
-        key = self.key(path, prefix)
+        key = self.read_key(path, prefix)
         out: list[ObjectVersion] = []
         token: str | None = None
         while True:
@@ -527,7 +540,7 @@ class VersionHistory:
     ) -> tuple[VersionRecord, GetResult]:
         """Read one version: its record (with ``is_latest``) and its bytes."""
         validate_version_id(version_id)
-        key = self.key(path, prefix)
+        key = self.read_key(path, prefix)
         got, head = await asyncio.gather(
             self.store.get_object(key, version_id),
             self.store.head_object(key),
@@ -577,7 +590,7 @@ class VersionHistory:
         Versions are examined newest first, a batch at a time, so a recent save costs
         few HEAD requests (and none for versions this server uploaded).
         """
-        key = self.key(path)
+        key = self.read_key(path)
         token: str | None = None
         while True:
             page = await self.store.list_versions(key, limit=MAX_LIMIT, page_token=token)
