@@ -483,16 +483,19 @@ class DiffCommand(BookstoreCommand):
         if b is None:
             local = self.local_path(path)
             try:
-                data = await asyncio.to_thread(_read_file, local)
+                data = await asyncio.to_thread(_read_file, local, settings.max_read_bytes)
             except FileNotFoundError as e:
                 raise CommandError(f"no local file {local} to compare with: give B") from e
             current = await asyncio.to_thread(parse_notebook, data, local)
         with Progress("reading versions", total=1 if b is None else 2):
             diff = await history.diff(path, a, b, prefix=self.prefix, current=current)
-        changes = cell_changes(diff.base, diff.remote, diff.diff)
-        n_changed = sum(1 for c in changes if c.changed)
         target = f"version {b}" if b else f"local file {self.local_path(path)}"
         text = f"--- {path} version {a}\n+++ {target}\n"
+        if diff.diff is None:  # over a max_diff_* cap
+            self.emit(diff.to_json(), text + diff.summary.message + "\n")
+            return
+        changes = cell_changes(diff.base, diff.remote, diff.diff)
+        n_changed = sum(1 for c in changes if c.changed)
         if metadata_changed(diff.diff):
             text += "notebook metadata changed\n"
         text += text_diff(changes, context=self.show_unchanged)
@@ -851,9 +854,18 @@ async def _default_credentials_method() -> str | None:
     return str(getattr(creds, "method", "found"))
 
 
-def _read_file(path: str) -> bytes:
+def _read_file(path: str, max_bytes: int | None = None) -> bytes:
+    """A local file's bytes; over ``max_bytes`` a CommandError naming the setting."""
     with open(path, "rb") as f:
-        return f.read()
+        if max_bytes is None:
+            return f.read()
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise CommandError(
+            f"{path} is larger than the read limit of {max_bytes} bytes; raise "
+            f"c.BookstoreSettings.max_read_bytes (--BookstoreSettings.max_read_bytes=N) to read it"
+        )
+    return data
 
 
 def _write_file(path: str, data: bytes) -> None:
