@@ -26,6 +26,7 @@ from ..history import (
 )
 from ..s3 import S3BadRequest, S3Error, S3NotFound
 from ..settings import clean_api_path
+from .base import require_contents_permission
 from .streaming import discard, download_into_folder, local_os_path, move_into_place
 
 
@@ -91,9 +92,11 @@ class HistoryMixin:
     ) -> DiffRequest:
         """The diff named by the query (``query`` is ``self.get_query_argument``).
 
-        Without ``to``, the version is compared with the file as it is now.
+        Without ``to``, the version is compared with the file as it is now. A diff shows
+        the file's content, so it needs ``("read", "contents")``.
         Raises :class:`bookstore.history.HistoryError` or :class:`bookstore.s3.S3Error`.
         """
+        await require_contents_permission(self, "read")
         prefix = validate_prefix(query("prefix", None))
         from_id = validate_version_id(query("from", None), "from")
         to_id = query("to", None)
@@ -106,8 +109,10 @@ class HistoryMixin:
     async def restore(self, path: str, version_id: str, prefix: str) -> dict[str, Any]:
         """Write a version back into ``path`` as a normal save; the saved model, no content.
 
-        Files other than notebooks stream from S3 to disk (see :mod:`.streaming`).
+        Writes into the Jupyter root, so it needs ``("write", "contents")``. Files other than
+        notebooks stream from S3 to disk (see :mod:`.streaming`).
         """
+        await require_contents_permission(self, "write")
         cm = self.contents_manager
         os_path = None if is_notebook_path(path) else local_os_path(cm, path)
         if os_path is not None and hasattr(cm, "archive_file"):
