@@ -22,7 +22,7 @@ import random
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 ENTRY_SUFFIX = ".entry"
 TMP_SUFFIX = ".tmp"
 CORRUPT_DIR = "corrupt"
+#: How many keys' last uploaded save the archiver remembers (for skip_identical_saves).
+LAST_UPLOADED_CACHE_SIZE = 10_000
 
 _id_lock = threading.Lock()
 _last_ns = 0
@@ -245,6 +247,9 @@ class Archiver:
         self.last_upload: dict[str, Any] | None = None
         self._outage_logged = False
         self.spool_problems: list[str] = []
+        self.skipped_identical = 0
+        # The last save uploaded per key, to skip identical saves without asking S3.
+        self._last_uploaded: OrderedDict[tuple[str, str], SpoolEntry] = OrderedDict()
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -357,9 +362,37 @@ class Archiver:
         return await run_sync(stage_sync)
 
     async def commit(self, staged: StagedSave) -> SpoolEntry:
+        """Queue a staged save durably; return its entry.
+
+        With ``skip_identical_saves``, a save identical to the newest queued or uploaded
+        save of its key is dropped instead, and that earlier entry is returned.
+        """
+        duplicate = self.identical_to(staged.entry)
+        if duplicate is not None:
+            await run_sync(self.spool.discard, staged)
+            self.skipped_identical += 1
+            self.log.debug(
+                "bookstore: %s unchanged since save %s", staged.entry.path, duplicate.save_id
+            )
+            return duplicate
         await run_sync(self.spool.commit, staged)
         self._enqueue(staged.entry)
         return staged.entry
+
+    def identical_to(self, entry: SpoolEntry) -> SpoolEntry | None:
+        """The newest queued or uploaded save of ``entry``'s key, if it has the same bytes.
+
+        Only what this process knows: no S3 request on the save path. Saves that carry
+        extra metadata (a rename, a restore) record an event and are never skipped.
+        """
+        if not self.settings.skip_identical_saves or entry.extra:
+            return None
+        k = (entry.bucket, entry.key)
+        queue = self._queues.get(k)
+        newest = queue[-1] if queue else self._last_uploaded.get(k)
+        if newest is None or newest.sha256 != entry.sha256 or newest.size != entry.size:
+            return None
+        return newest
 
     async def discard(self, staged: StagedSave) -> None:
         await run_sync(self.spool.discard, staged)
@@ -395,6 +428,10 @@ class Archiver:
                 entry = queue[0]
                 if await self._upload_with_retry(entry):
                     await run_sync(self.spool.remove, entry)
+                    self._last_uploaded[k] = entry
+                    self._last_uploaded.move_to_end(k)
+                    if len(self._last_uploaded) > LAST_UPLOADED_CACHE_SIZE:
+                        self._last_uploaded.popitem(last=False)
                 queue.popleft()
         finally:
             # No await between the loop's last check and here: no enqueue can slip by.
@@ -492,6 +529,7 @@ class Archiver:
             "pending": self.pending,
             "uploaded": self.uploaded,
             "failed_attempts": self.failed_attempts,
+            "skipped_identical": self.skipped_identical,
             "last_error": self.last_error,
             "last_upload": self.last_upload,
             "spool_dir": self.spool.directory,
