@@ -14,7 +14,10 @@ Subcommands::
     bookstore restore PATH --version ID write a version to the local file and archive it
     bookstore publish PATH              copy the local notebook to the published prefix
     bookstore clone KEY [--version ID]  copy an S3 object into the local folder
-    bookstore doctor                    check credentials, bucket, versioning and spool
+    bookstore doctor                    check credentials, bucket, versioning, spool, retention
+    bookstore prune [PATH] --keep-…     thin out old versions (a dry run unless --yes)
+    bookstore pin PATH VERSION          never prune this version (unpin to undo)
+    bookstore usage                     bytes and versions per path, growth per day
 
 Jupyter paths are relative to ``--root-dir`` (default: the current directory). Output is
 a table by default and JSON with ``--json``; long operations draw a progress bar on stderr

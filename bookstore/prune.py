@@ -256,7 +256,7 @@ class _Pruner:
         async def check(vid: str) -> None:
             async with semaphore:
                 try:
-                    if await self.store.is_pinned(key, vid):
+                    if await self.store.is_pinned(key, vid, remember=False):
                         pinned.add(vid)
                 except S3NotFound:
                     pass  # already gone: deleting it again is harmless

@@ -702,12 +702,19 @@ class S3Store:
             raise translate_error(e, what) from e
         return list(resp.get("TagSet", []))
 
-    async def is_pinned(self, key: str, version_id: str, *, bucket: str | None = None) -> bool:
-        """Whether the version carries the pin tag (always asks S3; caches the answer)."""
+    async def is_pinned(
+        self, key: str, version_id: str, *, bucket: str | None = None, remember: bool = True
+    ) -> bool:
+        """Whether the version carries the pin tag (always asks S3).
+
+        ``remember`` caches the answer for listings; a prune, which goes through every
+        version once, passes False so its memory does not grow with the versions.
+        """
         bucket = bucket or self.bucket
         tags = await self._tags(key, version_id, bucket)
         pinned = any(t.get("Key") == PIN_TAG for t in tags)
-        self._remember_pin(bucket, key, version_id, pinned)
+        if remember:
+            self._remember_pin(bucket, key, version_id, pinned)
         return pinned
 
     async def set_pinned(
