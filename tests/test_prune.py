@@ -179,8 +179,12 @@ POLICIES = [
 ]
 
 
-@pytest.mark.parametrize("flags", POLICIES, ids=lambda f: " ".join(f))
-@pytest.mark.parametrize("hours_later", [1, 3])
+CASES = [(flags, 3) for flags in POLICIES] + [(["--keep-within", "2h"], 1)]
+
+
+@pytest.mark.parametrize(
+    ("flags", "hours_later"), CASES, ids=lambda c: " ".join(c) if isinstance(c, list) else f"+{c}h"
+)
 def test_policy_flags_alone_and_combined_with_now(
     env: Path,
     s3: Any,
