@@ -39,7 +39,7 @@ import shutil
 import socket
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -69,6 +69,8 @@ TMP_SUFFIX = ".tmp"
 #: ``<save id>.dropped`` holds how many saves before this entry were dropped (see limits).
 DROPPED_SUFFIX = ".dropped"
 CORRUPT_DIR = "corrupt"
+#: How many keys' last uploaded save the archiver remembers (for skip_identical_saves).
+LAST_UPLOADED_CACHE_SIZE = 10_000
 SET_ASIDE_DIR = "set-aside"
 LOCK_FILE = ".lock"
 STATS_FILE = "stats.json"
@@ -544,6 +546,9 @@ class Archiver:
         self.last_upload: dict[str, Any] | None = None
         self._outage_logged = False
         self.spool_problems: list[str] = []
+        self.skipped_identical = 0
+        # The last save uploaded per key, to skip identical saves without asking S3.
+        self._last_uploaded: OrderedDict[tuple[str, str], SpoolEntry] = OrderedDict()
         #: The contents root, to tell at start-up whether a leftover stage reached disk.
         self.root_dir: str | None = None
         # Spool limits: bytes queued (entries and stages, by save id), dropped saves.
@@ -783,12 +788,41 @@ class Archiver:
         return StagedSave(entry, None, dropped=True)
 
     async def commit(self, staged: StagedSave) -> SpoolEntry:
+        """Queue a staged save durably; return its entry.
+
+        With ``skip_identical_saves``, a save identical to the newest queued or uploaded
+        save of its key is dropped instead, and that earlier entry is returned.
+        """
         if staged.rejection is not None:
             await self._set_aside(staged.entry, staged.tmp_path, staged.rejection)
         elif staged.tmp_path is not None:
+            duplicate = self.identical_to(staged.entry)
+            if duplicate is not None:
+                self._sizes.pop(staged.entry.save_id, None)
+                await run_sync(self.spool.discard, staged)
+                self.skipped_identical += 1
+                self.log.debug(
+                    "bookstore: %s unchanged since save %s", staged.entry.path, duplicate.save_id
+                )
+                return duplicate
             await run_sync(self.spool.commit, staged)
             self._enqueue(staged.entry)
         return staged.entry
+
+    def identical_to(self, entry: SpoolEntry) -> SpoolEntry | None:
+        """The newest queued or uploaded save of ``entry``'s key, if it has the same bytes.
+
+        Only what this process knows: no S3 request on the save path. Saves that carry
+        extra metadata (a rename, a restore) record an event and are never skipped.
+        """
+        if not self.settings.skip_identical_saves or entry.extra:
+            return None
+        k = (entry.bucket, entry.key)
+        queue = self._queues.get(k)
+        newest = queue[-1] if queue else self._last_uploaded.get(k)
+        if newest is None or newest.sha256 != entry.sha256 or newest.size != entry.size:
+            return None
+        return newest
 
     async def discard(self, staged: StagedSave) -> None:
         self._sizes.pop(staged.entry.save_id, None)
@@ -954,6 +988,10 @@ class Archiver:
                 entry = queue[0]
                 if await self._upload_with_retry(entry):
                     await run_sync(self.spool.remove, entry)
+                    self._last_uploaded[k] = entry
+                    self._last_uploaded.move_to_end(k)
+                    if len(self._last_uploaded) > LAST_UPLOADED_CACHE_SIZE:
+                        self._last_uploaded.popitem(last=False)
                 self._sizes.pop(entry.save_id, None)
                 queue.popleft()
         finally:
@@ -1064,6 +1102,7 @@ class Archiver:
             "pending": self.pending,
             "uploaded": self.uploaded,
             "failed_attempts": self.failed_attempts,
+            "skipped_identical": self.skipped_identical,
             "last_error": self.last_error,
             "last_upload": self.last_upload,
             "spool_dir": self.spool.directory,

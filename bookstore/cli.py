@@ -14,7 +14,10 @@ Subcommands::
     bookstore restore PATH --version ID write a version to the local file and archive it
     bookstore publish PATH              copy the local notebook to the published prefix
     bookstore clone KEY [--version ID]  copy an S3 object into the local folder
-    bookstore doctor                    check credentials, bucket, versioning and spool
+    bookstore doctor                    check credentials, bucket, versioning, spool, retention
+    bookstore prune [PATH] --keep-…     thin out old versions (a dry run unless --yes)
+    bookstore pin PATH VERSION          never prune this version (unpin to undo)
+    bookstore usage                     bytes and versions per path, growth per day
 
 Jupyter paths are relative to ``--root-dir`` (default: the current directory). Output is
 a table by default and JSON with ``--json``; long operations draw a progress bar on stderr
@@ -701,7 +704,19 @@ class DoctorCommand(BookstoreCommand):
     """Check the configuration, credentials, bucket, versioning and spool; say what to fix."""
 
     name = "bookstore-doctor"
-    description = "Check credentials, bucket, versioning and the spool, and say what to fix."
+    description = (
+        "Check credentials, bucket, versioning, the spool and the retention policy, and say "
+        "what to fix."
+    )
+    aliases = {**common_aliases, "fast-growth": "DoctorCommand.fast_growth"}
+
+    fast_growth = Integer(
+        100 * 1024 * 1024,
+        help=(
+            "Warn when no retention policy is set and the workspace grew more than this "
+            "many bytes per day over the last week."
+        ),
+    ).tag(config=True)
 
     async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
         checks: list[dict[str, str]] = []
@@ -709,9 +724,20 @@ class DoctorCommand(BookstoreCommand):
         def add(name: str, status: str, detail: str, fix: str = "") -> None:
             checks.append({"check": name, "status": status, "detail": detail, "fix": fix})
 
-        with Progress("checking", total=5) as progress:
+        with Progress("checking", total=6) as progress:
             await self._check_s3(settings, store, add)
             progress.advance(4)
+            if checks and checks[-1]["check"] == "prefixes":  # the bucket is usable
+                from .prune import retention_check
+
+                try:
+                    add(
+                        "retention",
+                        *await retention_check(store, settings, fast_growth=self.fast_growth),
+                    )
+                except S3Error as e:
+                    add("retention", "WARN", f"cannot measure the workspace: {e}", "")
+            progress.advance()
             await asyncio.to_thread(self._check_spool, settings, add)
             progress.advance()
         ok = all(c["status"] != "FAIL" for c in checks)
@@ -999,6 +1025,23 @@ SUBCOMMANDS: dict[str, type[BookstoreCommand]] = {
     "doctor": DoctorCommand,
 }
 
+#: Subcommands of other modules, which build on this one: imported when used.
+LAZY_SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "prune": (
+        "bookstore.cli_prune.PruneCommand",
+        "Thin out old versions under a retention policy (a dry run unless --yes).",
+    ),
+    "pin": ("bookstore.cli_prune.PinCommand", "Pin a version: bookstore prune never deletes it."),
+    "unpin": (
+        "bookstore.cli_prune.UnpinCommand",
+        "Unpin a version, so bookstore prune may delete it again.",
+    ),
+    "usage": (
+        "bookstore.cli_prune.UsageCommand",
+        "Bytes and versions per path and in total, and growth per day over the last week.",
+    ),
+}
+
 
 class BookstoreApp(JupyterApp):
     """``bookstore``: the entry point, dispatching to the subcommands."""
@@ -1007,8 +1050,11 @@ class BookstoreApp(JupyterApp):
     version = __version__
     description = __doc__
     subcommands = {
-        name: (cls, (cls.__doc__ or "").strip().splitlines()[0])
-        for name, cls in SUBCOMMANDS.items()
+        **{
+            name: (cls, (cls.__doc__ or "").strip().splitlines()[0])
+            for name, cls in SUBCOMMANDS.items()
+        },
+        **LAZY_SUBCOMMANDS,
     }
 
     def _find_subcommand(self, name: str) -> str:
@@ -1039,6 +1085,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         apps: list[type[JupyterApp]] = [*SUBCOMMANDS.values(), BookstoreApp]
+        retention = sys.modules.get("bookstore.cli_prune")
+        if retention is not None:
+            apps += list(retention.SUBCOMMANDS.values())
         for cls in apps:
             cls.clear_instance()
     return 0

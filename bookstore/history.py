@@ -252,6 +252,8 @@ class VersionRecord:
     restored_from: str | None = None
     pending: bool = False
     prefix: str = "workspace"
+    #: Pinned with ``bookstore pin`` (never pruned).
+    pinned: bool = False
 
     @property
     def checkpoint_id(self) -> str:
@@ -271,6 +273,7 @@ class VersionRecord:
             "saved_at": self.saved_at,
             "save_id": self.save_id,
             "pending": self.pending,
+            "pinned": self.pinned,
         }
         if self.renamed_from:
             out["renamed_from"] = self.renamed_from
@@ -501,11 +504,16 @@ class VersionHistory:
         else:
             page = await self.store.list_versions(key, limit=limit, page_token=raw_token)
         metas: dict[str, dict[str, str]] = {}
+        pins: set[str] = set()
         if metadata and page.versions:
-            metas = await self.store.version_metadata(
-                key, [v.version_id for v in page.versions], on_fetched=on_fetched
+            ids = [v.version_id for v in page.versions]
+            metas, pins = await asyncio.gather(
+                self.store.version_metadata(key, ids, on_fetched=on_fetched),
+                self.store.pinned_versions(key, ids),
             )
         records = [VersionRecord.from_s3(v, metas.get(v.version_id), prefix) for v in page.versions]
+        for r in records:
+            r.pinned = r.version_id in pins
         pending: list[VersionRecord] = []
         if include_pending and prefix == "workspace" and raw_token is None:
             uploaded = {r.save_id for r in records if r.save_id}
@@ -546,9 +554,10 @@ class VersionHistory:
         """Read one version: its record (with ``is_latest``) and its bytes."""
         validate_version_id(version_id)
         key = self.key(path, prefix)
-        got, head = await asyncio.gather(
+        got, head, pins = await asyncio.gather(
             self.store.get_object(key, version_id),
             self.store.head_object(key),
+            self.store.pinned_versions(key, [version_id]),
             return_exceptions=True,
         )
         # Our own check passed the id's format, so S3 refusing it means it does not know it.
@@ -569,7 +578,9 @@ class VersionHistory:
             size=len(result.body),
             is_latest=latest,
         )
-        return VersionRecord.from_s3(version, result.metadata, prefix), result
+        record = VersionRecord.from_s3(version, result.metadata, prefix)
+        record.pinned = isinstance(pins, set) and version_id in pins
+        return record, result
 
     async def read(self, path: str, version_id: str, prefix: str = "workspace") -> dict[str, Any]:
         """One version as a Jupyter contents model plus its version fields."""

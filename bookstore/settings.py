@@ -16,7 +16,18 @@ from typing import Any
 from urllib.parse import unquote_to_bytes, urlparse
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Bool, Bunch, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import (
+    Bool,
+    Bunch,
+    Dict,
+    Float,
+    Integer,
+    List,
+    TraitError,
+    Unicode,
+    default,
+    validate,
+)
 from traitlets.config import LoggingConfigurable
 
 # Environment variables read by the defaults below (named in each trait's help).
@@ -331,6 +342,31 @@ class BookstoreSettings(LoggingConfigurable):
         ),
     ).tag(config=True)
 
+    skip_identical_saves = Bool(
+        True,
+        help=(
+            "Do not archive a save whose bytes are identical (same sha256) to the newest "
+            "version of that path waiting in the spool or uploaded by this server, so "
+            "saving twice without a change makes one version. Skipped saves are counted in "
+            "GET /api/bookstore (archive.skipped_identical). Saves that record an event "
+            "(a rename, a restore) are always archived."
+        ),
+    ).tag(config=True)
+
+    retention = Dict(
+        help=(
+            "Default policy of `bookstore prune` (its --keep-* flags replace it), with "
+            "restic's `forget` rules: {'keep_last': N, 'keep_hourly': N, 'keep_daily': N, "
+            "'keep_weekly': N, 'keep_monthly': N, 'keep_yearly': N, 'keep_within': "
+            "'7d'} (counts: -1 for unlimited; durations like '36h', '7d', '1y6m'), plus "
+            "keep_within_hourly/daily/weekly/monthly/yearly. Example: every save for a "
+            "week, hourly for a month, daily for a year: {'keep_within': '7d', "
+            "'keep_within_hourly': '1m', 'keep_within_daily': '1y'}. Empty (the default): "
+            "no policy, prune needs flags and `bookstore doctor` warns when the workspace "
+            "grows fast. See docs/retention.md."
+        ),
+    ).tag(config=True)
+
     s3_connect_timeout = Float(5.0, help="Seconds to wait for a TCP connection to S3.").tag(
         config=True
     )
@@ -437,6 +473,16 @@ class BookstoreSettings(LoggingConfigurable):
                 raise TraitError(f"clone_allowed_buckets: {name!r} {problem}")
         return list(value)
 
+    @validate("retention")
+    def _validate_retention(self, proposal: Any) -> dict[str, Any]:
+        from .retention import PolicyError, RetentionPolicy
+
+        try:
+            policy = RetentionPolicy.from_dict(proposal["value"])
+        except PolicyError as e:
+            raise TraitError(f"retention: {e}") from None
+        return policy.to_dict()
+
     @validate("max_spool_bytes", "min_free_disk_bytes")
     def _validate_byte_limit(self, proposal: Any) -> int:
         if proposal["value"] < 0:
@@ -522,6 +568,13 @@ class BookstoreSettings(LoggingConfigurable):
     def s3_key(self, which: str, path: str) -> str:
         """The S3 key of Jupyter path ``path`` under prefix ``which``; path must be clean."""
         return posixpath.join(self.prefix_for(which), path)
+
+    @property
+    def retention_policy(self) -> Any:
+        """``retention`` as a :class:`bookstore.retention.RetentionPolicy`."""
+        from .retention import RetentionPolicy
+
+        return RetentionPolicy.from_dict(self.retention)
 
     @property
     def allowed_clone_buckets(self) -> list[str]:
