@@ -77,17 +77,23 @@ export interface IPublishResult {
   sha256: string;
 }
 
+/** One run, as the runs API (issue 9) lists it. */
 export interface IRun {
   run_id: string;
+  /** running, succeeded, failed, cancelled, error or unknown. */
   status: string;
-  version_id?: string | null;
+  path?: string;
   source_version_id?: string | null;
   output_version_id?: string | null;
   parameters?: { [name: string]: unknown } | null;
-  created_at?: string | null;
-  started_at?: string | null;
-  finished_at?: string | null;
-  error?: string | null;
+  kernel?: string | null;
+  started?: string | null;
+  finished?: string | null;
+  /** Seconds from start to finish; null while running. */
+  duration?: number | null;
+  error?: { ename: string; evalue: string; cell_index?: number | null } | null;
+  cancel_reason?: string | null;
+  message?: string | null;
   [key: string]: unknown;
 }
 

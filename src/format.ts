@@ -251,14 +251,19 @@ export function nextDelay(
   return Math.min(Math.max(previous * 1.5, limits.idle), limits.max);
 }
 
-/** A run's duration, "12 s", "3 min 4 s", or "" while it has not finished. */
+/** A run's duration, "12 s", "3 min 4 s", or the time so far while it runs. */
 export function runDuration(run: IRun, now: number = Date.now()): string {
-  const start = run.started_at ? Date.parse(run.started_at) : NaN;
-  if (Number.isNaN(start)) {
-    return '';
+  let seconds: number;
+  if (typeof run.duration === 'number') {
+    seconds = Math.round(run.duration);
+  } else {
+    const start = run.started ? Date.parse(run.started) : NaN;
+    if (Number.isNaN(start)) {
+      return '';
+    }
+    const end = run.finished ? Date.parse(run.finished) : now;
+    seconds = Math.max(0, Math.round((end - start) / 1000));
   }
-  const end = run.finished_at ? Date.parse(run.finished_at) : now;
-  const seconds = Math.max(0, Math.round((end - start) / 1000));
   if (seconds < 60) {
     return `${seconds} s`;
   }
@@ -267,6 +272,17 @@ export function runDuration(run: IRun, now: number = Date.now()): string {
     return `${minutes} min ${seconds % 60} s`;
   }
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+/** Why a run did not succeed, in one line ("" if it did or still runs). */
+export function runProblem(run: IRun): string {
+  if (run.error) {
+    return `${run.error.ename}: ${run.error.evalue}`;
+  }
+  if (run.status === 'cancelled' && run.cancel_reason) {
+    return `cancelled: ${run.cancel_reason}`;
+  }
+  return run.message ? String(run.message) : '';
 }
 
 /** Parameters as typed in the run dialog: a JSON object, or `name = value` lines. */

@@ -158,7 +158,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const poller = new StatusPoller();
 
     const openInMain = (widget: Widget) => {
-      shell.add(widget, 'main', { mode: 'split-right' } as any);
+      shell.add(widget, 'main');
       shell.activateById(widget.id);
     };
 

@@ -20,6 +20,7 @@ import {
   mergePage,
   relativeTime,
   runDuration,
+  runProblem,
   shortId,
   versionKey,
   versionMarkers
@@ -597,9 +598,9 @@ export class HistoryPanel extends Widget {
       const when = el(
         'span',
         'jp-bookstore-Version-time',
-        relativeTime(run.created_at || run.started_at || null)
+        relativeTime(run.finished || run.started || null)
       );
-      when.title = absoluteTime(run.created_at || run.started_at || null);
+      when.title = absoluteTime(run.finished || run.started || null);
       const duration = el('span', 'jp-bookstore-RunDuration', runDuration(run));
       const params =
         run.parameters && Object.keys(run.parameters).length
@@ -612,8 +613,20 @@ export class HistoryPanel extends Widget {
       const line = el('div', 'jp-bookstore-Version-line');
       line.append(status, when, duration);
       item.append(line, paramsNode);
-      if (run.error) {
-        item.appendChild(el('div', 'jp-bookstore-RunError', String(run.error)));
+      if (run.source_version_id) {
+        const source = el(
+          'div',
+          'jp-bookstore-RunSource',
+          `published version ${shortId(run.source_version_id)}`
+        );
+        source.title = `Ran published version ${run.source_version_id}`;
+        item.appendChild(source);
+      }
+      const problem = runProblem(run);
+      if (problem) {
+        const node = el('div', 'jp-bookstore-RunError', problem);
+        node.title = problem;
+        item.appendChild(node);
       }
       if (run.output_version_id) {
         item.appendChild(

@@ -5,6 +5,7 @@ import {
   parseParameters,
   relativeTime,
   runDuration,
+  runProblem,
   summarize,
   versionMarkers
 } from '../format';
