@@ -147,14 +147,17 @@ export interface IStatusSummary {
   problem: string | null;
 }
 
-/** Counts of saves the archiver could not keep as normal versions (fields added by later releases). */
+/**
+ * Counts of saves that need attention: set aside (S3 can never accept them), rejected, or
+ * corrupt spool entries (fields of GET /api/bookstore since issue 7). Only non-zero ones.
+ */
 export function troubleCounts(archive: IArchiveStatus): {
   [name: string]: number;
 } {
   const out: { [name: string]: number } = {};
   for (const [key, value] of Object.entries(archive)) {
     if (
-      /(dropped|rejected|set_aside|quarantined)/.test(key) &&
+      /^(set_aside_count|rejected\w*|corrupt_entries)$/.test(key) &&
       typeof value === 'number' &&
       value > 0
     ) {
@@ -217,6 +220,14 @@ export function summarize(
       problem:
         (archive.problems && archive.problems[0]) ||
         'the bucket cannot be reached'
+    };
+  }
+  if (archive.spool_limit_reached) {
+    return {
+      level: 'warning',
+      text: 'Spool full',
+      problem:
+        'the spool reached its limit: saves between the oldest and newest are dropped'
     };
   }
   if (troubleTotal > 0) {

@@ -8,6 +8,7 @@ import { Widget } from '@lumino/widgets';
 import { BookstoreError, getStatus, IStatus } from './api';
 import {
   absoluteTime,
+  humanSize,
   IStatusSummary,
   nextDelay,
   relativeTime,
@@ -181,7 +182,33 @@ export async function showStatusDetails(poller: StatusPoller): Promise<void> {
     row(table, 'Saves uploaded', String(a.uploaded ?? 0));
     row(table, 'Failed attempts', String(a.failed_attempts ?? 0));
     for (const [key, count] of Object.entries(troubleCounts(a))) {
-      row(table, key.replace(/_/g, ' '), String(count));
+      row(table, key.replace(/_count$/, '').replace(/_/g, ' '), String(count));
+    }
+    if (typeof a.dropped_saves === 'number' && a.dropped_saves > 0) {
+      row(
+        table,
+        'Dropped saves',
+        `${a.dropped_saves} (spool full; last ${relativeTime(a.last_dropped_at as string)})`
+      );
+    }
+    if (typeof a.spool_bytes === 'number') {
+      row(
+        table,
+        'Spool',
+        `${humanSize(a.spool_bytes)}${
+          typeof a.max_spool_bytes === 'number'
+            ? ` of ${humanSize(a.max_spool_bytes)}`
+            : ''
+        }${a.spool_limit_reached ? ' (limit reached)' : ''}`
+      );
+    }
+    const setAside = Array.isArray(a.set_aside) ? (a.set_aside as any[]) : [];
+    for (const entry of setAside) {
+      row(
+        table,
+        'Set aside',
+        `${entry.path}: ${entry.reason || entry.code || 'refused by S3'}`
+      );
     }
     if (a.last_upload) {
       row(

@@ -108,7 +108,11 @@ describe('summarize', () => {
   });
 
   it('warns about saves set aside or dropped', () => {
-    expect(summarize(status({ set_aside: 2 }))).toMatchObject({
+    expect(summarize(status({ dropped_saves: 4 })).level).toBe('ok');
+    expect(summarize(status({ spool_limit_reached: true })).level).toBe(
+      'warning'
+    );
+    expect(summarize(status({ set_aside_count: 2 }))).toMatchObject({
       level: 'warning',
       text: '2 saves set aside'
     });
@@ -143,11 +147,21 @@ describe('runs', () => {
       runDuration({
         run_id: 'r',
         status: 'succeeded',
-        started_at: '2026-01-10T11:00:00Z',
-        finished_at: '2026-01-10T11:03:04Z'
+        started: '2026-01-10T11:00:00Z',
+        finished: '2026-01-10T11:03:04Z'
       })
     ).toBe('3 min 4 s');
-    expect(runDuration({ run_id: 'r', status: 'queued' })).toBe('');
+    expect(runDuration({ run_id: 'r', status: 'running' })).toBe('');
+    expect(
+      runDuration({ run_id: 'r', status: 'succeeded', duration: 12.4 })
+    ).toBe('12 s');
+    expect(
+      runProblem({
+        run_id: 'r',
+        status: 'failed',
+        error: { ename: 'ValueError', evalue: 'bad' }
+      })
+    ).toBe('ValueError: bad');
     expect(parseParameters('alpha = 0.5\nregion = "eu"\nname = plain')).toEqual(
       {
         alpha: 0.5,
