@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
+
+# Building the frontend extension (done by `pip install .`) needs node.
+bash scripts/install-node.sh
+
 VENV=${BOOKSTORE_VENV:-.venv}
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -13,7 +17,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 echo "==> installing bookstore and its test/dev dependencies into $VENV"
-# A regular (not editable) install, so the jupyter-config file that enables the
-# extension is installed exactly as users get it.
+# A regular (not editable) install, so the jupyter-config file that enables the server
+# extension and the prebuilt frontend in share/jupyter/labextensions are installed exactly
+# as users get them. The build hook compiles the frontend with node (jlpm) when src/ is
+# newer than bookstore/labextension.
 "$VENV/bin/python" -m pip install --quiet --upgrade --force-reinstall --no-deps .
 "$VENV/bin/python" -m pip install --quiet ".[dev]"
