@@ -7,6 +7,7 @@ shipped jupyter-config file or ``jupyter server extension enable``.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -153,6 +154,20 @@ def test_pyproject_installs_the_config_file() -> None:
     pyproject = (REPO / "pyproject.toml").read_text()
     assert '"etc/jupyter/jupyter_server_config.d"' in pyproject
     assert "jupyter-config/jupyter_server_config.d/bookstore.json" in pyproject
+
+
+def test_pyproject_installs_the_classic_notebook_extension() -> None:
+    """nbclassic loads nbextensions/bookstore/checkpoints.js, enabled by nbconfig/notebook.d."""
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert (
+        '"share/jupyter/nbextensions/bookstore" = ["bookstore/nbextension/checkpoints.js"]'
+        in pyproject
+    )
+    nbconfig = ["jupyter-config/nbconfig/notebook.d/bookstore.json"]
+    assert '"etc/jupyter/nbconfig/notebook.d" = ["' + nbconfig[0] + '"]' in pyproject
+    enabled = json.loads((REPO / nbconfig[0]).read_text())["load_extensions"]
+    assert enabled == {"bookstore/checkpoints": True}
+    assert (REPO / "bookstore" / "nbextension" / "checkpoints.js").is_file()
 
 
 def test_extension_disable_and_enable_commands(
