@@ -585,7 +585,10 @@ class VersionHistory:
         token: str | None = None
         while True:
             size = MAX_LIMIT if budget is None else max(1, min(MAX_LIMIT, budget))
-            page = await self.store.list_versions(key, limit=size, page_token=token)
+            if token is None:  # the checkpoint listing's own first page, usually cached
+                page = await self.store.list_versions_cached(key, limit=size)
+            else:
+                page = await self.store.list_versions(key, limit=size, page_token=token)
             candidates: list[str] = []
             done = not page.next_token
             for v in page.versions:
