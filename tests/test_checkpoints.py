@@ -344,7 +344,7 @@ class TestListingWhileUploading:
 
     @pytest.fixture
     def link(self, s3_server: S3Server) -> Any:
-        with SlowLink(s3_server.host, s3_server.port, delay=0.15) as link:
+        with SlowLink(s3_server.host, s3_server.port, delay=0.4) as link:
             yield link
 
     @pytest.fixture
