@@ -729,42 +729,58 @@ class Archiver:
         """
         await self.start()
         check_disk = self.settings.min_free_disk_bytes > 0
+        limit = self.settings.max_spool_bytes
+        used = self.spool_bytes
+        key = self.settings.s3_key("workspace", path)
+        carried = self._carry.get((self.settings.s3_bucket, key), 0)
 
-        def prepare() -> tuple[SpoolEntry, int]:
-            # Hashing 1 MB takes about a millisecond: keep it off the event loop too.
+        def prepare() -> tuple[StagedSave, int, int]:
+            # One trip to a thread in the common case: hash (about 1 ms per MB), measure
+            # the free space and, if the save fits, write it.
             entry = self.make_entry(path, data, content_type=content_type, extra=extra)
-            return entry, self.spool.free_bytes() if check_disk else 0
+            free = self.spool.free_bytes() if check_disk else 0
+            try:
+                check_upload(entry.key, entry.size, entry.metadata())
+            except S3BadRequest as e:
+                need = entry.size + len(entry.header())
+                if check_disk and free - need < self.settings.min_free_disk_bytes:
+                    return StagedSave(entry, None, rejection=e), free, need
+                staged = self.spool.stage(entry, data)
+                staged.rejection = e
+                return staged, free, need
+            entry.dropped = carried
+            need = entry.size + len(entry.header()) + 16
+            within = not (limit and used + need > limit) and not (
+                check_disk and free - need < self.settings.min_free_disk_bytes
+            )
+            if within:
+                return self.spool.stage(entry, data), free, need
+            return StagedSave(entry, None), free, need
 
-        entry, free = await run_sync(prepare)
+        staged, free, need = await run_sync(prepare)
+        entry = staged.entry
+        if staged.rejection is not None:
+            return staged  # set aside at commit, not counted in max_spool_bytes
         k = (entry.bucket, entry.key)
-        rejection: S3BadRequest | None = None
-        try:
-            check_upload(entry.key, entry.size, entry.metadata())
-        except S3BadRequest as e:
-            rejection = e
-        if rejection is not None:
-            # Set aside at commit; its bytes are kept if the disk has room, never at the
-            # expense of other saves (set-aside saves are not counted in max_spool_bytes).
-            need = entry.size + len(entry.header())
-            if check_disk and free - need < self.settings.min_free_disk_bytes:
-                return StagedSave(entry, None, rejection=rejection)
-            staged = await run_sync(self.spool.stage, entry, data)
-            staged.rejection = rejection
-            return staged
-        entry.dropped = self._carry.pop(k, 0)
-        # The header grows a little once the dropped count is known.
-        need = entry.size + len(entry.header()) + 16
-        if not await self._make_room(entry, need, free):
-            self._carry[k] = entry.dropped + 1
-            self._count_dropped(entry, 1)
-            await run_sync(self.spool.write_stats, self.stats)
-            return StagedSave(entry, None, dropped=True)
-        self._sizes[entry.save_id] = need
-        try:
-            return await run_sync(self.spool.stage, entry, data)
-        except BaseException:
-            self._sizes.pop(entry.save_id, None)
-            raise
+        self._carry.pop(k, None)
+        if staged.tmp_path is not None:
+            # Written; concurrent saves may have filled the spool meanwhile: check again.
+            free -= need
+            if await self._make_room(entry, 0, free, extra_used=need):
+                self._sizes[entry.save_id] = need
+                return staged
+            await run_sync(self.spool.discard, staged)
+        elif await self._make_room(entry, need, free):
+            self._sizes[entry.save_id] = need
+            try:
+                return await run_sync(self.spool.stage, entry, data)
+            except BaseException:
+                self._sizes.pop(entry.save_id, None)
+                raise
+        self._carry[k] = entry.dropped + 1
+        self._count_dropped(entry, 1)
+        await run_sync(self.spool.write_stats, self.stats)
+        return StagedSave(entry, None, dropped=True)
 
     async def commit(self, staged: StagedSave) -> SpoolEntry:
         if staged.rejection is not None:
@@ -787,7 +803,9 @@ class Archiver:
     def spool_bytes(self) -> int:
         return sum(self._sizes.values())
 
-    async def _make_room(self, entry: SpoolEntry, need: int, free: int) -> bool:
+    async def _make_room(
+        self, entry: SpoolEntry, need: int, free: int, extra_used: int = 0
+    ) -> bool:
         """Whether ``need`` more bytes fit in the spool, dropping saves to make them fit.
 
         Once ``max_spool_bytes`` or ``min_free_disk_bytes`` is reached, every path keeps
@@ -799,7 +817,7 @@ class Archiver:
         limit = self.settings.max_spool_bytes
         min_free = self.settings.min_free_disk_bytes
         # ``free`` was measured just before: stages reserved since are not in it yet.
-        used = self.spool_bytes
+        used = self.spool_bytes + extra_used
 
         def fits(freed: int) -> bool:
             if limit and used - freed + need > limit:

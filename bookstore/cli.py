@@ -25,6 +25,7 @@ when it is a terminal. Any failure prints one line to stderr and exits with stat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -494,16 +495,19 @@ class DiffCommand(BookstoreCommand):
         if b is None:
             local = self.local_path(path)
             try:
-                data = await asyncio.to_thread(_read_file, local)
+                data = await asyncio.to_thread(_read_file, local, settings.max_read_bytes)
             except FileNotFoundError as e:
                 raise CommandError(f"no local file {local} to compare with: give B") from e
             current = await asyncio.to_thread(parse_notebook, data, local)
         with Progress("reading versions", total=1 if b is None else 2):
             diff = await history.diff(path, a, b, prefix=self.prefix, current=current)
-        changes = cell_changes(diff.base, diff.remote, diff.diff)
-        n_changed = sum(1 for c in changes if c.changed)
         target = f"version {b}" if b else f"local file {self.local_path(path)}"
         text = f"--- {path} version {a}\n+++ {target}\n"
+        if diff.diff is None:  # over a max_diff_* cap
+            self.emit(diff.to_json(), text + diff.summary.message + "\n")
+            return
+        changes = cell_changes(diff.base, diff.remote, diff.diff)
+        n_changed = sum(1 for c in changes if c.changed)
         if metadata_changed(diff.diff):
             text += "notebook metadata changed\n"
         text += text_diff(changes, context=self.show_unchanged)
@@ -658,9 +662,12 @@ class CloneCommand(BookstoreCommand):
         local = self.local_path(target)
         if not self.force and await asyncio.to_thread(os.path.exists, local):
             raise CommandError(f"{local} exists: pass --force to overwrite it, or --to NEW_PATH")
+        directory = os.path.dirname(local) or "."
+        await asyncio.to_thread(os.makedirs, directory, exist_ok=True)
+        # Streamed into a temporary file next to the target, checked, then moved there.
         with Progress("downloading", total=1) as progress:
             try:
-                result = await store.get_object(key, version_id, bucket=bucket)
+                tmp, info = await store.download_to_temp(key, directory, version_id, bucket=bucket)
             except S3NotFound as e:
                 raise CommandError(
                     f"s3://{bucket}/{key}"
@@ -668,19 +675,25 @@ class CloneCommand(BookstoreCommand):
                     + " does not exist"
                 ) from e
             progress.advance()
-        if is_notebook_path(target):
-            await asyncio.to_thread(parse_notebook, result.body, f"s3://{bucket}/{key}")
-        await asyncio.to_thread(_write_file, local, result.body)
+        try:
+            if is_notebook_path(target):
+                data = await asyncio.to_thread(_read_file, tmp)
+                await asyncio.to_thread(parse_notebook, data, f"s3://{bucket}/{key}")
+                del data
+            await asyncio.to_thread(_move_into_place, tmp, local)
+        except BaseException:
+            await asyncio.to_thread(_remove_quietly, tmp)
+            raise
         self.emit(
             {
                 "path": target,
                 "local_path": local,
                 "bucket": bucket,
                 "key": key,
-                "version_id": result.version_id,
-                "size": len(result.body),
+                "version_id": info.version_id,
+                "size": info.size,
             },
-            f"cloned s3://{bucket}/{key} (version {result.version_id}) to {local}\n",
+            f"cloned s3://{bucket}/{key} (version {info.version_id}) to {local}\n",
         )
 
 
@@ -921,9 +934,32 @@ async def _default_credentials_method() -> str | None:
     return str(getattr(creds, "method", "found"))
 
 
-def _read_file(path: str) -> bytes:
+def _read_file(path: str, max_bytes: int | None = None) -> bytes:
+    """A local file's bytes; over ``max_bytes`` a CommandError naming the setting."""
     with open(path, "rb") as f:
-        return f.read()
+        if max_bytes is None:
+            return f.read()
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise CommandError(
+            f"{path} is larger than the read limit of {max_bytes} bytes; raise "
+            f"c.BookstoreSettings.max_read_bytes (--BookstoreSettings.max_read_bytes=N) to read it"
+        )
+    return data
+
+
+def _move_into_place(tmp: str, path: str) -> None:
+    """Give ``tmp`` the mode ``path`` has (or a new file's), then rename it over ``path``."""
+    if os.path.exists(path):
+        os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+    else:
+        os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _write_file(path: str, data: bytes) -> None:

@@ -177,6 +177,11 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
 
         archive: dict[str, Any] = dict(self.archiver.status())
         archive["enabled"] = self.archiving and bool(self.bookstore_settings.s3_bucket)
+        cm = self.serverapp.contents_manager if self.serverapp is not None else None
+        # Saves kept out of the archive by the file name policy (settings.unarchivable_reason).
+        archive["not_archivable"] = (
+            cm.not_archivable() if isinstance(cm, BookstoreContentsArchiver) else []
+        )
         if self.bookstore_settings.s3_bucket:
             checked_at = self._check.get("checked_at")
             if checked_at is None or time.time() - checked_at > CHECK_TTL:

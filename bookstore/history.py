@@ -9,8 +9,10 @@ checkpoints and the command line; nothing here knows about HTTP. Failures are ra
   * :class:`NotFound` (404): no such path, version or save
   * :class:`NotANotebook` (415): a notebook operation on another kind of file
   * :class:`InvalidNotebook` (422): stored bytes that do not parse as a notebook
+  * :class:`TooLarge` (413): a file over ``max_read_bytes``
 
-* and :class:`bookstore.s3.S3Error` for S3 failures, unchanged.
+* and :class:`bookstore.s3.S3Error` for S3 failures, unchanged (among them
+  :class:`bookstore.s3.ObjectTooLarge`, 413, for a version over ``max_read_bytes``).
 
 Versions are immutable, so everything known about one (its metadata, found with a HEAD
 request) is cached by :class:`bookstore.s3.S3Store`. Saves still waiting in the spool are
@@ -29,6 +31,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import nbformat
@@ -100,6 +103,10 @@ class NotANotebook(HistoryError):
 
 class InvalidNotebook(HistoryError):
     status = 422
+
+
+class TooLarge(HistoryError):
+    status = 413
 
 
 # --- argument checks ----------------------------------------------------------------------
@@ -379,10 +386,21 @@ def is_notebook_path(path: str) -> bool:
     return path.endswith(".ipynb")
 
 
-def parse_notebook(data: bytes, what: str) -> nbformat.NotebookNode:
-    """Parse stored notebook bytes (blocking); :class:`InvalidNotebook` if they are not one."""
+def parse_notebook(data: bytes, what: str, *, validate: bool = True) -> nbformat.NotebookNode:
+    """Parse stored notebook bytes (blocking); :class:`InvalidNotebook` if they are not one.
+
+    Schema validation only logs (as Jupyter does when it opens a notebook) and takes most
+    of the time on big notebooks: diffs skip it (``validate=False``).
+    """
     try:
-        return nbformat.reads(data.decode("utf-8"), as_version=4, capture_validation_error={})
+        if validate:
+            return nbformat.reads(data.decode("utf-8"), as_version=4, capture_validation_error={})
+        raw = json.loads(data.decode("utf-8"))
+        if isinstance(raw, dict) and raw.get("nbformat") == 4:  # what nbformat's reader does
+            from nbformat.v4.rwbase import rejoin_lines, strip_transient
+
+            return strip_transient(rejoin_lines(nbformat.from_dict(raw)))
+        return nbformat.convert(nbformat.from_dict(raw), 4)
     except Exception as e:  # decoding, JSON and nbformat's own reader errors
         raise InvalidNotebook(f"{what} is not a valid notebook: {e}") from e
 
@@ -571,7 +589,8 @@ class VersionHistory:
         if not is_notebook_path(path):
             raise NotANotebook(f"{path!r} is not a notebook (.ipynb): only notebooks are diffed")
         data = await self.read_bytes(path, version_id, prefix)
-        return await run_sync(parse_notebook, data, f"version {version_id} of {path}")
+        what = f"version {version_id} of {path}"
+        return await run_sync(partial(parse_notebook, data, what, validate=False))
 
     async def find_save(self, path: str, save_id: str, *, within: int | None = None) -> str | None:
         """The S3 version id of an uploaded save (metadata ``save-id``), or None.
@@ -632,13 +651,188 @@ class VersionHistory:
             remote = await self.read_notebook(path, to_id, prefix)
         else:
             remote = nbformat.from_dict(current)
-        diff = await run_sync(diff_notebooks, base, remote)
-        return NotebookDiff(path, prefix, from_id, to_id, base, remote, diff)
+        caps = DiffCaps.from_settings(self.settings)
+        summary = await run_sync(summarize_cells, base, remote, caps)
+        if summary.too_large:
+            return NotebookDiff(path, prefix, from_id, to_id, base, remote, None, summary)
+        diff = await run_sync(diff_notebooks, base, remote, summary)
+        return NotebookDiff(path, prefix, from_id, to_id, base, remote, diff, summary)
+
+
+@dataclass
+class DiffCaps:
+    """How much of two notebooks is diffed cell by cell (``BookstoreSettings.max_diff_*``)."""
+
+    cells: int
+    lines: int
+    bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: BookstoreSettings) -> DiffCaps:
+        return cls(settings.max_diff_cells, settings.max_diff_lines, settings.max_diff_bytes)
+
+
+@dataclass
+class DiffSummary:
+    """Two notebooks compared cell by cell by hash: cheap (linear) whatever their size.
+
+    ``too_large`` says which cap the notebooks are over (then only this summary is
+    given, not nbdime's diff); it is None when they are diffed in full.
+    """
+
+    cells_before: int
+    cells_after: int
+    unchanged: int
+    removed: int
+    added: int
+    metadata_changed: bool
+    changed_lines: int
+    changed_bytes: int
+    too_large: str | None = None
+    #: Leading and trailing cells exactly equal in both (left out of nbdime's diff).
+    head: int = 0
+    tail: int = 0
+
+    @property
+    def changed(self) -> int:
+        """Cells changed: a modified cell is one removed and one added, and counts once."""
+        return max(self.removed, self.added)
+
+    @property
+    def message(self) -> str:
+        n = self.changed
+        text = f"{n} cell{'' if n == 1 else 's'} changed"
+        if self.too_large:
+            text = f"too large to diff: {text} ({self.too_large})"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cells_before": self.cells_before,
+            "cells_after": self.cells_after,
+            "cells_unchanged": self.unchanged,
+            "cells_removed": self.removed,
+            "cells_added": self.added,
+            "cells_changed": self.changed,
+            "metadata_changed": self.metadata_changed,
+            "changed_lines": self.changed_lines,
+            "changed_bytes": self.changed_bytes,
+            "too_large": self.too_large,
+            "message": self.message,
+        }
+
+
+def _cell_fingerprint(cell: dict[str, Any]) -> tuple[str, str, int, int]:
+    """``(loose hash, exact hash, lines, bytes)`` of a cell.
+
+    The loose hash ignores the cell id and execution counts (what a reader calls "the
+    same cell"); the exact one covers everything (cells nbdime would find equal).
+    """
+    import hashlib
+
+    outputs = []
+    counts = []
+    for out in cell.get("outputs") or []:
+        if isinstance(out, dict):
+            counts.append(out.get("execution_count"))
+            out = {k: v for k, v in out.items() if k != "execution_count"}
+        outputs.append(out)
+    kept = {
+        "cell_type": cell.get("cell_type"),
+        "source": cell.get("source"),
+        "metadata": cell.get("metadata"),
+        "outputs": outputs,
+        "attachments": cell.get("attachments"),
+    }
+    text = json.dumps(kept, sort_keys=True, default=str)
+    loose = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    rest = {k: v for k, v in cell.items() if k not in kept}
+    rest["output counts"] = counts
+    exact = loose + json.dumps(rest, sort_keys=True, default=str)
+    lines = _count_lines(cell.get("source"))
+    for out in outputs:
+        if isinstance(out, dict):
+            lines += _count_lines(out.get("text"))
+            data = out.get("data")
+            if isinstance(data, dict):
+                lines += sum(_count_lines(v) for v in data.values())
+    return loose, exact, lines, len(text)
+
+
+def _count_lines(value: Any) -> int:
+    if isinstance(value, list):
+        return sum(_count_lines(v) for v in value)
+    if isinstance(value, str):
+        return value.count("\n") + 1 if value else 0
+    return 0
+
+
+def summarize_cells(base: Any, remote: Any, caps: DiffCaps) -> DiffSummary:
+    """Compare two notebooks' cells by hash, and say whether a full diff is within ``caps``.
+
+    Leading and trailing cells that are exactly equal are not diffed (see
+    :func:`diff_notebooks`); the cells between them are what a diff costs, so their
+    number, lines and bytes are what is capped. Linear in the notebooks' size.
+    Blocking: run it in a thread.
+    """
+    from collections import Counter
+
+    before = [_cell_fingerprint(c) for c in base.get("cells") or []]
+    after = [_cell_fingerprint(c) for c in remote.get("cells") or []]
+    old, new = Counter(f[0] for f in before), Counter(f[0] for f in after)
+    common = old & new
+    only_old, only_new = old - common, new - common
+    head, tail = _common_ends([f[1] for f in before], [f[1] for f in after])
+    middle = before[head : len(before) - tail] + after[head : len(after) - tail]
+    cells = max(len(before), len(after)) - head - tail
+    lines = sum(f[2] for f in middle)
+    nbytes = sum(f[3] for f in middle)
+    too_large = None
+    if cells > caps.cells:
+        too_large = (
+            f"{cells} cells to compare, over the limit of {caps.cells} "
+            f"(c.BookstoreSettings.max_diff_cells)"
+        )
+    elif lines > caps.lines:
+        too_large = (
+            f"{lines} lines to compare, over the limit of {caps.lines} "
+            f"(c.BookstoreSettings.max_diff_lines)"
+        )
+    elif nbytes > caps.bytes:
+        too_large = (
+            f"{nbytes} bytes to compare, over the limit of {caps.bytes} "
+            f"(c.BookstoreSettings.max_diff_bytes)"
+        )
+    return DiffSummary(
+        cells_before=len(before),
+        cells_after=len(after),
+        unchanged=sum(common.values()),
+        removed=sum(only_old.values()),
+        added=sum(only_new.values()),
+        metadata_changed=(base.get("metadata") or {}) != (remote.get("metadata") or {}),
+        changed_lines=lines,
+        changed_bytes=nbytes,
+        too_large=too_large,
+        head=head,
+        tail=tail,
+    )
+
+
+def _common_ends(a: list[str], b: list[str]) -> tuple[int, int]:
+    """How many leading and trailing items ``a`` and ``b`` share (not overlapping)."""
+    n = min(len(a), len(b))
+    head = 0
+    while head < n and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < n - head and a[len(a) - 1 - tail] == b[len(b) - 1 - tail]:
+        tail += 1
+    return head, tail
 
 
 @dataclass
 class NotebookDiff:
-    """Two notebooks and nbdime's diff between them."""
+    """Two notebooks and nbdime's diff between them, or only a summary when too large."""
 
     path: str
     prefix: str
@@ -646,22 +840,53 @@ class NotebookDiff:
     to_id: str | None
     base: Any
     remote: Any
-    diff: list[dict[str, Any]]
+    #: nbdime's diff; None when the notebooks are over a cap (see ``summary.too_large``).
+    diff: list[dict[str, Any]] | None
+    summary: DiffSummary
+
+    @property
+    def too_large(self) -> bool:
+        return self.diff is None
 
     def to_json(self) -> dict[str, Any]:
-        """``{"base", "diff"}`` as nbdime's own server answers, plus what was compared."""
+        """``{"base", "diff"}`` as nbdime's own server answers, plus what was compared.
+
+        Over a cap, ``base`` and ``diff`` are null and ``summary`` says what changed.
+        """
         return {
             "path": self.path,
             "prefix": self.prefix,
             "from": self.from_id,
             "to": self.to_id,
-            "base": self.base,
+            "base": None if self.too_large else self.base,
             "diff": self.diff,
+            "summary": self.summary.to_json(),
         }
 
 
-def diff_notebooks(base: Any, remote: Any) -> list[dict[str, Any]]:
-    """nbdime's diff of two notebooks, as plain JSON-ready data (blocking)."""
+def diff_notebooks(
+    base: Any, remote: Any, summary: DiffSummary | None = None
+) -> list[dict[str, Any]]:
+    """nbdime's diff of two notebooks, as plain JSON-ready data (blocking).
+
+    nbdime's cell matching costs time quadratic in the number of cells, so the leading
+    and trailing cells that are exactly equal (``summary.head`` and ``.tail``, from
+    :func:`summarize_cells`) are left out of what it compares, and the cell indices of its
+    answer are shifted back: the diff is the same, on the whole ``base``.
+    """
     import nbdime
 
-    return json.loads(json.dumps(nbdime.diff_notebooks(base, remote)))
+    if summary is None:
+        summary = summarize_cells(base, remote, DiffCaps(0, 0, 0))
+    head, tail = summary.head, summary.tail
+    if head or tail:
+        b_cells, r_cells = list(base.get("cells") or []), list(remote.get("cells") or [])
+        base = nbformat.from_dict({**base, "cells": b_cells[head : len(b_cells) - tail]})
+        remote = nbformat.from_dict({**remote, "cells": r_cells[head : len(r_cells) - tail]})
+    diff: list[dict[str, Any]] = json.loads(json.dumps(nbdime.diff_notebooks(base, remote)))
+    if head:
+        for entry in diff:
+            if entry.get("key") == "cells" and entry.get("op") == "patch":
+                for op in entry.get("diff") or []:
+                    op["key"] = int(op["key"]) + head
+    return diff

@@ -7,7 +7,8 @@ right status and the archiver can tell "retry later" from "S3 refused us"::
     ├── S3Unavailable   S3 cannot be reached or is overloaded (network, timeouts, 5xx)  -> 503
     ├── S3Refused       S3 answered but refused (credentials, access denied, no bucket) -> 502
     ├── S3NotFound      the key or version does not exist                               -> 404
-    └── S3BadRequest    S3 rejected an argument we passed (e.g. a malformed version id) -> 400
+    ├── S3BadRequest    S3 rejected an argument we passed (e.g. a malformed version id) -> 400
+    └── ObjectTooLarge  the object is larger than ``max_read_bytes``; not read        -> 413
 
 ``S3Error.retryable`` tells the archiver whether trying again later can succeed: an
 outage, a refusal (credentials and policies get fixed) or throttling can; a request S3
@@ -22,6 +23,8 @@ import base64
 import contextlib
 import contextvars
 import hashlib
+import os
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -170,6 +173,34 @@ class S3BadRequest(S3Error):
     retryable = False
 
 
+class ObjectTooLarge(S3Error):
+    """The object is larger than we agree to read (``BookstoreSettings.max_read_bytes``)."""
+
+    status = 413
+
+    def __init__(self, message: str, *, size: int | None = None, limit: int = 0) -> None:
+        super().__init__(message, code="TooLarge")
+        self.size = size
+        self.limit = limit
+
+
+def too_large(what: str, size: int | None, limit: int) -> ObjectTooLarge:
+    """The error for an object over the read limit, saying which setting to raise."""
+    from .render import human_size
+
+    seen = f"{size} bytes ({human_size(size)})" if size is not None else "more than that"
+    return ObjectTooLarge(
+        f"{what}: the object is {seen}, over the read limit of {limit} bytes "
+        f"({human_size(limit)}); raise c.BookstoreSettings.max_read_bytes to read it",
+        size=size,
+        limit=limit,
+    )
+
+
+#: Bytes read from S3 at a time when streaming an object to a file.
+DOWNLOAD_CHUNK = 1024 * 1024
+
+
 def translate_error(exc: BaseException, what: str) -> S3Error:
     """Map a botocore/aiohttp exception to an :class:`S3Error` saying what failed."""
     if isinstance(exc, S3Error):
@@ -211,6 +242,11 @@ def translate_error(exc: BaseException, what: str) -> S3Error:
     except ImportError:  # pragma: no cover - aiohttp is an aiobotocore dependency
         pass
     return S3Error(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _flush_and_sync(f: Any) -> None:
+    f.flush()
+    os.fsync(f.fileno())
 
 
 _ENCODED_WORD_PREFIX = "=?UTF-8?B?"
@@ -354,6 +390,17 @@ class GetResult:
 
 
 @dataclass
+class ObjectInfo:
+    """What :meth:`S3Store.download_to_temp` learned about the object it wrote to disk."""
+
+    size: int
+    version_id: str | None
+    last_modified: datetime | None
+    metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+
+
+@dataclass
 class _CachedListing:
     latest: str
     page: VersionPage
@@ -475,10 +522,26 @@ class S3Store:
             self.remember_version_metadata(bucket, key, resp["VersionId"], metadata)
         return PutResult(bucket, key, resp.get("VersionId"), resp.get("ETag"))
 
+    def read_limit(self, max_bytes: int | None) -> int:
+        """``max_bytes``, or ``BookstoreSettings.max_read_bytes`` when it is None."""
+        return int(self.settings.max_read_bytes if max_bytes is None else max_bytes)
+
     async def get_object(
-        self, key: str, version_id: str | None = None, *, bucket: str | None = None
+        self,
+        key: str,
+        version_id: str | None = None,
+        *,
+        bucket: str | None = None,
+        max_bytes: int | None = None,
     ) -> GetResult:
+        """Read an object (or one version of it) into memory.
+
+        Objects over ``max_bytes`` (default ``BookstoreSettings.max_read_bytes``) raise
+        :class:`ObjectTooLarge`: the size S3 announces with the answer is checked before
+        the body is read, so no second request is needed and nothing big is buffered.
+        """
         bucket = bucket or self.bucket
+        limit = self.read_limit(max_bytes)
         what = f"reading s3://{bucket}/{key}" + (f" version {version_id}" if version_id else "")
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:
@@ -487,7 +550,20 @@ class S3Store:
             client = await self.client()
             resp = await client.get_object(**kwargs)
             async with resp["Body"] as stream:
-                body = await stream.read()
+                size = resp.get("ContentLength")
+                if size is not None and int(size) > limit:
+                    raise too_large(what, int(size), limit)
+                if size is not None:
+                    body = await stream.read()
+                else:  # no length (allowed, never seen from S3): stop once past the limit
+                    parts: list[bytes] = []
+                    seen = 0
+                    while chunk := await stream.read(DOWNLOAD_CHUNK):
+                        seen += len(chunk)
+                        if seen > limit:
+                            raise too_large(what, None, limit)
+                        parts.append(chunk)
+                    body = b"".join(parts)
         except Exception as e:
             raise translate_error(e, what) from e
         return GetResult(
@@ -497,6 +573,76 @@ class S3Store:
             metadata=decode_metadata(resp.get("Metadata")),
             content_type=resp.get("ContentType"),
         )
+
+    async def download_to_temp(
+        self,
+        key: str,
+        directory: str,
+        version_id: str | None = None,
+        *,
+        bucket: str | None = None,
+        max_bytes: int | None = None,
+        prefix: str = ".bookstore-",
+    ) -> tuple[str, ObjectInfo]:
+        """Stream an object into a new hidden temporary file in ``directory``.
+
+        Returns the temporary file's path (the caller moves it into place with
+        ``os.replace``, which is atomic because it is in the same directory, or removes
+        it) and what S3 said about the object. The body goes to disk
+        :data:`DOWNLOAD_CHUNK` bytes at a time, so memory does not grow with the object.
+        Over ``max_bytes`` (default ``max_read_bytes``): :class:`ObjectTooLarge`, checked
+        before anything is written; on any failure the temporary file is removed.
+        """
+        from anyio.to_thread import run_sync
+
+        bucket = bucket or self.bucket
+        limit = self.read_limit(max_bytes)
+        what = f"reading s3://{bucket}/{key}" + (f" version {version_id}" if version_id else "")
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        tmp: str | None = None
+        f: Any = None
+        try:
+            client = await self.client()
+            resp = await client.get_object(**kwargs)
+            async with resp["Body"] as stream:
+                size = resp.get("ContentLength")
+                if size is not None and int(size) > limit:
+                    raise too_large(what, int(size), limit)
+                fd, tmp = await run_sync(
+                    lambda: tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".part")
+                )
+                f = os.fdopen(fd, "wb")
+                written = 0
+                while True:
+                    chunk = await stream.read(DOWNLOAD_CHUNK)
+                    if not chunk:
+                        break
+                    written += len(chunk)
+                    if written > limit:
+                        raise too_large(what, None, limit)
+                    await run_sync(f.write, chunk)
+                await run_sync(_flush_and_sync, f)
+        except BaseException as e:
+            if f is not None:
+                f.close()
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            if isinstance(e, Exception):
+                raise translate_error(e, what) from e
+            raise
+        f.close()
+        assert tmp is not None  # written above, or an exception was raised
+        info = ObjectInfo(
+            size=written,
+            version_id=resp.get("VersionId"),
+            last_modified=resp.get("LastModified"),
+            metadata=decode_metadata(resp.get("Metadata")),
+            content_type=resp.get("ContentType"),
+        )
+        return tmp, info
 
     async def head_object(
         self, key: str, version_id: str | None = None, *, bucket: str | None = None

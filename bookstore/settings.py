@@ -217,6 +217,47 @@ class BookstoreSettings(LoggingConfigurable):
         ),
     ).tag(config=True)
 
+    max_read_bytes = Integer(
+        100 * 1024 * 1024,
+        help=(
+            "Largest S3 object, in bytes, that bookstore reads: clone, the version view, "
+            "diff and restore (in the server and the `bookstore` command). The size S3 "
+            "announces is checked before the body is read; bigger objects get 413 (the "
+            "command fails) and nothing is written. Clones and restores of files other "
+            "than notebooks stream to disk; notebooks are parsed, and take several times "
+            "their size in memory while they are. Default 100 MB."
+        ),
+    ).tag(config=True)
+
+    max_diff_cells = Integer(
+        500,
+        help=(
+            "Notebook diffs compare the cells from the first difference to the last (equal "
+            "cells before and after are skipped). Above this many cells there, in either "
+            "version, the diff API and page answer a summary instead (cells added, removed "
+            "and changed, compared by hash) with the reason. Diffing costs time quadratic "
+            "in what is compared; with the max_diff_* defaults a diff takes at most a few "
+            "seconds."
+        ),
+    ).tag(config=True)
+
+    max_diff_lines = Integer(
+        2000,
+        help=(
+            "Largest number of lines (sources and text outputs, both versions together) "
+            "in the cells a notebook diff compares (see max_diff_cells); above it the diff "
+            "is a summary."
+        ),
+    ).tag(config=True)
+
+    max_diff_bytes = Integer(
+        4 * 1024 * 1024,
+        help=(
+            "Largest size, in bytes of JSON (both versions together), of the cells a "
+            "notebook diff compares (see max_diff_cells); above it the diff is a summary."
+        ),
+    ).tag(config=True)
+
     archive_patterns = List(
         Unicode(),
         default_value=["*.ipynb"],
@@ -455,6 +496,12 @@ class BookstoreSettings(LoggingConfigurable):
             )
         return int(proposal["value"])
 
+    @validate("max_read_bytes", "max_diff_cells", "max_diff_lines", "max_diff_bytes")
+    def _validate_positive_int(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise TraitError(f"{proposal['trait'].name} must be >= 1 (got {proposal['value']})")
+        return int(proposal["value"])
+
     @validate("max_request_body_size")
     def _validate_max_request_body_size(self, proposal: Any) -> int:
         if proposal["value"] < 1024:
@@ -502,7 +549,12 @@ class BookstoreSettings(LoggingConfigurable):
         return own + [b for b in self.clone_allowed_buckets if b not in own]
 
     def should_archive(self, path: str) -> bool:
-        """Whether saves of Jupyter path ``path`` are archived (``archive_patterns``)."""
+        """Whether saves of Jupyter path ``path`` are archived: it matches
+        ``archive_patterns`` and S3 can store its name (:func:`unarchivable_reason`)."""
+        return self.matches_archive_patterns(path) and unarchivable_reason(path) is None
+
+    def matches_archive_patterns(self, path: str) -> bool:
+        """Whether ``path`` matches ``archive_patterns`` (whatever its name holds)."""
         name = posixpath.basename(path)
         return any(
             fnmatch.fnmatchcase(path, pat) or fnmatch.fnmatchcase(name, pat)
@@ -543,23 +595,50 @@ def describe_char(c: str) -> str:
     return f"{kind} U+{o:04X}"
 
 
+def unarchivable_reason(path: str) -> str | None:
+    """Why files at Jupyter path ``path`` are not archived, or None if they can be.
+
+    bookstore's one file name policy, applied alike by the archiver (such saves are
+    written to disk as usual, not archived, logged once and listed in ``/api/bookstore``
+    as ``not_archivable``), the history API, the pages and the command line (400 with
+    this reason), through :func:`clean_api_path`:
+
+    * a backslash: some S3-compatible servers (SeaweedFS) store it as ``/``, so
+      ``a\\b.ipynb`` and ``a/b.ipynb`` would share one history;
+    * control characters (tab, newline... C0 and C1), DEL, bidirectional overrides and
+      lone surrogates (:func:`unsafe_path_char`): S3 listings are XML, which cannot carry
+      most of them, they cannot be typed or shown, or they disguise the name.
+    """
+    if "\\" in path:
+        return (
+            f"{path!r} contains a backslash, which some S3 servers store as '/' (merging "
+            f"it with another file's history): files named so are not archived; rename it"
+        )
+    bad = next((c for c in path if unsafe_path_char(c)), None)
+    if bad is not None:
+        return (
+            f"{path!r} contains {describe_char(bad)}, which S3 cannot list reliably or "
+            f"which disguises the name: files named so are not archived; rename it"
+        )
+    return None
+
+
 def clean_api_path(path: str) -> str:
     """Validate a Jupyter API path for use in an S3 key or under a root directory.
 
-    Raises ValueError with what is wrong: empty, absolute, backslashes, '.'/'..'
-    segments, control characters, bidirectional overrides or lone surrogates.
+    Raises ValueError with what is wrong: empty, absolute, '.'/'..' segments, or a
+    name bookstore does not archive (:func:`unarchivable_reason`: backslashes, control
+    characters, bidirectional overrides, lone surrogates).
     """
     if path is None or not path.strip("/"):
         raise ValueError("the path is empty")
-    if "\\" in path:
-        raise ValueError(f"backslashes are not allowed in paths (got {path!r})")
+    reason = unarchivable_reason(path)
+    if reason is not None:
+        raise ValueError(reason)
     if path.startswith("/"):
         raise ValueError(
             f"absolute paths are not allowed; give a path relative to the root (got {path!r})"
         )
-    bad = next((c for c in path if unsafe_path_char(c)), None)
-    if bad is not None:
-        raise ValueError(f"{describe_char(bad)} is not allowed in paths (got {path!r})")
     parts = path.rstrip("/").split("/")
     if any(p in {"", ".", ".."} for p in parts):
         raise ValueError(f"'.', '..' and empty segments are not allowed in paths (got {path!r})")

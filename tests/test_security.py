@@ -589,3 +589,44 @@ class TestEarlyAnswers:
         first, connection, second = await asyncio.to_thread(talk)
         assert (first, second) == (status, 200)
         assert connection == "close"
+
+
+@pytest.mark.browser
+def test_viewing_a_version_in_a_browser_sends_no_request_for_its_images(
+    browser: Any, tmp_path: Path, bookstore_config: dict[str, Any]
+) -> None:
+    """Chromium's own request log: the page, its stylesheet and script, nothing else."""
+    from jupyter_subprocess import JupyterSubprocess
+
+    config = {
+        "ServerApp": {"jpserver_extensions": {"bookstore": True}},
+        "BookstoreSettings": bookstore_config,
+    }
+    with JupyterSubprocess("server", tmp_path / "jp", config=config) as jp:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [
+            nbformat.v4.new_markdown_cell(f"![a](/logout) ![b]({jp.url}logout) ![c](//x.invalid/p)")
+        ]
+        content = json.loads(nbformat.writes(nb))
+        r = jp.request(
+            "PUT", "api/bookstore/publish/img.ipynb", {"type": "notebook", "content": content}
+        )
+        assert r.status_code == 200, r.text
+        version = r.json()["versionID"]
+        page = browser.new_page()
+        requests: list[str] = []
+        page.on("request", lambda req: requests.append(req.url))
+        try:
+            url = f"{jp.url}bookstore/versions/img.ipynb?version_id={version}&prefix=published"
+            page.goto(f"{url}&token={jp.token}", wait_until="networkidle")
+            html = page.content()
+        finally:
+            page.close()
+    assert not [u for u in requests if "logout" in u or "x.invalid" in u], requests
+    assert "image not shown" in html
+    assert all(u.startswith(jp.url) for u in requests), requests
+    assert {u.split("?")[0].rsplit("/", 1)[-1] for u in requests} <= {
+        "img.ipynb",
+        "versions.css",
+        "versions.js",
+    }, requests

@@ -40,6 +40,7 @@ from ..settings import clean_api_path, describe_char, unsafe_path_char
 from ..shared_folder import SharedFolderError, open_beneath, read_beneath
 from .base import AUTH_RESOURCE, BookstoreAPIHandler, require_contents_permission
 from .common import BoundedBodyMixin, check_notebook, dumps
+from .streaming import discard, download_into_folder, local_os_path, move_into_place
 
 if TYPE_CHECKING:
     from ..settings import BookstoreSettings
@@ -238,6 +239,30 @@ class _CloneAPIHandler(BoundedBodyMixin, BookstoreAPIHandler):
                 await self.distrust(saved["path"])
         return dict(saved)
 
+    async def place_download(self, tmp: str, target: str, *, overwrite: bool) -> dict[str, Any]:
+        """Move a streamed download to ``target`` (or the first free name unless
+        ``overwrite``), archive it as a save would, and answer its model."""
+        cm = self.contents_manager
+        try:
+            async with self._clone_lock():
+                if await ensure_async(cm.dir_exists(target)):
+                    raise web.HTTPError(409, f"{target!r} is a folder in the Jupyter root")
+                if not overwrite and await ensure_async(cm.file_exists(target)):
+                    parent, name = posixpath.split(target)
+                    name = await ensure_async(cm.increment_filename(name, parent, insert="-"))
+                    target = posixpath.join(parent, name)
+                os_path = local_os_path(cm, target)
+                if os_path is None:  # pragma: no cover - the same manager gave one before
+                    raise web.HTTPError(500, f"cannot write {target!r} in the Jupyter root")
+                await move_into_place(tmp, os_path)
+        except BaseException:
+            await discard(tmp)
+            raise
+        archive_file = getattr(cm, "archive_file", None)
+        if archive_file is not None:
+            await archive_file(target)
+        return dict(await ensure_async(cm.get(target, content=False)))
+
     async def distrust(self, path: str) -> None:
         """Make sure Jupyter does not trust the clone at ``path``.
 
@@ -280,21 +305,32 @@ class BookstoreCloneAPIHandler(_CloneAPIHandler):
         target = await self.check_target(body.get("target_path"), posixpath.basename(key))
 
         s3_path = f"s3://{bucket}/{key}"
+        # Files other than notebooks stream to disk; notebooks are parsed and validated.
+        cm = self.contents_manager
+        os_path = None if target.endswith(".ipynb") else local_os_path(cm, target)
         try:
-            obj = await self.store.get_object(key, version_id, bucket=bucket)
+            if os_path is not None:
+                tmp, info = await download_into_folder(
+                    self.store, key, os_path, version_id, bucket=bucket
+                )
+            else:
+                obj = await self.store.get_object(key, version_id, bucket=bucket)
         except S3Error as e:
             err = e
             if version_id and e.code == "MethodNotAllowed":
                 # S3's answer for a version that is a delete marker: nothing to clone.
                 err = S3NotFound(f"version {version_id} of {s3_path} is a delete marker")
             raise self.s3_http_error(err) from e
-        source = f"{s3_path}" + (f" (version {version_id})" if version_id else "")
-        model = await run_sync(build_model, target, obj.body, source)
-        saved = await self.save_clone(target, model, overwrite=overwrite)
-        self.log.info(
-            "bookstore: cloned %s version %s to %s", s3_path, obj.version_id, saved["path"]
-        )
-        self.finish_clone(saved, s3_path=s3_path, versionID=obj.version_id)
+        if os_path is not None:
+            saved = await self.place_download(tmp, target, overwrite=overwrite)
+            got_version = info.version_id
+        else:
+            source = f"{s3_path}" + (f" (version {version_id})" if version_id else "")
+            model = await run_sync(build_model, target, obj.body, source)
+            saved = await self.save_clone(target, model, overwrite=overwrite)
+            got_version = obj.version_id
+        self.log.info("bookstore: cloned %s version %s to %s", s3_path, got_version, saved["path"])
+        self.finish_clone(saved, s3_path=s3_path, versionID=got_version)
 
 
 class BookstoreFSCloneAPIHandler(_CloneAPIHandler):

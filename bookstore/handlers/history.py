@@ -46,7 +46,14 @@ from ..history import (
     validate_prefix,
     validate_version_id,
 )
-from ..render import cell_changes, human_size, metadata_changed, render_notebook
+from ..render import (
+    MAX_FILE_TEXT,
+    cell_changes,
+    cut_text,
+    human_size,
+    metadata_changed,
+    render_notebook,
+)
 from ..s3 import S3Error
 from .base import AUTH_RESOURCE, require_contents_permission
 from .versions_common import HistoryMixin
@@ -270,7 +277,7 @@ class HistoryPageHandler(BookstorePageHandler):
             cells = await run_sync(render_notebook, nb)
         else:
             content, fmt = file_content(result.body)
-            text = content if fmt == "text" else None
+            text = cut_text(content, MAX_FILE_TEXT) if fmt == "text" else None
         key = self.history.key(path, prefix)
         self.render_page(
             "versions_view.html",
@@ -308,7 +315,14 @@ class DiffPageHandler(BookstorePageHandler):
         except (HistoryError, S3Error) as e:
             raise self.page_error(e) from e
         prefix, from_id, to_id, diff = asked.prefix, asked.from_id, asked.to_id, asked.diff
-        changes = await run_sync(cell_changes, diff.base, diff.remote, diff.diff)
+        if diff.diff is None:  # over a max_diff_* cap: the summary only
+            changes = []
+            n_changed = diff.summary.changed
+            nb_metadata_changed = diff.summary.metadata_changed
+        else:
+            changes = await run_sync(cell_changes, diff.base, diff.remote, diff.diff)
+            n_changed = sum(1 for c in changes if c.changed)
+            nb_metadata_changed = metadata_changed(diff.diff)
         self.render_page(
             "versions_diff.html",
             path=path,
@@ -316,8 +330,9 @@ class DiffPageHandler(BookstorePageHandler):
             from_id=from_id,
             to_id=to_id,
             changes=changes,
-            n_changed=sum(1 for c in changes if c.changed),
-            nb_metadata_changed=metadata_changed(diff.diff),
+            summary=diff.summary,
+            n_changed=n_changed,
+            nb_metadata_changed=nb_metadata_changed,
             history_url=self.page_url("versions", path),
             from_url=self.page_url("versions", path, version_id=from_id, prefix=prefix),
             to_url=(
