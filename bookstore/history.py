@@ -30,7 +30,7 @@ import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +77,10 @@ _CHECKPOINT_ENCODED = re.compile(r"^(?:[A-Za-z0-9-]|_[0-9a-f]{2})+$")
 _CHECKPOINT_TOKEN = re.compile(r"_([0-9a-f]{2})|[A-Za-z0-9-]")
 
 MAX_LIMIT = 1000
+
+#: S3 refuses signed requests from a clock more than 15 minutes off, so a version uploaded
+#: after a save is never dated more than this before the save (by the saving server's clock).
+MAX_CLOCK_SKEW = timedelta(minutes=15)
 
 
 class HistoryError(Exception):
@@ -189,6 +193,16 @@ def checkpoint_id_for_version(version_id: str) -> str:
 def checkpoint_id_for_save(save_id: str) -> str:
     """The checkpoint id of a save still in the spool."""
     return CHECKPOINT_PENDING + save_id
+
+
+def save_time(save_id: str) -> datetime | None:
+    """When a save was made, from its id (:func:`bookstore.archiver.new_save_id`), or None."""
+    if not SAVE_ID_RE.match(save_id):
+        return None
+    try:
+        return datetime.fromtimestamp(int(save_id[:20]) / 1e9, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def parse_checkpoint_id(checkpoint_id: str) -> tuple[str, str]:
@@ -536,18 +550,6 @@ class VersionHistory:
             next_token=encode_page_token(page.next_token),
         )
 
-    async def iter_versions(self, path: str, prefix: str = "workspace") -> list[ObjectVersion]:
-        """Every S3 version of ``path``, newest first, without metadata (no HEAD requests)."""
-        key = self.key(path, prefix)
-        out: list[ObjectVersion] = []
-        token: str | None = None
-        while True:
-            page = await self.store.list_versions(key, limit=MAX_LIMIT, page_token=token)
-            out.extend(page.versions)
-            if not page.next_token:
-                return out
-            token = page.next_token
-
     async def record(
         self, path: str, version_id: str, prefix: str = "workspace"
     ) -> tuple[VersionRecord, GetResult]:
@@ -601,24 +603,41 @@ class VersionHistory:
         what = f"version {version_id} of {path}"
         return await run_sync(partial(parse_notebook, data, what, validate=False))
 
-    async def find_save(self, path: str, save_id: str) -> str | None:
+    async def find_save(self, path: str, save_id: str, *, within: int | None = None) -> str | None:
         """The S3 version id of an uploaded save (metadata ``save-id``), or None.
 
-        Versions are examined newest first, a batch at a time, so a recent save costs
-        few HEAD requests (and none for versions this server uploaded).
+        Versions are examined newest first and the search stops as soon as the answer is
+        known: at the first version stored before the save was made (it cannot be that
+        save's upload), or after the newest ``within`` versions. Metadata already known
+        (every version this server uploaded) costs no request; the rest a HEAD each.
         """
         key = self.key(path)
+        made = save_time(save_id)
+        earliest = made - MAX_CLOCK_SKEW if made is not None else None
+        budget = within  # versions left to examine; None: all of them
         token: str | None = None
         while True:
-            page = await self.store.list_versions(key, limit=MAX_LIMIT, page_token=token)
-            ids = [v.version_id for v in page.versions]
-            for start in range(0, len(ids), 32):
-                batch = ids[start : start + 32]
+            size = MAX_LIMIT if budget is None else max(1, min(MAX_LIMIT, budget))
+            if token is None:  # the checkpoint listing's own first page, usually cached
+                page = await self.store.list_versions_cached(key, limit=size)
+            else:
+                page = await self.store.list_versions(key, limit=size, page_token=token)
+            candidates: list[str] = []
+            done = not page.next_token
+            for v in page.versions:
+                if budget == 0 or (earliest is not None and v.last_modified < earliest):
+                    done = True
+                    break
+                if budget is not None:
+                    budget -= 1
+                candidates.append(v.version_id)
+            for start in range(0, len(candidates), 32):
+                batch = candidates[start : start + 32]
                 metas = await self.store.version_metadata(key, batch)
                 for vid in batch:
                     if metas.get(vid, {}).get(META_SAVE_ID) == save_id:
                         return vid
-            if not page.next_token:
+            if done or budget == 0:
                 return None
             token = page.next_token
 

@@ -324,6 +324,16 @@ class BookstoreSettings(LoggingConfigurable):
         ),
     ).tag(config=True)
 
+    max_checkpoints = Integer(
+        100,
+        help=(
+            "How many of a file's newest archived versions Jupyter's checkpoint list "
+            "(File > Revert to checkpoint) offers, so that long histories stay quick to list. "
+            "The history page, the versions API and the CLI still page through every version, "
+            "and any version can be restored from there."
+        ),
+    ).tag(config=True)
+
     upload_retry_initial_delay = Float(
         0.5,
         help="Seconds before the first retry of a failed upload; doubled on each retry.",
@@ -522,6 +532,15 @@ class BookstoreSettings(LoggingConfigurable):
                 f"(got {proposal['value']})"
             )
         return float(proposal["value"])
+
+    @validate("max_checkpoints")
+    def _validate_max_checkpoints(self, proposal: Any) -> int:
+        if not 1 <= proposal["value"] <= 1000:
+            raise TraitError(
+                f"max_checkpoints must be from 1 to 1000 (got {proposal['value']}); the "
+                f"history page lists every version"
+            )
+        return int(proposal["value"])
 
     @validate("max_read_bytes", "max_diff_cells", "max_diff_lines", "max_diff_bytes")
     def _validate_positive_int(self, proposal: Any) -> int:
