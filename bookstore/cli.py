@@ -1040,6 +1040,9 @@ class BookstoreApp(JupyterApp):
     name = "bookstore"
     version = __version__
     description = DESCRIPTION
+    # `bookstore --help-all` lists every server option: `jupyter server --help-all` cannot
+    # (Jupyter prints it before it loads any extension).
+    classes = [BookstoreSettings]
     examples = """
     bookstore versions analysis/report.ipynb --limit=5
     bookstore diff analysis/report.ipynb VERSION_ID
