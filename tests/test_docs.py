@@ -86,3 +86,22 @@ def test_no_placeholder_urls() -> None:
         path = ROOT / name
         if path.suffix in {".md", ".toml", ".py", ".yaml", ".html", ".cfg", ".txt"}:
             assert placeholder not in path.read_text(), name
+
+
+def test_lint_tools_are_pinned_once_and_pre_commit_runs_those() -> None:
+    from importlib.metadata import version
+
+    import tomllib  # Python 3.11+, which the test environment runs
+
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pins = dict(r.split("==") for r in dev["dev"] if r.split("==")[0] in {"ruff", "mypy"})
+    assert set(pins) == {"ruff", "mypy"}, "pin ruff and mypy exactly in the dev extra"
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
+    assert all(repo["repo"] == "local" for repo in config["repos"]), "no second pin in a rev"
+    assert hooks["ruff"]["entry"].split()[0] == "ruff"
+    assert hooks["ruff-format"]["entry"].split()[0] == "ruff"
+    assert hooks["mypy"]["entry"] == "mypy"
+    # The environment running the tests has the pinned versions (scripts/test.sh installs them).
+    assert version("ruff") == pins["ruff"]
+    assert version("mypy") == pins["mypy"]
