@@ -34,7 +34,7 @@ from tornado import web
 
 from ..s3 import S3Error, S3NotFound
 from ..settings import clean_api_path
-from .base import AUTH_RESOURCE, BookstoreAPIHandler
+from .base import AUTH_RESOURCE, BookstoreAPIHandler, ClientErrorLogMixin
 from .common import BoundedBodyMixin, check_notebook, dumps
 
 if TYPE_CHECKING:
@@ -282,7 +282,9 @@ class BookstoreFSCloneAPIHandler(_CloneAPIHandler):
 # --- landing pages --------------------------------------------------------------------------
 
 
-class _ClonePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, JupyterHandler):
+class _ClonePageHandler(
+    ClientErrorLogMixin, ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, JupyterHandler
+):
     """Renders ``clone.html``: what will be cloned, a target field, and the clone button."""
 
     auth_resource = AUTH_RESOURCE

@@ -45,7 +45,7 @@ from ..history import (
 )
 from ..render import cell_changes, human_size, metadata_changed, render_notebook
 from ..s3 import S3Error
-from .base import AUTH_RESOURCE
+from .base import AUTH_RESOURCE, ClientErrorLogMixin
 from .versions_common import HistoryMixin
 
 #: Versions per prefix shown on one page of the timeline.
@@ -69,7 +69,11 @@ def human_time(record: VersionRecord) -> str:
 
 
 class BookstorePageHandler(
-    HistoryMixin, ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, JupyterHandler
+    ClientErrorLogMixin,
+    HistoryMixin,
+    ExtensionHandlerJinjaMixin,
+    ExtensionHandlerMixin,
+    JupyterHandler,
 ):
     """Base of bookstore's HTML pages: templates, CSP, URL helpers."""
 
