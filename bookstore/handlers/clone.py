@@ -36,6 +36,7 @@ from ..s3 import S3Error, S3NotFound
 from ..settings import clean_api_path
 from .base import AUTH_RESOURCE, BookstoreAPIHandler, ClientErrorLogMixin
 from .common import BoundedBodyMixin, check_notebook, dumps
+from .frontend import Links, frontend_links
 
 if TYPE_CHECKING:
     from ..settings import BookstoreSettings
@@ -293,26 +294,14 @@ class _ClonePageHandler(
     def bookstore_settings(self) -> BookstoreSettings:
         return self.settings["bookstore_settings"]
 
-    def open_url_templates(self) -> dict[str, str]:
-        """Where to open a cloned file, in the frontend this server defaults to.
+    def open_url_templates(self, links: Links) -> dict[str, str]:
+        """Where to open a cloned file: in the user's frontend, else the server's home page.
 
         ``{path}`` is replaced by the page's script with the cloned file's URL-escaped path.
         """
-        default = self.default_url or ""
-        if default.startswith(self.base_url):  # jupyter_server prefixes it with base_url
-            default = default[len(self.base_url) :]
-        default = default.strip("/")
-        if default.startswith("lab"):
-            notebook = file = "lab/tree/{path}"
-        elif default.startswith("nbclassic"):
-            notebook, file = "nbclassic/notebooks/{path}", "nbclassic/edit/{path}"
-        elif default.startswith("tree"):  # Notebook 7, or nbclassic as the default UI
-            notebook, file = "notebooks/{path}", "edit/{path}"
-        else:  # no known frontend: back to the server's home page
-            notebook = file = default
         return {
-            "open_notebook_url": url_path_join(self.base_url, notebook),
-            "open_file_url": url_path_join(self.base_url, file),
+            "open_notebook_url": links.open_notebook or links.home,
+            "open_file_url": links.open_file or links.home,
         }
 
     def render_page(
@@ -325,11 +314,12 @@ class _ClonePageHandler(
         default_target: str,
         history_url: str | None = None,
     ) -> None:
+        links = frontend_links(self)
         config = {
             "api_url": url_path_join(self.base_url, api_url),
             "post_model": post_model,
             "xsrf_token": self.xsrf_token.decode("ascii"),
-            **self.open_url_templates(),
+            **self.open_url_templates(links),
         }
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(
@@ -339,7 +329,9 @@ class _ClonePageHandler(
                 rows=rows,
                 default_target=default_target,
                 history_url=history_url,
-                home_url=self.default_url or self.base_url,
+                home_url=links.home,
+                source_name=default_target,
+                jupyter_logo=url_path_join(self.base_url, "static/logo/logo.png"),
                 page_config=config,
             )
         )

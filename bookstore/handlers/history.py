@@ -46,6 +46,7 @@ from ..history import (
 from ..render import cell_changes, human_size, metadata_changed, render_notebook
 from ..s3 import S3Error
 from .base import AUTH_RESOURCE, ClientErrorLogMixin
+from .frontend import frontend_links
 from .versions_common import HistoryMixin
 
 #: Versions per prefix shown on one page of the timeline.
@@ -91,7 +92,13 @@ class BookstorePageHandler(
 
     def render_page(self, template: str, **ns: Any) -> None:
         ns.setdefault("jupyter_logo", url_path_join(self.base_url, "static/logo/logo.png"))
-        ns.setdefault("tree_url", url_path_join(self.base_url, "tree"))
+        links = frontend_links(self)
+        ns.setdefault("home_url", links.home)
+        path = ns.get("path")
+        if path is not None:
+            ns.setdefault("history_url", self.page_url("versions", path))
+            ns["is_notebook"] = is_notebook_path(path)
+            ns.setdefault("open_url", links.open(path, ns["is_notebook"]))
         self.finish(self.render_template(template, **ns))
 
     def page_error(self, e: Exception) -> web.HTTPError:
