@@ -80,6 +80,9 @@ def bookstore(demo: dict[str, Any], *args: str) -> subprocess.CompletedProcess[s
     )
 
 
+# Eleven command-line runs, each a fresh Python process: more than the default timeout on a
+# loaded machine (about a minute on an idle one).
+@pytest.mark.timeout(900)
 def test_documented_commands_work_with_only_the_demo_config_dir(
     demo: dict[str, Any], s3: Any, s3_bucket: str
 ) -> None:
