@@ -16,7 +16,10 @@ carry a Content-Security-Policy that allows no inline script.
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import timezone
+from functools import lru_cache
+from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
 
@@ -45,18 +48,30 @@ from ..history import (
 )
 from ..render import cell_changes, human_size, metadata_changed, render_notebook
 from ..s3 import S3Error
-from .base import AUTH_RESOURCE, ClientErrorLogMixin
+from .base import AUTH_RESOURCE, ClientErrorLogMixin, require_contents_permission
 from .frontend import frontend_links
 from .versions_common import HistoryMixin
 
 #: Versions per prefix shown on one page of the timeline.
 PAGE_SIZE = 50
 
-#: Stricter than Jupyter's default: no inline script, no plugins, images from data: URIs.
+#: Stricter than Jupyter's default: no inline script, no plugins, no fetches, and images
+#: from ``data:`` URIs only, so nothing in a version makes the viewer's browser send a
+#: request (the Jupyter logo is inlined as one too).
 PAGE_CSP = (
-    "default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "form-action 'self'; base-uri 'none'"
+    "default-src 'none'; img-src data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'none'; form-action 'self'; base-uri 'none'"
 )
+
+
+@lru_cache(maxsize=1)
+def jupyter_logo_data_uri() -> str | None:
+    """Jupyter's logo as a ``data:`` URI (the pages allow no other images), if installed."""
+    try:
+        data = (resources.files("jupyter_server") / "static/logo/logo.png").read_bytes()
+    except OSError:
+        return None
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
 def human_time(record: VersionRecord) -> str:
@@ -91,7 +106,7 @@ class BookstorePageHandler(
         return f"{url}?{urlencode(args)}" if args else url
 
     def render_page(self, template: str, **ns: Any) -> None:
-        ns.setdefault("jupyter_logo", url_path_join(self.base_url, "static/logo/logo.png"))
+        ns.setdefault("jupyter_logo", jupyter_logo_data_uri())
         links = frontend_links(self)
         ns.setdefault("home_url", links.home)
         path = ns.get("path")
@@ -255,6 +270,7 @@ class HistoryPageHandler(BookstorePageHandler):
     # --- one version -----------------------------------------------------------------------
 
     async def _view(self, path: str) -> None:
+        await require_contents_permission(self, "read")
         version_id = validate_version_id(self.get_query_argument("version_id", None))
         prefix = validate_prefix(self.get_query_argument("prefix", None))
         record, result = await self.history.record(path, version_id, prefix)
