@@ -1,10 +1,11 @@
 """``bookstore``: version history, publishing and cloning from the command line.
 
 Also reachable as ``jupyter bookstore``. It reads the same settings as the server:
-``c.BookstoreSettings`` from the Jupyter config files (``jupyter_notebook_config``,
-``jupyter_server_config`` and ``jupyter_bookstore_config``, ``.py`` or ``.json``, in every
-Jupyter config directory), then the ``JPYNB_S3_*`` environment variables, then flags such
-as ``--BookstoreSettings.s3_bucket=NAME`` or their short forms (``--bucket=NAME``).
+``c.BookstoreSettings`` and ``c.ServerApp.root_dir`` from the Jupyter config files
+(``jupyter_notebook_config``, ``jupyter_server_config`` and ``jupyter_bookstore_config``,
+``.py`` or ``.json``, in ``JUPYTER_CONFIG_DIR`` and every other Jupyter config directory),
+then the ``JPYNB_S3_*`` environment variables, then flags such as
+``--BookstoreSettings.s3_bucket=NAME`` or their short forms (``--bucket=NAME``).
 
 Subcommands::
 
@@ -19,7 +20,8 @@ Subcommands::
     bookstore pin PATH VERSION          never prune this version (unpin to undo)
     bookstore usage                     bytes and versions per path, growth per day
 
-Jupyter paths are relative to ``--root-dir`` (default: the current directory). Output is
+Jupyter paths are relative to ``--root-dir`` (default: the server's ``root_dir``, else the
+current directory). Output is
 a table by default and JSON with ``--json``; long operations draw a progress bar on stderr
 when it is a terminal. Any failure prints one line to stderr and exits with status 1
 (2 for wrong usage).
@@ -44,7 +46,7 @@ from typing import Any, ClassVar, TextIO
 from jupyter_client.jsonutil import json_default
 from jupyter_core.application import JupyterApp, base_aliases, base_flags
 from tornado.web import HTTPError
-from traitlets import Bool, Enum, Integer, TraitError, Unicode
+from traitlets import Bool, Enum, Integer, TraitError, Unicode, default
 from traitlets.config import Application
 from traitlets.config.loader import ConfigFileNotFound
 
@@ -88,6 +90,34 @@ from .settings import BookstoreSettings, clean_api_path
 
 #: Config files read, lowest priority first; the server reads the first two.
 CONFIG_FILES = ("jupyter_notebook_config", "jupyter_server_config", "jupyter_bookstore_config")
+
+#: Where the server's root directory is configured, highest priority first.
+ROOT_DIR_SETTINGS = (
+    ("ServerApp", "root_dir"),
+    ("ServerApp", "notebook_dir"),
+    ("NotebookApp", "notebook_dir"),
+)
+
+#: ``bookstore --help`` opens with this.
+DESCRIPTION = """\
+bookstore: Jupyter notebook versions, publishing and cloning on versioned S3.
+
+List, show, diff and restore the versions that the bookstore server extension archived at each
+save; publish a notebook; clone any S3 object (any version) into your Jupyter folder; check the
+setup. It reads the server's config (c.BookstoreSettings and c.ServerApp.root_dir in
+jupyter_server_config.py or .json, in JUPYTER_CONFIG_DIR), then the JPYNB_S3_* environment
+variables, then flags.
+
+Usage:
+    bookstore SUBCOMMAND [ARGS] [OPTIONS]
+    bookstore SUBCOMMAND --help     what it does, its options, examples
+"""
+
+
+def command_help(synopsis: str, text: str, examples: Sequence[str]) -> str:
+    """A subcommand's help: its synopsis, what it does, and examples to copy."""
+    lines = "\n".join(f"    {e}" for e in examples)
+    return f"Usage:\n    {synopsis}\n\n{text}\n\nExamples:\n{lines}\n"
 
 
 class CommandError(Exception):
@@ -160,6 +190,11 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 version``, ``3 versions``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def short_time(record: VersionRecord) -> str:
     """``2024-05-01 14:03:22`` (UTC)."""
     when = record.last_modified
@@ -205,9 +240,20 @@ class BookstoreCommand(JupyterApp):
         "",
         help=(
             "Local folder that Jupyter paths are relative to (restore, publish, clone and "
-            "diff against the local file). Default: the current directory."
+            "diff against the local file). Default: the server's c.ServerApp.root_dir from "
+            "the Jupyter config files, else the current directory."
         ),
     ).tag(config=True)
+
+    @default("root_dir")
+    def _root_dir_default(self) -> str:
+        """The server's root directory, from the same config files the server reads."""
+        for section, name in ROOT_DIR_SETTINGS:
+            if section in self.config and name in self.config[section]:
+                value = self.config[section][name]
+                if isinstance(value, str) and value:
+                    return value
+        return ""
 
     def _log_level_default(self) -> int:
         import logging
@@ -333,18 +379,36 @@ class VersionsCommand(BookstoreCommand):
     """List the versions of a file, newest first (saves still in the spool first)."""
 
     name = "bookstore-versions"
-    description = "List the archived versions of PATH, newest first."
+    description = command_help(
+        "bookstore versions PATH [--prefix=workspace|published] [--limit=N | --all] [--json]",
+        "List the archived versions of the file at Jupyter path PATH (relative to the "
+        "server's root_dir), newest first, with their save time (UTC), size, user and sha256. "
+        "Saves still waiting in the spool for their upload come first. --prefix=published "
+        "lists the published copies instead. Copy a VERSION ID into `bookstore show`, `diff` "
+        "or `restore`.",
+        [
+            "bookstore versions analysis/report.ipynb",
+            "bookstore versions analysis/report.ipynb --limit=5",
+            "bookstore versions analysis/report.ipynb --prefix=published --json",
+        ],
+    )
     arguments = ("PATH",)
     aliases = {
         **common_aliases,
         "prefix": "VersionsCommand.prefix",
         "limit": "VersionsCommand.limit",
     }
+    flags = {
+        **common_flags,
+        "all": ({"VersionsCommand": {"limit": 0}}, "List every version (the default)."),
+    }
 
     prefix = Enum(["workspace", "published"], "workspace", help="Which prefix to list.").tag(
         config=True
     )
-    limit = Integer(0, help="Show at most this many versions (0: all).").tag(config=True)
+    limit = Integer(
+        0, help="Show at most this many versions, the newest (0, or --all: every one)."
+    ).tag(config=True)
 
     async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
         self.need_bucket(settings)
@@ -367,10 +431,19 @@ class VersionsCommand(BookstoreCommand):
                 token = listing.next_token
                 if not token or (self.limit and len(records) >= self.limit):
                     break
-        if self.limit:
-            records = records[: self.limit]
         assert listing is not None
-        data = {**listing.to_json(), "versions": [r.to_json() for r in records], "next_token": None}
+        total = len(records)
+        if self.limit and (len(records) > self.limit or token):
+            # More exist: count them all (one cheap listing, no metadata requests).
+            pending = sum(1 for r in records if r.pending)
+            total = pending + await history.count_versions(path, self.prefix)
+            records = records[: self.limit]
+        data = {
+            **listing.to_json(),
+            "versions": [r.to_json() for r in records],
+            "next_token": None,
+            "total": total,
+        }
         rows = []
         for r in records:
             flags = []
@@ -380,6 +453,8 @@ class VersionsCommand(BookstoreCommand):
                 flags.append("pending upload")
             if r.renamed_from:
                 flags.append(f"renamed from {r.renamed_from}")
+            if r.restored_from:
+                flags.append(f"restored from {r.restored_from}")
             rows.append(
                 [
                     r.version_id or f"(save {r.save_id})",
@@ -390,9 +465,14 @@ class VersionsCommand(BookstoreCommand):
                     ", ".join(flags),
                 ]
             )
-        text = f"{listing.s3_path}: {len(records)} version(s)\n" + table(
-            rows, ["VERSION ID", "SAVED (UTC)", "SIZE", "USER", "SHA256", "NOTES"]
-        )
+        if total > len(records):
+            head = (
+                f"{listing.s3_path}: {len(records)} of {total} versions shown, newest first; "
+                f"use --limit=N to see more, or --all\n"
+            )
+        else:
+            head = f"{listing.s3_path}: {plural(total, 'version')}\n"
+        text = head + table(rows, ["VERSION ID", "SAVED (UTC)", "SIZE", "USER", "SHA256", "NOTES"])
         self.emit(data, text)
 
 
@@ -400,7 +480,17 @@ class ShowCommand(BookstoreCommand):
     """Print one version (default: the latest)."""
 
     name = "bookstore-show"
-    description = "Show one version of PATH: --version ID (default: the latest)."
+    description = command_help(
+        "bookstore show PATH [--version=ID] [--prefix=workspace|published] [--raw | --json]",
+        "Print one version of the file at Jupyter path PATH: its save time (UTC), size, user "
+        "and sha256, then each cell with its text outputs. Without --version, the latest. "
+        "--raw writes the stored bytes unchanged, to keep a copy of an old version.",
+        [
+            "bookstore show analysis/report.ipynb",
+            "bookstore show analysis/report.ipynb --version=VERSION_ID",
+            "bookstore show analysis/report.ipynb --version=VERSION_ID --raw > old.ipynb",
+        ],
+    )
     arguments = ("PATH",)
     aliases = {
         **common_aliases,
@@ -474,7 +564,16 @@ class DiffCommand(BookstoreCommand):
     """What changed between two versions, or from a version to the local file."""
 
     name = "bookstore-diff"
-    description = "Diff version A of PATH against version B, or against the local file."
+    description = command_help(
+        "bookstore diff PATH A [B] [--all] [--prefix=workspace|published] [--json]",
+        "What changed, cell by cell, from version A of the notebook at Jupyter path PATH to "
+        "version B, or, without B, to the local file under the server's root_dir (--root-dir). "
+        "Get the version ids from `bookstore versions PATH`. --all also prints unchanged cells.",
+        [
+            "bookstore diff analysis/report.ipynb OLD_VERSION_ID",
+            "bookstore diff analysis/report.ipynb OLD_VERSION_ID NEW_VERSION_ID",
+        ],
+    )
     arguments = ("PATH", "A")
     optional_arguments = ("B",)
     aliases = {**common_aliases, "prefix": "DiffCommand.prefix"}
@@ -522,10 +621,17 @@ class RestoreCommand(BookstoreCommand):
     """Write a version to the local file and archive it as the newest version."""
 
     name = "bookstore-restore"
-    description = (
-        "Write version --version ID of PATH to the local file (under --root-dir) and archive "
-        "it at once as the newest workspace version (metadata restored-from). With "
-        "--local-only the file is only written; the server archives it at its next save."
+    description = command_help(
+        "bookstore restore PATH --version=ID [--prefix=workspace|published] [--local-only]",
+        "Write version ID of the file at Jupyter path PATH over the local file (under the "
+        "server's root_dir, or --root-dir), and archive it at once as the newest workspace "
+        "version, noted 'restored from ID' in `bookstore versions`. Nothing older is lost: "
+        "the version you replaced stays in the history. With --local-only the file is only "
+        "written; the server archives it at its next save.",
+        [
+            "bookstore versions analysis/report.ipynb --limit=5",
+            "bookstore restore analysis/report.ipynb --version=VERSION_ID",
+        ],
     )
     arguments = ("PATH",)
     aliases = {
@@ -596,7 +702,14 @@ class PublishCommand(BookstoreCommand):
     """Copy the local notebook to the published prefix."""
 
     name = "bookstore-publish"
-    description = "Publish the local notebook PATH (under --root-dir) to the published prefix."
+    description = command_help(
+        "bookstore publish PATH [--json]",
+        "Check the local notebook at Jupyter path PATH (under the server's root_dir, or "
+        "--root-dir) and copy it to the published prefix. Prints its s3:// path and version "
+        "id: others clone exactly that version with `bookstore clone KEY --version=ID` or the "
+        "server's /bookstore/clone page.",
+        ["bookstore publish analysis/report.ipynb"],
+    )
     arguments = ("PATH",)
 
     async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
@@ -630,9 +743,16 @@ class CloneCommand(BookstoreCommand):
     """Copy an S3 object (any version) into the local folder."""
 
     name = "bookstore-clone"
-    description = (
-        "Copy s3://<bucket>/KEY (--version ID for an older version) into the local folder, "
-        "as --to PATH (default: the key's file name)."
+    description = command_help(
+        "bookstore clone KEY [--version=ID] [--to=PATH] [--force] [--source-bucket=BUCKET]",
+        "Copy the S3 object s3://BUCKET/KEY (the configured bucket unless --source-bucket; "
+        "any version with --version) into the local folder (the server's root_dir, or "
+        "--root-dir) as PATH (default: the key's file name). Never overwrites an existing "
+        "file unless --force.",
+        [
+            "bookstore clone published/alice/report.ipynb",
+            "bookstore clone published/alice/report.ipynb --version=VERSION_ID --to=copy.ipynb",
+        ],
     )
     arguments = ("KEY",)
     aliases = {
@@ -704,9 +824,14 @@ class DoctorCommand(BookstoreCommand):
     """Check the configuration, credentials, bucket, versioning and spool; say what to fix."""
 
     name = "bookstore-doctor"
-    description = (
-        "Check credentials, bucket, versioning, the spool and the retention policy, and say "
-        "what to fix."
+    description = command_help(
+        "bookstore doctor [--json] [--fast-growth=BYTES]",
+        "Check what the server would use: the config files read, the bucket setting, the "
+        "credentials (never printed), that the bucket is reachable, that versioning is on, "
+        "the retention policy (warns when none is set and the workspace grows fast), and the "
+        "spool directory (writable, saves waiting and how old); say what to fix. "
+        "Exits with status 1 if a check fails.",
+        ["bookstore doctor", "JUPYTER_CONFIG_DIR=/srv/jupyter/config bookstore doctor"],
     )
     aliases = {**common_aliases, "fast-growth": "DoctorCommand.fast_growth"}
 
@@ -724,6 +849,19 @@ class DoctorCommand(BookstoreCommand):
         def add(name: str, status: str, detail: str, fix: str = "") -> None:
             checks.append({"check": name, "status": status, "detail": detail, "fix": fix})
 
+        files = self.loaded_config_files
+        config_dir = self.config_dir
+        add(
+            "config",
+            "INFO",
+            ", ".join(files) if files else f"no config file found (config dir {config_dir})",
+            ""
+            if files
+            else f"write jupyter_server_config.py in {config_dir}, or set "
+            "JUPYTER_CONFIG_DIR to the server's config directory",
+        )
+        root = self.root_dir or os.getcwd()
+        add("root dir", "INFO", f"{root} (local paths are relative to it)")
         with Progress("checking", total=6) as progress:
             await self._check_s3(settings, store, add)
             progress.advance(4)
@@ -1048,7 +1186,16 @@ class BookstoreApp(JupyterApp):
 
     name = "bookstore"
     version = __version__
-    description = __doc__
+    description = DESCRIPTION
+    # `bookstore --help-all` lists every server option: `jupyter server --help-all` cannot
+    # (Jupyter prints it before it loads any extension).
+    classes = [BookstoreSettings]
+    examples = """
+    bookstore versions analysis/report.ipynb --limit=5
+    bookstore diff analysis/report.ipynb VERSION_ID
+    bookstore restore analysis/report.ipynb --version=VERSION_ID
+    JUPYTER_CONFIG_DIR=.demo/jupyter/config bookstore doctor
+    """
     subcommands = {
         **{
             name: (cls, (cls.__doc__ or "").strip().splitlines()[0])

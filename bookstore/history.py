@@ -550,6 +550,18 @@ class VersionHistory:
             next_token=encode_page_token(page.next_token),
         )
 
+    async def count_versions(self, path: str, prefix: str = "workspace") -> int:
+        """How many S3 versions ``path`` has: listings only, no HEAD requests."""
+        key = self.key(path, prefix)
+        count = 0
+        token: str | None = None
+        while True:
+            page = await self.store.list_versions(key, limit=MAX_LIMIT, page_token=token)
+            count += len(page.versions)
+            if not page.next_token:
+                return count
+            token = page.next_token
+
     async def record(
         self, path: str, version_id: str, prefix: str = "workspace"
     ) -> tuple[VersionRecord, GetResult]:

@@ -97,7 +97,7 @@ def test_versions_table_lists_newest_first(
 
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0] == f"s3://{s3_bucket}/workspace/nb.ipynb: 3 version(s)"
+    assert lines[0] == f"s3://{s3_bucket}/workspace/nb.ipynb: 3 versions"
     assert lines[1].split() == [
         "VERSION",
         "ID",

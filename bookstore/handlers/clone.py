@@ -38,8 +38,15 @@ from tornado import web
 from ..s3 import S3Error, S3NotFound
 from ..settings import clean_api_path, describe_char, unsafe_path_char
 from ..shared_folder import SharedFolderError, open_beneath, read_beneath
-from .base import AUTH_RESOURCE, BookstoreAPIHandler, require_contents_permission
+from .base import (
+    AUTH_RESOURCE,
+    BookstoreAPIHandler,
+    ClientErrorLogMixin,
+    require_contents_permission,
+)
 from .common import BoundedBodyMixin, check_notebook, dumps
+from .frontend import Links, frontend_links
+from .history import jupyter_logo_data_uri
 from .streaming import discard, download_into_folder, local_os_path, move_into_place
 
 if TYPE_CHECKING:
@@ -355,7 +362,9 @@ class BookstoreFSCloneAPIHandler(_CloneAPIHandler):
 # --- landing pages --------------------------------------------------------------------------
 
 
-class _ClonePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, JupyterHandler):
+class _ClonePageHandler(
+    ClientErrorLogMixin, ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, JupyterHandler
+):
     """Renders ``clone.html``: what will be cloned, a target field, and the clone button."""
 
     auth_resource = AUTH_RESOURCE
@@ -383,26 +392,14 @@ class _ClonePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, Jupyt
             f"connect-src 'self'; img-src data:; form-action 'none'; base-uri 'none'"
         )
 
-    def open_url_templates(self) -> dict[str, str]:
-        """Where to open a cloned file, in the frontend this server defaults to.
+    def open_url_templates(self, links: Links) -> dict[str, str]:
+        """Where to open a cloned file: in the user's frontend, else the server's home page.
 
         ``{path}`` is replaced by the page's script with the cloned file's URL-escaped path.
         """
-        default = self.default_url or ""
-        if default.startswith(self.base_url):  # jupyter_server prefixes it with base_url
-            default = default[len(self.base_url) :]
-        default = default.strip("/")
-        if default.startswith("lab"):
-            notebook = file = "lab/tree/{path}"
-        elif default.startswith("nbclassic"):
-            notebook, file = "nbclassic/notebooks/{path}", "nbclassic/edit/{path}"
-        elif default.startswith("tree"):  # Notebook 7, or nbclassic as the default UI
-            notebook, file = "notebooks/{path}", "edit/{path}"
-        else:  # no known frontend: back to the server's home page
-            notebook = file = default
         return {
-            "open_notebook_url": url_path_join(self.base_url, notebook),
-            "open_file_url": url_path_join(self.base_url, file),
+            "open_notebook_url": links.open_notebook or links.home,
+            "open_file_url": links.open_file or links.home,
         }
 
     def render_page(
@@ -415,11 +412,12 @@ class _ClonePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, Jupyt
         default_target: str,
         history_url: str | None = None,
     ) -> None:
+        links = frontend_links(self)
         config = {
             "api_url": url_path_join(self.base_url, api_url),
             "post_model": post_model,
             "xsrf_token": self.xsrf_token.decode("ascii"),
-            **self.open_url_templates(),
+            **self.open_url_templates(links),
         }
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(
@@ -429,7 +427,9 @@ class _ClonePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, Jupyt
                 rows=rows,
                 default_target=default_target,
                 history_url=history_url,
-                home_url=self.default_url or self.base_url,
+                home_url=links.home,
+                source_name=default_target,
+                jupyter_logo=jupyter_logo_data_uri(),
                 page_config=config,
                 csp_nonce=self.csp_nonce,
             )

@@ -55,7 +55,8 @@ from ..render import (
     render_notebook,
 )
 from ..s3 import S3Error
-from .base import AUTH_RESOURCE, require_contents_permission
+from .base import AUTH_RESOURCE, ClientErrorLogMixin, require_contents_permission
+from .frontend import frontend_links
 from .versions_common import HistoryMixin
 
 #: Versions per prefix shown on one page of the timeline.
@@ -91,7 +92,11 @@ def human_time(record: VersionRecord) -> str:
 
 
 class BookstorePageHandler(
-    HistoryMixin, ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, JupyterHandler
+    ClientErrorLogMixin,
+    HistoryMixin,
+    ExtensionHandlerJinjaMixin,
+    ExtensionHandlerMixin,
+    JupyterHandler,
 ):
     """Base of bookstore's HTML pages: templates, CSP, URL helpers."""
 
@@ -109,7 +114,13 @@ class BookstorePageHandler(
 
     def render_page(self, template: str, **ns: Any) -> None:
         ns.setdefault("jupyter_logo", jupyter_logo_data_uri())
-        ns.setdefault("tree_url", url_path_join(self.base_url, "tree"))
+        links = frontend_links(self)
+        ns.setdefault("home_url", links.home)
+        path = ns.get("path")
+        if path is not None:
+            ns.setdefault("history_url", self.page_url("versions", path))
+            ns["is_notebook"] = is_notebook_path(path)
+            ns.setdefault("open_url", links.open(path, ns["is_notebook"]))
         self.finish(self.render_template(template, **ns))
 
     def page_error(self, e: Exception) -> web.HTTPError:

@@ -26,7 +26,7 @@ from ..history import (
 )
 from ..s3 import S3BadRequest, S3Error, S3NotFound
 from ..settings import clean_api_path
-from .base import require_contents_permission
+from .base import require_contents_permission, s3_log_level
 from .streaming import discard, download_into_folder, local_os_path, move_into_place
 
 
@@ -66,7 +66,7 @@ class HistoryMixin:
     def history_error(self, e: Exception) -> web.HTTPError:
         """Our HTTP error for a history or S3 failure (S3's own status never passes)."""
         if isinstance(e, S3Error):
-            self.log.warning("bookstore: %s", e)
+            self.log.log(s3_log_level(e), "bookstore: %s", e)
             return web.HTTPError(e.status, str(e))
         status = getattr(e, "status", 500)
         return web.HTTPError(status, str(e))
