@@ -2,7 +2,8 @@
 # Shared set-up for scripts/test.sh and scripts/demo.sh: a virtualenv in .venv with
 # bookstore and everything its tests and demo need. Safe to run again: when nothing that
 # goes into the install changed since the last run (pyproject.toml, setup.py,
-# jupyter-config/ and the bookstore/ sources, hashed into $VENV/.bookstore-install-stamp),
+# jupyter-config/, the bookstore/ sources and the frontend's src/, style/ and package
+# files, hashed into $VENV/.bookstore-install-stamp),
 # it installs nothing. BOOKSTORE_REINSTALL=1 forces the install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,8 +22,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 sources_hash() {
-  find pyproject.toml setup.py jupyter-config bookstore -type f \
-    -not -path '*/__pycache__/*' -not -name '*.pyc' -print0 \
+  find pyproject.toml setup.py jupyter-config bookstore src style package.json yarn.lock \
+    tsconfig.json install.json -type f -not -path '*/__pycache__/*' \
+    -not -path 'bookstore/labextension/*' -not -name '*.pyc' -print0 \
     | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
 }
 HASH=$(sources_hash)
