@@ -29,6 +29,7 @@ from tornado import web
 
 from ..history import (
     MAX_LIMIT,
+    RESTORABLE_PREFIXES,
     HistoryError,
     NotFound,
     VersionListing,
@@ -115,7 +116,7 @@ class HistoryPageHandler(BookstorePageHandler):
         path = self.api_path(path, "/bookstore/versions/")
         try:
             version_id = validate_version_id(self.get_body_argument("version_id", None))
-            prefix = validate_prefix(self.get_body_argument("prefix", None))
+            prefix = validate_prefix(self.get_body_argument("prefix", None), RESTORABLE_PREFIXES)
             saved = await self.restore(path, version_id, prefix)
         except (HistoryError, S3Error) as e:
             raise self.page_error(e) from e
