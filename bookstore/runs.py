@@ -30,10 +30,13 @@ import json
 import os
 import platform
 import posixpath
+import re
 import signal
+import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -891,3 +894,237 @@ def run_key_path(settings: BookstoreSettings, key: str) -> str:
         if key.startswith(prefix + "/"):
             return key[len(prefix) + 1 :]
     return posixpath.normpath(key.lstrip("/"))
+
+
+# --- runs started from Jupyter ----------------------------------------------------------------
+
+#: Runs this server could not make, kept (in memory) to be listed with their message.
+MAX_REMEMBERED_ERRORS = 100
+#: The tail of a run subprocess's stderr kept for its error message.
+STDERR_TAIL = 8192
+#: How long a stopping server waits for its cancelled runs to archive their partial output.
+STOP_TIMEOUT = 30.0
+
+_KERNEL_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def check_kernel_name(name: Any) -> str | None:
+    if name is None or name == "":
+        return None
+    if not isinstance(name, str) or not _KERNEL_NAME_RE.match(name):
+        raise RunUsageError(f"kernel {name!r} is not a kernel name (letters, digits, ._-)")
+    return name
+
+
+@dataclass
+class ActiveRun:
+    """A ``bookstore run`` subprocess started by this server."""
+
+    run_id: str
+    path: str
+    source: dict[str, Any]
+    parameters: dict[str, Any]
+    kernel: str
+    started: datetime
+    status: str = STATUS_RUNNING
+    message: str | None = None
+    process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "path": self.path,
+            "source": self.source,
+            "source_version_id": self.source.get("version_id"),
+            "parameters": self.parameters,
+            "kernel": self.kernel,
+            "started": isoformat(self.started),
+            "finished": None,
+            "duration": None,
+            "output_version_id": None,
+            "last_modified": None,
+            "size": None,
+            "sha256": None,
+            "user": jupyter_username(),
+            "host": platform.node(),
+            "error": None,
+            "message": self.message,
+        }
+
+
+class TooManyRuns(RunError):
+    """``max_concurrent_runs`` runs are executing already."""
+
+
+class RunManager:
+    """The ``bookstore run`` subprocesses of one server: started, watched, cancelled on stop."""
+
+    def __init__(self, settings: BookstoreSettings, root_dir: str, log: Any) -> None:
+        self.settings = settings
+        self.root_dir = root_dir
+        self.log = log
+        self.active: dict[str, ActiveRun] = {}
+        self.errors: deque[ActiveRun] = deque(maxlen=MAX_REMEMBERED_ERRORS)
+        self._stopping = False
+
+    def runs_of(self, path: str) -> list[dict[str, Any]]:
+        """Running runs of ``path`` and the ones that could not be made, newest first."""
+        mine = [r for r in [*self.active.values(), *self.errors] if r.path == path]
+        mine.sort(key=lambda r: r.started, reverse=True)
+        return [r.to_json() for r in mine]
+
+    def _argv(self, run: ActiveRun, params_file: str | None, cwd: str) -> list[str]:
+        s = self.settings
+        argv = [
+            sys.executable,
+            "-m",
+            "bookstore.cli",
+            "run",
+            run.path,
+            f"--version-id={run.source['version_id']}",
+            f"--run-id={run.run_id}",
+            f"--kernel={run.kernel}",
+            f"--cwd={cwd}",
+            "--json",
+            "--no-progress",
+            f"--BookstoreSettings.s3_bucket={s.s3_bucket}",
+            f"--BookstoreSettings.s3_region_name={s.s3_region_name}",
+            f"--BookstoreSettings.workspace_prefix={s.workspace_prefix}",
+            f"--BookstoreSettings.published_prefix={s.published_prefix}",
+            f"--BookstoreSettings.runs_prefix={s.runs_prefix}",
+            f"--BookstoreSettings.s3_connect_timeout={s.s3_connect_timeout}",
+            f"--BookstoreSettings.s3_read_timeout={s.s3_read_timeout}",
+        ]
+        if s.s3_endpoint_url:
+            argv.append(f"--BookstoreSettings.s3_endpoint_url={s.s3_endpoint_url}")
+        if params_file:
+            argv.append(f"--parameters-file={params_file}")
+        return argv
+
+    def _env(self) -> dict[str, str]:
+        """The server's environment, plus its credentials (never on the command line)."""
+        from .settings import ENV_ACCESS_KEY_ID, ENV_SECRET_ACCESS_KEY
+
+        env = dict(os.environ)
+        if self.settings.s3_access_key_id:
+            env[ENV_ACCESS_KEY_ID] = self.settings.s3_access_key_id
+        if self.settings.s3_secret_access_key:
+            env[ENV_SECRET_ACCESS_KEY] = self.settings.s3_secret_access_key
+        return env
+
+    def _cwd(self, path: str) -> str:
+        folder = os.path.join(self.root_dir, *posixpath.dirname(path).split("/"))
+        return folder if os.path.isdir(folder) else self.root_dir
+
+    async def start(
+        self, path: str, source: dict[str, Any], parameters: dict[str, Any], kernel: str
+    ) -> ActiveRun:
+        """Start ``bookstore run`` for a resolved source version; TooManyRuns at the cap."""
+        if self._stopping:
+            raise TooManyRuns("the server is stopping: no new runs")
+        if len(self.active) >= self.settings.max_concurrent_runs:
+            raise TooManyRuns(
+                f"{len(self.active)} run(s) are executing, the most this server allows "
+                f"(c.BookstoreSettings.max_concurrent_runs = {self.settings.max_concurrent_runs})"
+                f": retry when one finishes"
+            )
+        run = ActiveRun(new_run_id(), path, source, parameters, kernel, utcnow())
+        self.active[run.run_id] = run  # counted at once, before any await
+        try:
+            params_file = None
+            if parameters:
+                params_file = await asyncio.to_thread(_write_params, parameters)
+            cwd = await asyncio.to_thread(self._cwd, path)
+            run.process = await asyncio.create_subprocess_exec(
+                *self._argv(run, params_file, cwd),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._env(),
+                start_new_session=True,  # Ctrl-C on the server's terminal is the server's
+            )
+        except BaseException:
+            self.active.pop(run.run_id, None)
+            raise
+        run.task = asyncio.ensure_future(self._watch(run, params_file))
+        self.log.info(
+            "bookstore: started run %s of %s version %s (pid %s)",
+            run.run_id,
+            path,
+            source.get("version_id"),
+            run.process.pid,
+        )
+        return run
+
+    async def _watch(self, run: ActiveRun, params_file: str | None) -> None:
+        proc = run.process
+        assert proc is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        try:
+            _out, err = await asyncio.gather(
+                _read_bounded(proc.stdout, 1 << 20), _read_tail(proc.stderr, STDERR_TAIL)
+            )
+            code = await proc.wait()
+        finally:
+            if params_file:
+                await asyncio.to_thread(_remove, params_file)
+            self.active.pop(run.run_id, None)
+        if code in (EXIT_SUCCEEDED, EXIT_FAILED, EXIT_CANCELLED):
+            self.log.info("bookstore: run %s of %s archived (exit %s)", run.run_id, run.path, code)
+            return
+        lines = [ln for ln in err.decode("utf-8", "replace").splitlines() if "error:" in ln]
+        run.status = "error"
+        run.message = (lines[-1] if lines else f"bookstore run exited with status {code}")[:2000]
+        self.errors.append(run)
+        self.log.warning("bookstore: run %s of %s: %s", run.run_id, run.path, run.message)
+
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM every run (they archive as cancelled), wait, then kill what is left."""
+        self._stopping = True
+        runs = list(self.active.values())
+        for run in runs:
+            if run.process is not None and run.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    run.process.send_signal(signal.SIGTERM)
+        tasks = [r.task for r in runs if r.task is not None]
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for run in runs:
+            if run.process is not None and run.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    run.process.kill()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+        for task in pending:
+            task.cancel()
+
+
+def _write_params(parameters: dict[str, Any]) -> str:
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="bookstore-run-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(parameters, f)
+    return path
+
+
+async def _read_bounded(stream: asyncio.StreamReader, limit: int) -> bytes:
+    """Read a stream to its end, keeping at most ``limit`` bytes (the rest is drained)."""
+    kept = bytearray()
+    while chunk := await stream.read(65536):
+        if len(kept) < limit:
+            kept += chunk[: limit - len(kept)]
+    return bytes(kept)
+
+
+async def _read_tail(stream: asyncio.StreamReader, limit: int) -> bytes:
+    """Read a stream to its end, keeping its last ``limit`` bytes."""
+    kept = bytearray()
+    while chunk := await stream.read(65536):
+        kept += chunk
+        del kept[:-limit]
+    return bytes(kept)
