@@ -719,6 +719,7 @@ def run_metadata(record: Mapping[str, Any], sha256: str) -> dict[str, str]:
         "finished": record.get("finished"),
         "duration": record.get("duration"),
         "error": record.get("error"),
+        "cancel_reason": record.get("cancel_reason"),
         "host": record.get("host"),
     }
 
@@ -837,6 +838,7 @@ def run_from_metadata(
         "user": meta.get(META_USER) or None,
         "host": extra.get("host"),
         "error": extra.get("error"),
+        "cancel_reason": extra.get("cancel_reason"),
     }
     if extra.get("parameters_truncated"):
         run["parameters_truncated"] = True
@@ -950,6 +952,7 @@ class ActiveRun:
             "user": jupyter_username(),
             "host": platform.node(),
             "error": None,
+            "cancel_reason": None,
             "message": self.message,
         }
 
