@@ -59,6 +59,18 @@ PAGE_CSP = (
 )
 
 
+def _human_iso(value: str | None) -> str:
+    """``2024-05-01 14:03:22 UTC`` from an ISO 8601 time."""
+    from ..history import parse_time
+
+    when = parse_time(value)
+    if when is None:
+        return "—"
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def human_time(record: VersionRecord) -> str:
     """``2024-05-01 14:03:22 UTC``."""
     when = record.last_modified
@@ -216,7 +228,8 @@ class HistoryPageHandler(BookstorePageHandler):
             )
         ws_entries = self._entries(path, *workspace)
         pub_entries = self._entries(path, *published)
-        if not ws_entries and not pub_entries and not token:
+        runs = [] if token or not is_notebook_path(path) else await self._runs(path)
+        if not ws_entries and not pub_entries and not runs and not token:
             self.set_status(404)
         older_url = None
         if workspace[0] is not None and workspace[0].next_token:
@@ -240,7 +253,76 @@ class HistoryPageHandler(BookstorePageHandler):
             restored_save_id=self.get_query_argument("save_id", None),
             restore_url=self.page_url("versions", path),
             is_notebook=is_notebook_path(path),
+            runs=runs,
+            runs_key=self.history.key(path, "runs"),
+            run_url=self.page_url("runs", path),
+            can_run="bookstore_runs" in self.settings and is_notebook_path(path),
+            any_running=any(r["status"] == "running" for r in runs),
+            started=self.get_query_argument("started", None),
         )
+
+    async def _runs(self, path: str) -> list[dict[str, Any]]:
+        """The Runs section: runs executing here, then the newest archived runs."""
+        from ..runs import list_runs
+
+        listing = await list_runs(
+            self.settings["bookstore_settings"],
+            self.settings["bookstore_store"],
+            path,
+            limit=PAGE_SIZE,
+        )
+        manager = self.settings.get("bookstore_runs")
+        archived = {r["run_id"] for r in listing.runs}
+        here = [
+            r for r in (manager.runs_of(path) if manager else []) if r["run_id"] not in archived
+        ]
+        runs = here + listing.runs
+        outputs = [r["output_version_id"] for r in runs]
+        entries = []
+        for i, run in enumerate(runs):
+            out = run["output_version_id"]
+            src = run.get("source") or {}
+            older = next((o for o in outputs[i + 1 :] if o), None)
+            duration = run.get("duration")
+            error = run.get("error") or None
+            entries.append(
+                {
+                    "run": run,
+                    "time": _human_iso(run.get("started") or run.get("last_modified")),
+                    "iso": run.get("started") or run.get("last_modified") or "",
+                    "duration": f"{duration:.1f} s" if isinstance(duration, (int, float)) else "—",
+                    "parameters": ", ".join(
+                        f"{k}={v!r}" for k, v in (run.get("parameters") or {}).items()
+                    ),
+                    "source_url": (
+                        self.page_url(
+                            "versions",
+                            path,
+                            version_id=src.get("version_id"),
+                            prefix=src.get("prefix"),
+                        )
+                        if src.get("version_id") and src.get("prefix") in RESTORABLE_PREFIXES
+                        else None
+                    ),
+                    "error": (
+                        f"cell {error.get('cell_index')} raised {error.get('ename')}: "
+                        f"{error.get('evalue')}"
+                        if error
+                        else None
+                    ),
+                    "view_url": (
+                        self.page_url("versions", path, version_id=out, prefix="runs")
+                        if out
+                        else None
+                    ),
+                    "diff_prev_url": (
+                        self.page_url("diff", path, prefix="runs", to=out, **{"from": older})
+                        if out and older
+                        else None
+                    ),
+                }
+            )
+        return entries
 
     # --- one version -----------------------------------------------------------------------
 
