@@ -163,3 +163,19 @@ async def test_a_notebook_without_runs_lists_none(
     }
     status, _ = await fetch_error(jp_fetch, *API, "never.ipynb", params={"version_id": "abc"})
     assert status == 404
+
+
+async def test_the_history_page_shows_a_running_run_and_refreshes_until_it_ends(
+    jp_fetch: Any, bookstore_ext: Any, s3: Any, s3_bucket: str
+) -> None:
+    publish(s3, s3_bucket, "shown.ipynb", param_notebook(WAIT_CELL))
+    started = await start(jp_fetch, "shown.ipynb", parameters={"x": 3})
+
+    r = await jp_fetch("bookstore", "versions", "shown.ipynb")
+    await bookstore_ext.runs.stop(timeout=60)
+
+    page = r.body.decode()
+    assert f'data-run-id="{started["run_id"]}" data-status="running"' in page
+    assert '<meta http-equiv="refresh"' in page
+    assert "x=3" in page
+    assert "Run this version" in page

@@ -257,7 +257,7 @@ class HistoryPageHandler(BookstorePageHandler):
             runs_key=self.history.key(path, "runs"),
             run_url=self.page_url("runs", path),
             can_run="bookstore_runs" in self.settings and is_notebook_path(path),
-            any_running=any(r["status"] == "running" for r in runs),
+            any_running=any(r["run"]["status"] == "running" for r in runs),
             started=self.get_query_argument("started", None),
         )
 
