@@ -106,7 +106,12 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
             except Exception as e:
                 self._archive_failed(archiver, path, e)
             else:
-                result["bookstore_save_id"] = entry.save_id
+                if s.dropped:
+                    result["bookstore_archive"] = "dropped: the spool is full (docs/limits.md)"
+                elif s.rejection is not None:
+                    result["bookstore_archive"] = f"set aside: {s.rejection}"
+                else:
+                    result["bookstore_save_id"] = entry.save_id
         return result
 
     @default("checkpoints_class")

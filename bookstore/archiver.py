@@ -9,17 +9,34 @@ once S3 has acknowledged it. Whatever is left at start-up is uploaded first; a c
 stop flushes for up to ``flush_timeout`` seconds and leaves the rest for next time.
 
 Entry file format: one line of JSON (the :class:`SpoolEntry` fields), ``\\n``, the bytes.
+
+Limits (see docs/limits.md):
+
+- One server per spool: the directory is locked (``fcntl.flock`` on ``<spool>/.lock``). A
+  second server on the same machine takes the first free sibling, ``<spool>-2`` ...
+  ``<spool>-16``; a server that starts adopts what unlocked siblings hold (their server is
+  gone: the kernel released its lock when it died).
+- The spool is bounded by ``max_spool_bytes`` and ``min_free_disk_bytes``: once either is
+  reached, only the oldest and the newest waiting save of each path are kept; those in
+  between are dropped (counted, persisted in ``stats.json``, and reported in the next
+  version's ``dropped-saves`` metadata). A save's disk write never depends on the spool.
+- A save S3 can never accept (key over 1,024 bytes, metadata over 2 KB, body over 5 GB,
+  a 4xx that is not throttling or a timeout) is moved to ``<spool>/set-aside/`` with a
+  ``.json`` saying why, instead of being retried forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import random
 import secrets
+import shutil
+import socket
 import threading
 import time
 from collections import deque
@@ -29,13 +46,16 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .s3 import (
+    META_DROPPED_SAVES,
     META_PATH,
     META_SAVE_ID,
     META_SAVED_AT,
     META_SHA256,
     META_USER,
+    S3BadRequest,
     S3Error,
     S3NotFound,
+    check_upload,
 )
 
 if TYPE_CHECKING:
@@ -46,7 +66,16 @@ if TYPE_CHECKING:
 
 ENTRY_SUFFIX = ".entry"
 TMP_SUFFIX = ".tmp"
+#: ``<save id>.dropped`` holds how many saves before this entry were dropped (see limits).
+DROPPED_SUFFIX = ".dropped"
 CORRUPT_DIR = "corrupt"
+SET_ASIDE_DIR = "set-aside"
+LOCK_FILE = ".lock"
+STATS_FILE = "stats.json"
+#: How many spools (``<spool>``, ``<spool>-2`` ...) servers sharing a spool_dir may use.
+MAX_SPOOLS = 16
+#: How many set-aside saves the status lists (all are counted).
+SET_ASIDE_LISTED = 20
 
 _id_lock = threading.Lock()
 _last_ns = 0
@@ -95,6 +124,8 @@ class SpoolEntry:
     # Set for entries found at start-up or after a failed attempt: their upload may
     # already have reached S3, so the uploader checks the newest version's save id first.
     recovered: bool = False
+    # Saves of this path made before this one and dropped from the spool (limits).
+    dropped: int = 0
 
     def metadata(self) -> dict[str, str]:
         meta = {
@@ -105,6 +136,8 @@ class SpoolEntry:
             META_SAVE_ID: self.save_id,
         }
         meta.update(self.extra)
+        if self.dropped:
+            meta[META_DROPPED_SAVES] = str(self.dropped)
         return meta
 
     def header(self) -> bytes:
@@ -115,10 +148,64 @@ class SpoolEntry:
 
 @dataclass
 class StagedSave:
-    """A save whose bytes are in the spool but not yet committed."""
+    """A save whose bytes are in the spool but not yet committed.
+
+    ``tmp_path`` is None when no copy was kept: the save was dropped (spool limits) or is
+    set aside without its bytes. ``rejection`` says why S3 could never accept it.
+    """
 
     entry: SpoolEntry
-    tmp_path: str
+    tmp_path: str | None
+    dropped: bool = False
+    rejection: S3BadRequest | None = None
+
+
+def spool_candidates(base: str) -> list[str]:
+    """The spool directories servers configured with ``base`` may use, in order."""
+    base = base.rstrip(os.sep) or base
+    return [base] + [f"{base}-{i}" for i in range(2, MAX_SPOOLS + 1)]
+
+
+def read_lock_owner(directory: str) -> dict[str, Any] | None:
+    """Who holds (or last held) a spool's lock: pid, host, since; None if nobody wrote it."""
+    try:
+        with open(os.path.join(directory, LOCK_FILE), encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return None
+    try:
+        owner = json.loads(text) if text.strip() else None
+    except ValueError:
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def read_stats(directory: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(directory, STATS_FILE), encoding="utf-8") as f:
+            stats = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return stats if isinstance(stats, dict) else {}
+
+
+def list_set_aside(directory: str) -> list[dict[str, Any]]:
+    """The set-aside saves of a spool (what each ``.json`` says), oldest first."""
+    aside = os.path.join(directory, SET_ASIDE_DIR)
+    try:
+        names = sorted(n for n in os.listdir(aside) if n.endswith(".json"))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        try:
+            with open(os.path.join(aside, name), encoding="utf-8") as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict):
+            found.append(info)
+    return found
 
 
 class Spool:
@@ -126,29 +213,84 @@ class Spool:
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
+        self._lock_fd: int | None = None
 
     def _path(self, save_id: str, suffix: str) -> str:
         return os.path.join(self.directory, save_id + suffix)
 
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
+    def _fsync_dir(self, directory: str | None = None) -> None:
+        fd = os.open(directory or self.directory, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
 
-    def open(self) -> tuple[list[SpoolEntry], list[str]]:
-        """Create the directory; drop uncommitted stages; return (entries, problems)."""
+    # --- the lock ------------------------------------------------------------------------
+
+    @property
+    def locked(self) -> bool:
+        return self._lock_fd is not None
+
+    def lock(self) -> bool:
+        """Take the spool's lock, without waiting; False if another process holds it.
+
+        ``flock`` locks belong to the open file: the kernel releases this one when the
+        process exits in any way, SIGKILL included, so leftovers can be adopted.
+        """
+        if self._lock_fd is not None:
+            return True
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(self.directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": utcnow_iso()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(owner).encode("utf-8") + b"\n", 0)
+        self._lock_fd = fd
+        return True
+
+    def unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # nobody holds it now
+            os.close(fd)
+
+    # --- opening -------------------------------------------------------------------------
+
+    def open(self, root_dir: str | None = None) -> tuple[list[SpoolEntry], list[str]]:
+        """Create the directory, settle stages, return (entries, problems).
+
+        A stage (``.tmp``) is a save that never returned. Its bytes are kept when they are
+        complete and are also what the file under ``root_dir`` holds now: the disk write
+        happened, so the save did; otherwise the write did not complete and it is dropped.
+        """
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         entries: list[SpoolEntry] = []
         problems: list[str] = []
-        for name in sorted(os.listdir(self.directory)):
-            full = os.path.join(self.directory, name)
+        names = sorted(os.listdir(self.directory))
+        settled = False
+        for name in names:
             if name.endswith(TMP_SUFFIX):
-                # A save that never returned: its write did not complete.
-                with contextlib.suppress(OSError):
-                    os.unlink(full)
-            elif name.endswith(ENTRY_SUFFIX):
+                full = os.path.join(self.directory, name)
+                if self._settle_stage(full, root_dir):
+                    settled = True
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(full)
+        if settled:
+            self._fsync_dir()
+            names = sorted(os.listdir(self.directory))
+        present = set(names)
+        for name in names:
+            full = os.path.join(self.directory, name)
+            if name.endswith(ENTRY_SUFFIX):
                 try:
                     entry = self.read_header(full)
                 except (OSError, ValueError, TypeError) as e:
@@ -156,8 +298,100 @@ class Spool:
                     self._quarantine(full)
                     continue
                 entry.recovered = True
+                entry.dropped = max(entry.dropped, self._read_dropped(entry.save_id))
                 entries.append(entry)
+            elif (
+                name.endswith(DROPPED_SUFFIX)
+                and name[: -len(DROPPED_SUFFIX)] + ENTRY_SUFFIX not in present
+            ):
+                with contextlib.suppress(OSError):
+                    os.unlink(full)
         return entries, problems
+
+    def _settle_stage(self, full: str, root_dir: str | None) -> bool:
+        """Commit a leftover stage whose bytes reached the disk file; False to drop it."""
+        if not root_dir:
+            return False
+        try:
+            with open(full, "rb") as f:
+                entry = SpoolEntry(**json.loads(f.readline()))
+                data = f.read()
+            if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+                return False  # the stage itself was cut short
+            on_disk = os.path.join(root_dir, *entry.path.split("/"))
+            if os.path.getsize(on_disk) != entry.size:
+                return False
+            with open(on_disk, "rb") as f:
+                if hashlib.sha256(f.read()).hexdigest() != entry.sha256:
+                    return False
+            os.replace(full, self._path(entry.save_id, ENTRY_SUFFIX))
+        except (OSError, ValueError, TypeError):
+            return False
+        return True
+
+    def _read_dropped(self, save_id: str) -> int:
+        try:
+            with open(self._path(save_id, DROPPED_SUFFIX), encoding="ascii") as f:
+                return max(0, int(f.read().strip() or 0))
+        except (OSError, ValueError):
+            return 0
+
+    def write_dropped(self, entry: SpoolEntry) -> None:
+        """Persist an entry's dropped count next to it (blocking)."""
+        final = self._path(entry.save_id, DROPPED_SUFFIX)
+        tmp = final + ".new"
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(str(entry.dropped))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+
+    def adopt(self, other: Spool, root_dir: str | None) -> list[SpoolEntry]:
+        """Move what an abandoned spool (``other``, locked by us) holds into this one."""
+        entries, _problems = other.open(root_dir)
+        moved = []
+        for entry in entries:
+            for suffix in (DROPPED_SUFFIX, ENTRY_SUFFIX):  # the entry last: it counts
+                src = other._path(entry.save_id, suffix)
+                if os.path.exists(src):
+                    shutil.move(src, self._path(entry.save_id, suffix))
+            moved.append(entry)
+        for sub in (SET_ASIDE_DIR, CORRUPT_DIR):
+            src_dir = os.path.join(other.directory, sub)
+            if os.path.isdir(src_dir):
+                os.makedirs(os.path.join(self.directory, sub), exist_ok=True)
+                for name in os.listdir(src_dir):
+                    shutil.move(os.path.join(src_dir, name), os.path.join(self.directory, sub))
+        for info in list_set_aside(self.directory):  # say where the moved bytes are now
+            kept_at = info.get("kept_at")
+            if kept_at and os.path.dirname(kept_at) == os.path.join(other.directory, SET_ASIDE_DIR):
+                info["kept_at"] = os.path.join(
+                    self.directory, SET_ASIDE_DIR, os.path.basename(kept_at)
+                )
+                final = os.path.join(self.directory, SET_ASIDE_DIR, f"{info['save_id']}.json")
+                with open(final + ".new", "w", encoding="utf-8") as f:
+                    json.dump(info, f)
+                os.replace(final + ".new", final)
+        if moved:
+            self._fsync_dir()
+        stats = read_stats(other.directory)
+        if stats.get("dropped_saves"):
+            mine = read_stats(self.directory)
+            mine["dropped_saves"] = int(mine.get("dropped_saves", 0)) + int(stats["dropped_saves"])
+            mine.setdefault("last_dropped", stats.get("last_dropped"))
+            self.write_stats(mine)
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(other.directory, STATS_FILE))
+        return moved
+
+    def write_stats(self, stats: dict[str, Any]) -> None:
+        final = os.path.join(self.directory, STATS_FILE)
+        tmp = final + ".new"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(stats, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
 
     def _quarantine(self, full: str) -> None:
         corrupt = os.path.join(self.directory, CORRUPT_DIR)
@@ -173,6 +407,11 @@ class Spool:
         if not isinstance(d, dict):
             raise ValueError("header is not a JSON object")
         return SpoolEntry(**d)
+
+    def free_bytes(self) -> int:
+        """Bytes available to us on the spool's file system."""
+        st = os.statvfs(self.directory)
+        return st.f_bavail * st.f_frsize
 
     def stage(self, entry: SpoolEntry, data: bytes) -> StagedSave:
         """Write and fsync an uncommitted entry (blocking: run it in a thread)."""
@@ -194,12 +433,14 @@ class Spool:
 
     def commit(self, staged: StagedSave) -> None:
         """Make a staged entry part of the queue, durably (blocking)."""
+        assert staged.tmp_path is not None
         os.replace(staged.tmp_path, self._path(staged.entry.save_id, ENTRY_SUFFIX))
         self._fsync_dir()
 
     def discard(self, staged: StagedSave) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(staged.tmp_path)
+        if staged.tmp_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(staged.tmp_path)
 
     def read_data(self, entry: SpoolEntry) -> bytes:
         with open(self._path(entry.save_id, ENTRY_SUFFIX), "rb") as f:
@@ -211,12 +452,70 @@ class Spool:
             )
         return data
 
+    def entry_path(self, entry: SpoolEntry) -> str:
+        return self._path(entry.save_id, ENTRY_SUFFIX)
+
     def remove(self, entry: SpoolEntry) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(entry.save_id, ENTRY_SUFFIX))
+        for suffix in (ENTRY_SUFFIX, DROPPED_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path(entry.save_id, suffix))
 
     def quarantine(self, entry: SpoolEntry) -> None:
         self._quarantine(self._path(entry.save_id, ENTRY_SUFFIX))
+
+    def set_aside(
+        self, entry: SpoolEntry, source: str | None, reason: str, code: str | None
+    ) -> dict[str, Any]:
+        """Move a save S3 will never accept to ``set-aside/``, with a ``.json`` saying why.
+
+        ``source`` is the file holding its bytes (an entry or a stage), or None when no
+        copy was kept. Only the newest set-aside save of each path is kept: the older
+        ones' bytes are replaced (the file on disk is newer than any of them anyway).
+        """
+        aside = os.path.join(self.directory, SET_ASIDE_DIR)
+        os.makedirs(aside, mode=0o700, exist_ok=True)
+        for old in list_set_aside(self.directory):
+            if old.get("key") == entry.key and old.get("bucket") == entry.bucket:
+                for suffix in (ENTRY_SUFFIX, ".json"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(aside, str(old.get("save_id")) + suffix))
+        kept_at = None
+        if source is not None:
+            kept_at = os.path.join(aside, entry.save_id + ENTRY_SUFFIX)
+            os.replace(source, kept_at)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(entry.save_id, DROPPED_SUFFIX))
+        info = {
+            "save_id": entry.save_id,
+            "path": entry.path,
+            "bucket": entry.bucket,
+            "key": entry.key,
+            "saved_at": entry.saved_at,
+            "size": entry.size,
+            "reason": reason,
+            "code": code,
+            "kept_at": kept_at,
+            "set_aside_at": utcnow_iso(),
+        }
+        final = os.path.join(aside, entry.save_id + ".json")
+        with open(final + ".new", "w", encoding="utf-8") as f:
+            json.dump(info, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(final + ".new", final)
+        self._fsync_dir(aside)
+        return info
+
+    def entry_bytes(self) -> dict[str, int]:
+        """Size on disk of each queued entry and stage, by save id (blocking)."""
+        sizes: dict[str, int] = {}
+        for name in os.listdir(self.directory):
+            for suffix in (ENTRY_SUFFIX, TMP_SUFFIX):
+                if name.endswith(suffix):
+                    with contextlib.suppress(OSError):
+                        size = os.path.getsize(os.path.join(self.directory, name))
+                        sizes[name[: -len(suffix)]] = size
+        return sizes
 
 
 class Archiver:
@@ -245,11 +544,20 @@ class Archiver:
         self.last_upload: dict[str, Any] | None = None
         self._outage_logged = False
         self.spool_problems: list[str] = []
+        #: The contents root, to tell at start-up whether a leftover stage reached disk.
+        self.root_dir: str | None = None
+        # Spool limits: bytes queued (entries and stages, by save id), dropped saves.
+        self._sizes: dict[str, int] = {}
+        self._carry: dict[tuple[str, str], int] = {}
+        self._limit_logged = False
+        self.stats: dict[str, Any] = {}
+        self.set_aside: list[dict[str, Any]] = []
+        self.corrupt_entries = 0
 
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the spool and queue what a previous run left there (idempotent)."""
+        """Lock a spool, adopt what gone servers left, queue the leftovers (idempotent)."""
         if self._start_lock is None:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
@@ -258,7 +566,18 @@ class Archiver:
             self._semaphore = asyncio.Semaphore(self.settings.max_concurrent_uploads)
             self._idle = asyncio.Event()
             self._idle.set()
-            entries, problems = await run_sync(self.spool.open)
+            if not self.spool.locked:
+                self.spool = await run_sync(self._claim_spool)
+            try:
+                adopted = await run_sync(self._adopt_abandoned)
+                entries, problems = await run_sync(self.spool.open, self.root_dir)
+                self._sizes = await run_sync(self.spool.entry_bytes)
+                self.stats = await run_sync(read_stats, self.spool.directory)
+                self.set_aside = await run_sync(list_set_aside, self.spool.directory)
+                self.corrupt_entries = await run_sync(self._count_corrupt)
+            except BaseException:
+                self.spool.unlock()
+                raise
             self.spool_problems = problems
             for problem in problems:
                 self.log.error(
@@ -274,12 +593,68 @@ class Archiver:
                 )
             self._started = True
             self._stopping = False
+            self._queues = {}  # the spool is the truth: what a stop left is read again
             seen: set[tuple[str, str]] = set()
             for entry in entries:
-                # Only the oldest leftover of a key can have reached S3 before the crash.
-                entry.recovered = (entry.bucket, entry.key) not in seen
+                # Only the oldest leftover of a key can have reached S3 before the crash;
+                # saves adopted from another spool may interleave with ours: check them all.
+                entry.recovered = (entry.bucket, entry.key) not in seen or (
+                    entry.save_id in adopted
+                )
                 seen.add((entry.bucket, entry.key))
                 self._enqueue(entry)
+
+    def _claim_spool(self) -> Spool:
+        """Lock the configured spool, or the first free sibling if a server holds it."""
+        candidates = spool_candidates(self.settings.spool_dir)
+        for directory in candidates:
+            spool = Spool(directory)
+            if spool.lock():
+                if directory != candidates[0]:
+                    owner = read_lock_owner(candidates[0]) or {}
+                    self.log.warning(
+                        "bookstore: the spool %s is in use by another server (pid %s on %s); "
+                        "this server uses %s",
+                        candidates[0],
+                        owner.get("pid", "?"),
+                        owner.get("host", "?"),
+                        directory,
+                    )
+                return spool
+        raise OSError(
+            f"all {len(candidates)} spools {candidates[0]}, {candidates[1]} ... "
+            f"{candidates[-1]} are locked by running servers: give this server its own "
+            f"c.BookstoreSettings.spool_dir"
+        )
+
+    def _adopt_abandoned(self) -> set[str]:
+        """Move the saves of sibling spools whose server is gone into ours (blocking)."""
+        adopted: set[str] = set()
+        for directory in spool_candidates(self.settings.spool_dir):
+            if directory == self.spool.directory or not os.path.isdir(directory):
+                continue
+            other = Spool(directory)
+            try:
+                if not other.lock():
+                    continue  # its server is alive
+            except OSError:
+                continue
+            try:
+                moved = self.spool.adopt(other, self.root_dir)
+            finally:
+                other.unlock()
+            if moved:
+                self.log.info(
+                    "bookstore: adopted %d save(s) left in %s by a server that is gone",
+                    len(moved),
+                    directory,
+                )
+            adopted.update(e.save_id for e in moved)
+        return adopted
+
+    def _count_corrupt(self) -> int:
+        corrupt = os.path.join(self.spool.directory, CORRUPT_DIR)
+        return len(os.listdir(corrupt)) if os.path.isdir(corrupt) else 0
 
     async def stop(self, flush_timeout: float | None = None) -> None:
         """Flush the queue for up to ``flush_timeout`` seconds, then cancel what is left."""
@@ -304,6 +679,7 @@ class Archiver:
                 self.spool.directory,
             )
         self._started = False
+        self.spool.unlock()
 
     async def wait_idle(self, seconds: float | None = None) -> bool:
         """Wait until nothing is queued; False if still busy after ``seconds`` (for tests)."""
@@ -346,23 +722,188 @@ class Archiver:
         content_type: str = "application/x-ipynb+json",
         extra: dict[str, str] | None = None,
     ) -> StagedSave:
-        """Write a save's bytes durably, uncommitted (call :meth:`commit` once saved)."""
-        await self.start()
+        """Write a save's bytes durably, uncommitted (call :meth:`commit` once saved).
 
-        def stage_sync() -> StagedSave:
+        Within the spool's limits; beyond them the save is dropped from the archive (see
+        :meth:`_make_room`). A save S3 could never accept is staged to be set aside.
+        """
+        await self.start()
+        check_disk = self.settings.min_free_disk_bytes > 0
+
+        def prepare() -> tuple[SpoolEntry, int]:
             # Hashing 1 MB takes about a millisecond: keep it off the event loop too.
             entry = self.make_entry(path, data, content_type=content_type, extra=extra)
-            return self.spool.stage(entry, data)
+            return entry, self.spool.free_bytes() if check_disk else 0
 
-        return await run_sync(stage_sync)
+        entry, free = await run_sync(prepare)
+        k = (entry.bucket, entry.key)
+        rejection: S3BadRequest | None = None
+        try:
+            check_upload(entry.key, entry.size, entry.metadata())
+        except S3BadRequest as e:
+            rejection = e
+        if rejection is not None:
+            # Set aside at commit; its bytes are kept if the disk has room, never at the
+            # expense of other saves (set-aside saves are not counted in max_spool_bytes).
+            need = entry.size + len(entry.header())
+            if check_disk and free - need < self.settings.min_free_disk_bytes:
+                return StagedSave(entry, None, rejection=rejection)
+            staged = await run_sync(self.spool.stage, entry, data)
+            staged.rejection = rejection
+            return staged
+        entry.dropped = self._carry.pop(k, 0)
+        # The header grows a little once the dropped count is known.
+        need = entry.size + len(entry.header()) + 16
+        if not await self._make_room(entry, need, free):
+            self._carry[k] = entry.dropped + 1
+            self._count_dropped(entry, 1)
+            await run_sync(self.spool.write_stats, self.stats)
+            return StagedSave(entry, None, dropped=True)
+        self._sizes[entry.save_id] = need
+        try:
+            return await run_sync(self.spool.stage, entry, data)
+        except BaseException:
+            self._sizes.pop(entry.save_id, None)
+            raise
 
     async def commit(self, staged: StagedSave) -> SpoolEntry:
-        await run_sync(self.spool.commit, staged)
-        self._enqueue(staged.entry)
+        if staged.rejection is not None:
+            await self._set_aside(staged.entry, staged.tmp_path, staged.rejection)
+        elif staged.tmp_path is not None:
+            await run_sync(self.spool.commit, staged)
+            self._enqueue(staged.entry)
         return staged.entry
 
     async def discard(self, staged: StagedSave) -> None:
+        self._sizes.pop(staged.entry.save_id, None)
         await run_sync(self.spool.discard, staged)
+        if staged.dropped:  # it was never saved: nothing was dropped
+            k = (staged.entry.bucket, staged.entry.key)
+            self._carry[k] = max(0, self._carry.get(k, 0) - 1)
+
+    # --- limits ----------------------------------------------------------------------
+
+    @property
+    def spool_bytes(self) -> int:
+        return sum(self._sizes.values())
+
+    async def _make_room(self, entry: SpoolEntry, need: int, free: int) -> bool:
+        """Whether ``need`` more bytes fit in the spool, dropping saves to make them fit.
+
+        Once ``max_spool_bytes`` or ``min_free_disk_bytes`` is reached, every path keeps
+        its oldest waiting save (it may be uploading) and its newest, the one being made
+        now taking that place for its own path; the saves in between are dropped and
+        counted on the next save kept. If even that is not enough, this save's archive
+        copy is dropped instead: the save itself goes on.
+        """
+        limit = self.settings.max_spool_bytes
+        min_free = self.settings.min_free_disk_bytes
+        # ``free`` was measured just before: stages reserved since are not in it yet.
+        used = self.spool_bytes
+
+        def fits(freed: int) -> bool:
+            if limit and used - freed + need > limit:
+                return False
+            return not (min_free and free + freed - need < min_free)
+
+        if fits(0):
+            return True
+        k = (entry.bucket, entry.key)
+        own = list(self._queues.get(k, ()))
+        victims = own[1:-1]
+        for other_key, queue in self._queues.items():
+            if other_key != k:
+                victims.extend(list(queue)[1:-1])
+        freed = sum(self._sizes.get(v.save_id, 0) for v in victims)
+        superseded = own[-1:] if len(own) >= 2 else []
+        admitted = fits(freed + sum(self._sizes.get(v.save_id, 0) for v in superseded))
+        if admitted:
+            victims.extend(superseded)
+        self._log_limit(need, free)
+        if victims:
+            await self._drop(victims, entry if admitted else None)
+        return admitted
+
+    async def _drop(self, victims: list[SpoolEntry], newest: SpoolEntry | None) -> None:
+        """Drop queued saves; each path's count moves to the next save kept of that path."""
+        touched: dict[str, SpoolEntry] = {}
+        removed: list[SpoolEntry] = []
+        for victim in victims:
+            k = (victim.bucket, victim.key)
+            queue = self._queues.get(k)
+            if queue is None or victim not in queue or queue[0] is victim:
+                continue  # uploaded meanwhile, or uploading now: keep it
+            index = queue.index(victim)
+            queue.remove(victim)
+            removed.append(victim)
+            if newest is not None and (newest.bucket, newest.key) == k and index >= len(queue):
+                heir = newest  # not written yet: its header carries the count
+            else:
+                heir = queue[min(index, len(queue) - 1)]
+                touched[heir.save_id] = heir
+            heir.dropped += victim.dropped + 1
+            self._sizes.pop(victim.save_id, None)
+            self._count_dropped(victim, 1)
+
+        for save_id, heir in list(touched.items()):
+            if heir not in self._queues.get((heir.bucket, heir.key), ()):
+                del touched[save_id]  # dropped itself: its count moved on
+
+        def persist() -> None:
+            for victim in removed:
+                self.spool.remove(victim)
+            for heir in touched.values():
+                self.spool.write_dropped(heir)
+            self.spool.write_stats(self.stats)
+
+        await run_sync(persist)
+
+    def _count_dropped(self, entry: SpoolEntry, n: int) -> None:
+        self.stats["dropped_saves"] = int(self.stats.get("dropped_saves", 0)) + n
+        self.stats["last_dropped"] = {"path": entry.path, "save_id": entry.save_id}
+        self.stats["last_dropped_at"] = utcnow_iso()
+
+    def _log_limit(self, need: int, free: int) -> None:
+        if self._limit_logged:
+            return
+        self._limit_logged = True
+        s = self.settings
+        self.log.error(
+            "bookstore: the spool %s reached its limit (%d bytes queued, max_spool_bytes=%d; "
+            "%s free on its disk, min_free_disk_bytes=%d). Until uploads catch up, only the "
+            "oldest and the newest waiting save of each path are kept for the archive; the "
+            "saves in between are dropped from the archive (not from disk) and counted in "
+            "GET /api/bookstore. Is S3 reachable? (logged once)",
+            self.spool.directory,
+            self.spool_bytes,
+            s.max_spool_bytes,
+            free if s.min_free_disk_bytes else "not checked",
+            s.min_free_disk_bytes,
+        )
+
+    # --- set aside -------------------------------------------------------------------
+
+    async def _set_aside(self, entry: SpoolEntry, source: str | None, e: S3Error) -> None:
+        """Keep a save S3 can never accept out of the queue, with why (never retried)."""
+        self._sizes.pop(entry.save_id, None)
+        reason = str(e)
+        info = await run_sync(self.spool.set_aside, entry, source, reason, e.code)
+        same = (entry.bucket, entry.key)
+        self.set_aside = [i for i in self.set_aside if (i.get("bucket"), i.get("key")) != same]
+        self.set_aside.append(info)
+        self.last_error = {
+            "message": reason,
+            "code": e.code,
+            "path": entry.path,
+            "at": utcnow_iso(),
+        }
+        self.log.error(
+            "bookstore: S3 can never accept the save of %s; it is set aside, not retried "
+            "(bytes kept at %s): %s",
+            entry.path,
+            info["kept_at"] or "nowhere: the disk was full; the file itself is intact",
+            reason,
+        )
 
     async def archive(self, path: str, data: bytes, **kwargs: Any) -> SpoolEntry:
         """Stage and commit in one step (for saves that already happened)."""
@@ -395,6 +936,7 @@ class Archiver:
                 entry = queue[0]
                 if await self._upload_with_retry(entry):
                     await run_sync(self.spool.remove, entry)
+                self._sizes.pop(entry.save_id, None)
                 queue.popleft()
         finally:
             # No await between the loop's last check and here: no enqueue can slip by.
@@ -403,6 +945,13 @@ class Archiver:
                 self._queues.pop(k, None)
             if not self._queues and self._idle is not None:
                 self._idle.set()
+                if self._limit_logged:
+                    self._limit_logged = False
+                    self.log.warning(
+                        "bookstore: the spool is empty again; %s save(s) were dropped from "
+                        "the archive in all (see GET /api/bookstore)",
+                        self.stats.get("dropped_saves", 0),
+                    )
 
     async def _upload_with_retry(self, entry: SpoolEntry) -> bool:
         """Upload one entry, retrying until it succeeds; False if it was unreadable."""
@@ -413,6 +962,9 @@ class Archiver:
                 async with self._semaphore:
                     await self._upload(entry)
             except S3Error as e:
+                if not e.retryable:
+                    await self._set_aside(entry, self.spool.entry_path(entry), e)
+                    return False
                 self._record_failure(entry, e)
                 # S3 may have stored it and only the answer was lost: check before re-sending.
                 entry.recovered = True
@@ -467,6 +1019,7 @@ class Archiver:
             bucket=entry.bucket,
             content_type=entry.content_type,
             resend=False,  # a retry goes through _upload_with_retry, which checks first
+            storage_class=self.settings.s3_storage_class,
         )
         self.uploaded += 1
         self.last_upload = {
@@ -488,6 +1041,7 @@ class Archiver:
     # --- status ----------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        s = self.settings
         return {
             "pending": self.pending,
             "uploaded": self.uploaded,
@@ -495,5 +1049,22 @@ class Archiver:
             "last_error": self.last_error,
             "last_upload": self.last_upload,
             "spool_dir": self.spool.directory,
+            "spool_locked": self.spool.locked,
+            "spool_shared": self.spool.directory != spool_candidates(s.spool_dir)[0],
+            "spool_bytes": self.spool_bytes,
+            "max_spool_bytes": s.max_spool_bytes,
+            "min_free_disk_bytes": s.min_free_disk_bytes,
+            "spool_limit_reached": self._limit_logged,
+            "dropped_saves": int(self.stats.get("dropped_saves", 0)),
+            "last_dropped_at": self.stats.get("last_dropped_at"),
+            "set_aside_count": len(self.set_aside),
+            "set_aside": [
+                {
+                    k: info.get(k)
+                    for k in ("path", "key", "save_id", "reason", "code", "kept_at", "set_aside_at")
+                }
+                for info in self.set_aside[-SET_ASIDE_LISTED:][::-1]
+            ],
+            "corrupt_entries": self.corrupt_entries,
             "running": self._started and not self._stopping,
         }

@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import posixpath
+import socket
 import sys
 import tempfile
 import time
@@ -46,7 +47,17 @@ from traitlets.config import Application
 from traitlets.config.loader import ConfigFileNotFound
 
 from ._version import __version__
-from .archiver import CORRUPT_DIR, ENTRY_SUFFIX, Spool, new_save_id, utcnow_iso
+from .archiver import (
+    CORRUPT_DIR,
+    ENTRY_SUFFIX,
+    Spool,
+    list_set_aside,
+    new_save_id,
+    read_lock_owner,
+    read_stats,
+    spool_candidates,
+    utcnow_iso,
+)
 from .history import (
     META_RESTORED_FROM,
     HistoryError,
@@ -1071,6 +1082,27 @@ class DoctorCommand(BookstoreCommand):
         add("prefixes", "INFO", f"workspace {settings.workspace}/, published {settings.published}/")
 
     @staticmethod
+    def _check_lock(directory: str, add: Any) -> None:
+        """Who holds a spool's lock, from what its holder wrote (without taking it)."""
+        owner = read_lock_owner(directory)
+        if not owner:
+            add("spool lock", "INFO", f"{directory}: free (no server is using it)")
+            return
+        pid, host = owner.get("pid"), owner.get("host")
+        where = f"pid {pid} on {host}, since {owner.get('since')}"
+        if host != socket.gethostname() or not isinstance(pid, int):
+            add("spool lock", "INFO", f"{directory}: held by {where}")
+        elif _pid_alive(pid):
+            add("spool lock", "OK", f"{directory}: held by the running server {where}")
+        else:
+            add(
+                "spool lock",
+                "WARN",
+                f"{directory}: its server ({where}) is gone",
+                "start a server: it adopts what the gone one left",
+            )
+
+    @staticmethod
     def _check_spool(settings: BookstoreSettings, add: Any) -> None:
         spool = settings.spool_dir
         if not os.path.isdir(spool):
@@ -1100,16 +1132,44 @@ class DoctorCommand(BookstoreCommand):
                 "fix its permissions or set c.BookstoreSettings.spool_dir elsewhere",
             )
             return
-        entries = []
-        for name in sorted(os.listdir(spool)):
-            if name.endswith(ENTRY_SUFFIX):
-                try:
-                    entries.append(Spool.read_header(os.path.join(spool, name)))
-                except (OSError, ValueError, TypeError):
-                    continue
-        corrupt_dir = os.path.join(spool, CORRUPT_DIR)
-        corrupt = len(os.listdir(corrupt_dir)) if os.path.isdir(corrupt_dir) else 0
         add("spool", "OK", f"{spool} is writable")
+        # Servers sharing spool_dir use siblings (<spool>-2 ...): report them all.
+        spools = [d for d in spool_candidates(spool) if os.path.isdir(d)]
+        entries = []
+        corrupt = 0
+        set_aside: list[dict[str, Any]] = []
+        dropped = 0
+        for directory in spools:
+            DoctorCommand._check_lock(directory, add)
+            for name in sorted(os.listdir(directory)):
+                if name.endswith(ENTRY_SUFFIX):
+                    try:
+                        entries.append(Spool.read_header(os.path.join(directory, name)))
+                    except (OSError, ValueError, TypeError):
+                        continue
+            corrupt_dir = os.path.join(directory, CORRUPT_DIR)
+            corrupt += len(os.listdir(corrupt_dir)) if os.path.isdir(corrupt_dir) else 0
+            set_aside.extend(list_set_aside(directory))
+            dropped += int(read_stats(directory).get("dropped_saves", 0))
+        entries.sort(key=lambda e: e.save_id)
+        if dropped:
+            add(
+                "dropped",
+                "WARN",
+                f"{dropped} save(s) were dropped from the archive (kept on disk) because the "
+                f"spool reached max_spool_bytes or min_free_disk_bytes",
+                "keep S3 reachable, or raise c.BookstoreSettings.max_spool_bytes; each "
+                "version's dropped-saves metadata says how many are missing before it",
+            )
+        for info in set_aside:
+            add(
+                "set aside",
+                "WARN",
+                f"{info.get('path')}: {info.get('reason')} (kept at "
+                f"{info.get('kept_at') or 'nowhere: the disk was full'})",
+                "S3 will never accept this save as it is: see docs/limits.md to recover it; "
+                "delete the .entry and .json once done",
+            )
         if entries:
             oldest = entries[0].saved_at
             age = _age_seconds(oldest)
@@ -1133,6 +1193,16 @@ class DoctorCommand(BookstoreCommand):
                 f"{corrupt} unreadable entr(y/ies) set aside in {corrupt_dir}",
                 "inspect them; they are never uploaded or deleted automatically",
             )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _age_seconds(iso: str) -> float | None:

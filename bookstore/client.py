@@ -231,6 +231,37 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class _SameOriginCredentialsRedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, but sends the token only back to the server it was meant for.
+
+    urllib copies every header of a request into the redirected one, ``Authorization``
+    included, whatever host the ``Location`` names; a server (or anything in the path)
+    that answers with a redirect to another host, port or scheme would receive the token.
+    """
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            for name in ("Authorization", "Cookie", "X-XSRFToken", "Proxy-Authorization"):
+                new.remove_header(name.capitalize())  # urllib's spelling of header names
+        return new
+
+
 # --- the client ---------------------------------------------------------------------------------
 
 
@@ -356,7 +387,9 @@ class BookstoreClient:
             headers["Authorization"] = f"token {token}"
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         # Never send a local server's token through an HTTP proxy from the environment.
-        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(url) else []
+        handlers: list[urllib.request.BaseHandler] = [_SameOriginCredentialsRedirectHandler()]
+        if _is_loopback(url):
+            handlers.append(urllib.request.ProxyHandler({}))
         opener = urllib.request.build_opener(*handlers)
         try:
             with opener.open(request, timeout=self.timeout) as response:

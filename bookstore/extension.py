@@ -49,6 +49,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         self.archiving = isinstance(cm, BookstoreContentsArchiver)
         if isinstance(cm, BookstoreContentsArchiver):
             cm.bookstore_archiver = self.archiver
+            self.archiver.root_dir = cm.root_dir
         elif self.bookstore_settings.s3_bucket:
             self.log.info(
                 "bookstore: saves are not archived: contents_manager_class is %s; set "

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import nbformat
 from anyio.to_thread import run_sync
 
-from .archiver import ENTRY_SUFFIX, Spool, SpoolEntry
+from .archiver import ENTRY_SUFFIX, Spool, SpoolEntry, spool_candidates
 from .s3 import (
     META_RENAMED_FROM,
     META_SAVE_ID,
@@ -339,22 +339,25 @@ def read_pending_entries(spool_dir: str, bucket: str, key: str) -> list[SpoolEnt
     """Saves of one key waiting in a spool directory, oldest first, read-only.
 
     For processes other than the server (the command line): it never changes the spool.
+    Reads the siblings (``<spool_dir>-2`` ...) that other servers sharing it use, too.
     Blocking: run it in a thread from async code.
     """
-    try:
-        names = sorted(os.listdir(spool_dir))
-    except FileNotFoundError:
-        return []
     entries = []
-    for name in names:
-        if not name.endswith(ENTRY_SUFFIX):
-            continue
+    for directory in spool_candidates(spool_dir):
         try:
-            entry = Spool.read_header(os.path.join(spool_dir, name))
-        except (OSError, ValueError, TypeError):
+            names = sorted(os.listdir(directory))
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        if entry.bucket == bucket and entry.key == key:
-            entries.append(entry)
+        for name in names:
+            if not name.endswith(ENTRY_SUFFIX):
+                continue
+            try:
+                entry = Spool.read_header(os.path.join(directory, name))
+            except (OSError, ValueError, TypeError):
+                continue
+            if entry.bucket == bucket and entry.key == key:
+                entries.append(entry)
+    entries.sort(key=lambda e: e.save_id)
     return entries
 
 

@@ -47,13 +47,36 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
+_DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|gif|webp|svg\+xml)[;,]", re.IGNORECASE)
+
+
+def is_data_image(url: str) -> bool:
+    """Whether ``url`` is an inline ``data:`` image, the only images the pages show."""
+    return bool(_DATA_IMAGE.match(url.strip()))
+
+
 @lru_cache(maxsize=1)
 def _markdown() -> Callable[[str], str] | None:
     try:
         import mistune
+        from mistune.util import escape as html_escape
     except ImportError:  # pragma: no cover - mistune comes with nbconvert
         return None
-    md = mistune.create_markdown(escape=True, plugins=["strikethrough", "table"])
+
+    class Renderer(mistune.HTMLRenderer):
+        """Images from ``data:`` URIs only: any other source would make the viewer's
+        browser send a request (``![](/logout)`` is a same-origin GET). The others are
+        shown as text naming the image."""
+
+        def image(self, text: str, url: str, title: str | None = None) -> str:
+            if is_data_image(url):
+                return str(super().image(text, url, title))
+            alt = f"{text}: " if text else ""
+            return f'<span class="bs-image-link">[image not shown: {alt}{html_escape(url)}]</span>'
+
+    md = mistune.create_markdown(
+        escape=True, renderer=Renderer(escape=True), plugins=["strikethrough", "table"]
+    )
     return md  # type: ignore[return-value]
 
 

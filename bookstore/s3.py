@@ -8,13 +8,20 @@ right status and the archiver can tell "retry later" from "S3 refused us"::
     ├── S3Refused       S3 answered but refused (credentials, access denied, no bucket) -> 502
     ├── S3NotFound      the key or version does not exist                               -> 404
     └── S3BadRequest    S3 rejected an argument we passed (e.g. a malformed version id) -> 400
+
+``S3Error.retryable`` tells the archiver whether trying again later can succeed: an
+outage, a refusal (credentials and policies get fixed) or throttling can; a request S3
+rejects for what it is (a key over 1,024 bytes, metadata over 2 KB, a body over 5 GB, any
+other 4xx that is not throttling or a timeout) cannot, and is set aside instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import contextvars
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -46,6 +53,13 @@ META_USER = "user"
 META_PATH = "jupyter-path"
 META_SAVE_ID = "save-id"
 META_RENAMED_FROM = "renamed-from"
+META_DROPPED_SAVES = "dropped-saves"
+
+#: S3's limits on one PUT: key length (UTF-8 bytes), user metadata (keys and values, UTF-8
+#: bytes) and body size. Checked before an upload is attempted.
+MAX_KEY_BYTES = 1024
+MAX_METADATA_BYTES = 2048
+MAX_PUT_BYTES = 5 * 1024**3
 
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
 _REFUSED_CODES = {
@@ -75,7 +89,36 @@ def _refuse_blind_resend(caught_exception: BaseException | None = None, **kwargs
         raise caught_exception
 
 
-_BAD_REQUEST_CODES = {"InvalidArgument", "InvalidVersionId", "400", "BadRequest"}
+_BAD_REQUEST_CODES = {
+    "InvalidArgument",
+    "InvalidVersionId",
+    "400",
+    "BadRequest",
+    "KeyTooLongError",
+    "MetadataTooLarge",
+    "EntityTooLarge",
+    "InvalidRequest",
+    "InvalidObjectName",
+    "InvalidURI",
+    "MalformedXML",
+    "InvalidDigest",
+    "BadDigest",
+}
+# 4xx answers that say "later", not "never": timeouts, throttling, clock skew, conflicts.
+_RETRYABLE_4XX_CODES = {
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequests",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "OperationAborted",
+    "PriorRequestNotComplete",
+}
+_RETRYABLE_4XX_STATUSES = {401, 403, 404, 408, 409, 423, 425, 429}
 
 #: How many version metadata entries :class:`S3Store` keeps in memory (about 0.5 KB each).
 VERSION_METADATA_CACHE_SIZE = 50_000
@@ -93,6 +136,8 @@ class S3Error(Exception):
     """Base class of bookstore's S3 errors; ``str()`` says what happened."""
 
     status = 502
+    #: Whether the same request can succeed later (see the module docstring).
+    retryable = True
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -118,9 +163,11 @@ class S3NotFound(S3Error):
 
 
 class S3BadRequest(S3Error):
-    """S3 rejected an argument we passed along, such as a malformed version id."""
+    """S3 rejected the request for what it is (malformed version id, key or metadata too
+    long, body too large...): sending it again cannot succeed."""
 
     status = 400
+    retryable = False
 
 
 def translate_error(exc: BaseException, what: str) -> S3Error:
@@ -135,12 +182,16 @@ def translate_error(exc: BaseException, what: str) -> S3Error:
         text = f"{what}: S3 answered {code or status}: {message}"
         if code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket"):
             return S3NotFound(text, code=code)
+        if code in _RETRYABLE_4XX_CODES or status in {408, 429}:
+            return S3Unavailable(text, code=code)
         if code in _REFUSED_CODES or status in {401, 403}:
             return S3Refused(text, code=code)
         if code in _BAD_REQUEST_CODES or status == 400:
             return S3BadRequest(text, code=code)
-        if status >= 500 or code in {"SlowDown", "ServiceUnavailable", "InternalError"}:
+        if status >= 500 or code in {"ServiceUnavailable", "InternalError"}:
             return S3Unavailable(text, code=code)
+        if 400 <= status < 500 and status not in _RETRYABLE_4XX_STATUSES:
+            return S3BadRequest(text, code=code)  # 405, 411, 413, 414, 431...
         return S3Refused(text, code=code)
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return S3Refused(
@@ -162,13 +213,111 @@ def translate_error(exc: BaseException, what: str) -> S3Error:
     return S3Error(f"{what}: {type(exc).__name__}: {exc}")
 
 
+_ENCODED_WORD_PREFIX = "=?UTF-8?B?"
+_ENCODED_WORD_SUFFIX = "?="
+_SAFE = "/:@-_.+~ "
+
+
+def encode_metadata_value(value: str) -> str:
+    """S3 metadata must be ASCII: the shorter of percent-encoding and an RFC 2047 word.
+
+    Percent-encoding (what bookstore always wrote) keeps ASCII paths readable, but costs 9
+    characters per CJK character; ``=?UTF-8?B?<base64>?=`` costs 4. Percent-encoding never
+    produces ``=?``, so :func:`decode_metadata_value` tells the two apart.
+    """
+    percent = quote(value, safe=_SAFE)
+    if percent == value:
+        return value
+    raw = value.encode("utf-8", "surrogatepass")
+    word = _ENCODED_WORD_PREFIX + base64.b64encode(raw).decode("ascii") + _ENCODED_WORD_SUFFIX
+    return word if len(word) < len(percent) else percent
+
+
+def decode_metadata_value(value: str) -> str:
+    if value.startswith(_ENCODED_WORD_PREFIX) and value.endswith(_ENCODED_WORD_SUFFIX):
+        inner = value[len(_ENCODED_WORD_PREFIX) : -len(_ENCODED_WORD_SUFFIX)]
+        try:
+            return base64.b64decode(inner, validate=True).decode("utf-8")
+        except ValueError:
+            return value
+    return unquote(value)
+
+
 def encode_metadata(meta: Mapping[str, str]) -> dict[str, str]:
-    """S3 metadata must be ASCII: percent-encode values (usernames, paths)."""
-    return {k: quote(str(v), safe="/:@-_.+~ ") for k, v in meta.items()}
+    """Encode metadata values for S3 (see :func:`encode_metadata_value`)."""
+    return {k: encode_metadata_value(str(v)) for k, v in meta.items()}
 
 
 def decode_metadata(meta: Mapping[str, str] | None) -> dict[str, str]:
-    return {k.lower(): unquote(v) for k, v in (meta or {}).items()}
+    return {k.lower(): decode_metadata_value(v) for k, v in (meta or {}).items()}
+
+
+def metadata_bytes(encoded: Mapping[str, str]) -> int:
+    """Size of user metadata the way S3 counts it: UTF-8 bytes of every key and value."""
+    return sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in encoded.items())
+
+
+#: Metadata values that may be shortened to fit: the path is also in the key itself.
+_SHORTENABLE = (META_PATH, META_RENAMED_FROM)
+
+
+def fit_metadata(meta: Mapping[str, str]) -> dict[str, str]:
+    """``meta`` made to fit S3's 2 KB once encoded, or :class:`S3BadRequest` if it cannot.
+
+    Long paths (``jupyter-path``, ``renamed-from``) are cut to fit and end with
+    ``…#<first 16 hex digits of the full value's sha256>``; the full path of a version is
+    its key. Nothing else is ever shortened.
+    """
+    out = {str(k): str(v) for k, v in meta.items()}
+    for name in _SHORTENABLE:
+        excess = metadata_bytes(encode_metadata(out)) - MAX_METADATA_BYTES
+        if excess <= 0:
+            return out
+        value = out.get(name)
+        if not value:
+            continue
+        out[name] = _shorten(value, len(encode_metadata_value(value)) - excess)
+    size = metadata_bytes(encode_metadata(out))
+    if size > MAX_METADATA_BYTES:
+        raise S3BadRequest(
+            f"the S3 metadata would be {size} bytes, over S3's limit of {MAX_METADATA_BYTES}",
+            code="MetadataTooLarge",
+        )
+    return out
+
+
+def _shorten(value: str, budget: int) -> str:
+    """The longest prefix of ``value`` + ``…#hash`` whose encoding fits ``budget`` chars."""
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    suffix = "…#" + digest
+    lo, hi = 0, len(value)
+    while lo < hi:  # binary search on the prefix length
+        mid = (lo + hi + 1) // 2
+        if len(encode_metadata_value(value[:mid] + suffix)) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return value[:lo] + suffix
+
+
+def check_upload(key: str, size: int, metadata: Mapping[str, str]) -> dict[str, str]:
+    """What S3 would refuse in a PUT, checked before sending it: raise :class:`S3BadRequest`.
+
+    Returns the metadata to send (long paths shortened, see :func:`fit_metadata`).
+    """
+    key_bytes = len(key.encode("utf-8", "surrogatepass"))
+    if key_bytes > MAX_KEY_BYTES:
+        raise S3BadRequest(
+            f"the S3 key is {key_bytes} bytes long, over S3's limit of {MAX_KEY_BYTES}: "
+            f"use a shorter file name or folder path",
+            code="KeyTooLongError",
+        )
+    if size > MAX_PUT_BYTES:
+        raise S3BadRequest(
+            f"the file is {size} bytes, over S3's limit of {MAX_PUT_BYTES} for one upload",
+            code="EntityTooLarge",
+        )
+    return fit_metadata(metadata)
 
 
 @dataclass
@@ -293,6 +442,7 @@ class S3Store:
         bucket: str | None = None,
         content_type: str = "application/x-ipynb+json",
         resend: bool = True,
+        storage_class: str = "",
     ) -> PutResult:
         """Store a new version of ``key``.
 
@@ -301,22 +451,28 @@ class S3Store:
         """
         bucket = bucket or self.bucket
         what = f"uploading s3://{bucket}/{key}"
+        try:
+            metadata = check_upload(key, len(body), metadata or {})
+        except S3BadRequest as e:
+            raise S3BadRequest(f"{what}: {e}", code=e.code) from e
         token = _no_resend.set(not resend)
         try:
             client = await self.client()
+            extra = {"StorageClass": storage_class} if storage_class else {}
             resp = await client.put_object(
                 Bucket=bucket,
                 Key=key,
                 Body=body,
                 ContentType=content_type,
-                Metadata=encode_metadata(metadata or {}),
+                Metadata=encode_metadata(metadata),
+                **extra,
             )
         except Exception as e:
             raise translate_error(e, what) from e
         finally:
             _no_resend.reset(token)
         if resp.get("VersionId"):
-            self.remember_version_metadata(bucket, key, resp["VersionId"], metadata or {})
+            self.remember_version_metadata(bucket, key, resp["VersionId"], metadata)
         return PutResult(bucket, key, resp.get("VersionId"), resp.get("ETag"))
 
     async def get_object(
@@ -430,7 +586,10 @@ class S3Store:
             source["VersionId"] = src_version_id
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": dst_key, "CopySource": source}
         if metadata is not None:
-            kwargs["Metadata"] = encode_metadata(metadata)
+            try:
+                kwargs["Metadata"] = encode_metadata(fit_metadata(metadata))
+            except S3BadRequest as e:
+                raise S3BadRequest(f"{what}: {e}", code=e.code) from e
             kwargs["MetadataDirective"] = "REPLACE"
         try:
             client = await self.client()

@@ -13,7 +13,7 @@ import posixpath
 import re
 import string
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote_to_bytes, urlparse
 
 from jupyter_core.paths import jupyter_data_dir
 from traitlets import Bool, Bunch, Float, Integer, List, TraitError, Unicode, default, validate
@@ -53,6 +53,40 @@ def jupyter_username() -> str:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers
         return "jupyter"
+
+
+#: Characters a username keeps as they are in a key prefix (besides letters and digits).
+_USERNAME_SAFE = frozenset("-_.@+~=,")
+
+
+def encode_username(username: str) -> str:
+    """The key segment for ``username``: one-to-one, reversible, safe in any S3 key.
+
+    Letters, digits and ``-_.@+~=,`` are kept, so ordinary usernames (and the prefixes
+    already in use) do not change. Every other character, ``%`` included, becomes ``%XX``
+    per UTF-8 byte, so ``a/b`` (``a%2Fb``) and ``a_b`` no longer share a prefix. The
+    segments ``.`` and ``..``, which some S3 servers refuse or normalise, are written
+    ``%2E`` and ``%2E%2E``; an empty name is ``%``, which no other name produces.
+    """
+    if username == "":
+        return "%"
+    if username in {".", ".."}:
+        return "%2E" * len(username)
+    out = []
+    for ch in username:
+        if ch in _USERNAME_SAFE or (ch.isalnum() and not unsafe_path_char(ch)):
+            out.append(ch)  # non-ASCII letters (José, 李) stay readable too
+        else:
+            data = ch.encode("utf-8", "surrogatepass")
+            out.append("".join(f"%{b:02X}" for b in data))
+    return "".join(out)
+
+
+def decode_username(segment: str) -> str:
+    """The username that :func:`encode_username` turned into ``segment``."""
+    if segment == "%":
+        return ""
+    return unquote_to_bytes(segment).decode("utf-8", "surrogatepass")
 
 
 def normalize_prefix(value: str, trait_name: str) -> str:
@@ -218,6 +252,36 @@ class BookstoreSettings(LoggingConfigurable):
         ),
     ).tag(config=True)
 
+    max_spool_bytes = Integer(
+        1024**3,
+        help=(
+            "Largest size, in bytes, of the saves waiting in the spool (default 1 GiB; 0 "
+            "means no limit). Once reached (S3 down for long), only the oldest and the newest "
+            "waiting save of each path are kept and the ones in between are dropped from the "
+            "archive (never from disk); the next uploaded version of the path says how many "
+            "in its `dropped-saves` metadata, and GET /api/bookstore counts them. See "
+            "docs/limits.md."
+        ),
+    ).tag(config=True)
+
+    min_free_disk_bytes = Integer(
+        100 * 1024**2,
+        help=(
+            "Free space, in bytes, that the spool always leaves on its disk (default "
+            "100 MiB; 0 means none), so queued archive copies never fill the disk your "
+            "notebooks are saved to. Reaching it drops saves like max_spool_bytes does."
+        ),
+    ).tag(config=True)
+
+    s3_storage_class = Unicode(
+        "",
+        help=(
+            "S3 storage class of archived versions, e.g. 'STANDARD_IA' or "
+            "'INTELLIGENT_TIERING'. Empty: the bucket's default (STANDARD). A class S3 does "
+            "not accept makes every upload fail; such saves are set aside (docs/limits.md)."
+        ),
+    ).tag(config=True)
+
     max_concurrent_uploads = Integer(
         8,
         help=(
@@ -356,6 +420,25 @@ class BookstoreSettings(LoggingConfigurable):
             raise TraitError(f"max_concurrent_runs must be >= 1 (got {proposal['value']})")
         return int(proposal["value"])
 
+    @validate("max_spool_bytes", "min_free_disk_bytes")
+    def _validate_byte_limit(self, proposal: Any) -> int:
+        if proposal["value"] < 0:
+            raise TraitError(
+                f"{proposal['trait'].name} must be a number of bytes >= 0 (0: no limit; "
+                f"got {proposal['value']})"
+            )
+        return int(proposal["value"])
+
+    @validate("s3_storage_class")
+    def _validate_s3_storage_class(self, proposal: Any) -> str:
+        value = str(proposal["value"]).strip()
+        if value and not re.fullmatch(r"[A-Z0-9_]{1,64}", value):
+            raise TraitError(
+                f"s3_storage_class must be an S3 storage class name such as STANDARD_IA "
+                f"(capital letters, digits and '_'; got {proposal['value']!r})"
+            )
+        return value
+
     @validate("max_concurrent_uploads")
     def _validate_max_concurrent_uploads(self, proposal: Any) -> int:
         if proposal["value"] < 1:
@@ -392,9 +475,8 @@ class BookstoreSettings(LoggingConfigurable):
         return jupyter_username()
 
     def _expand(self, prefix: str) -> str:
-        # Usernames may contain characters S3 treats literally; only '/' would change
-        # the key's structure, so it is replaced.
-        return prefix.format(username=self.username.replace("/", "_"))
+        # One user, one prefix: the name is encoded reversibly (see encode_username).
+        return prefix.format(username=encode_username(self.username))
 
     @property
     def workspace(self) -> str:
@@ -444,11 +526,40 @@ class BookstoreSettings(LoggingConfigurable):
         return bool(self.fs_cloning_basedir) and os.path.isdir(self.fs_cloning_basedir)
 
 
+#: Bidirectional formatting characters: they make a path display as another one
+#: (``evil\u202egpj.ipynb`` shows as ``evilbnpi.jpg``).
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def unsafe_path_char(c: str) -> bool:
+    """Whether ``c`` may never appear in a path or key that bookstore handles.
+
+    C0 and C1 control characters, DEL, bidirectional overrides and isolates, and lone
+    surrogates (which cannot be encoded as UTF-8, so never reach S3 or a disk).
+    """
+    o = ord(c)
+    return o < 32 or 0x7F <= o <= 0x9F or c in BIDI_CONTROLS or 0xD800 <= o <= 0xDFFF
+
+
+def describe_char(c: str) -> str:
+    """``the control character U+0009``-style name of a refused character."""
+    o = ord(c)
+    if 0xD800 <= o <= 0xDFFF:
+        kind = "the lone surrogate"
+    elif c in BIDI_CONTROLS:
+        kind = "the bidirectional control character"
+    else:
+        kind = "the control character"
+    return f"{kind} U+{o:04X}"
+
+
 def clean_api_path(path: str) -> str:
     """Validate a Jupyter API path for use in an S3 key or under a root directory.
 
     Raises ValueError with what is wrong: empty, absolute, backslashes, '.'/'..'
-    segments, NUL or control characters.
+    segments, control characters, bidirectional overrides or lone surrogates.
     """
     if path is None or not path.strip("/"):
         raise ValueError("the path is empty")
@@ -458,8 +569,9 @@ def clean_api_path(path: str) -> str:
         raise ValueError(
             f"absolute paths are not allowed; give a path relative to the root (got {path!r})"
         )
-    if any(ord(c) < 32 for c in path):
-        raise ValueError("control characters are not allowed in paths")
+    bad = next((c for c in path if unsafe_path_char(c)), None)
+    if bad is not None:
+        raise ValueError(f"{describe_char(bad)} is not allowed in paths (got {path!r})")
     parts = path.rstrip("/").split("/")
     if any(p in {"", ".", ".."} for p in parts):
         raise ValueError(f"'.', '..' and empty segments are not allowed in paths (got {path!r})")

@@ -415,6 +415,53 @@ def test_doctor_counts_pending_saves(
     assert pending["detail"].startswith("2 save(s) waiting")
 
 
+def test_doctor_reports_lock_owner_dropped_and_set_aside_saves(
+    env: dict[str, str], s3_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spool = Spool(env["BOOKSTORE_SPOOL_DIR"])
+    assert spool.lock()  # as a running server holds it
+    try:
+        spool.open()
+        entry = SpoolEntry(
+            save_id="01700000000000000000-abcdef",
+            bucket=s3_bucket,
+            key="workspace/" + "x" * 1100,
+            path="x" * 1100,
+            user="u",
+            saved_at="2020-01-01T00:00:00.000Z",
+            sha256="0" * 64,
+            size=1,
+        )
+        staged = spool.stage(entry, b"x")
+        spool.set_aside(entry, staged.tmp_path, "the S3 key is too long", "KeyTooLongError")
+        spool.write_stats({"dropped_saves": 7})
+        # A second server, gone (SIGKILL): its sibling spool still names it.
+        sibling = Spool(env["BOOKSTORE_SPOOL_DIR"] + "-2")
+        sibling.open()
+        with open(os.path.join(sibling.directory, ".lock"), "w") as f:
+            json.dump({"pid": 2**22 + 12345, "host": os.uname().nodename, "since": "x"}, f)
+
+        code, out, _ = run(capsys, "doctor", "--json")
+    finally:
+        spool.unlock()
+
+    checks = json.loads(out)["checks"]
+    by_name: dict[str, list[dict[str, str]]] = {}
+    for c in checks:
+        by_name.setdefault(c["check"], []).append(c)
+    assert code == 0
+    locks = by_name["spool lock"]
+    assert locks[0]["status"] == "OK"
+    assert f"pid {os.getpid()}" in locks[0]["detail"]
+    assert locks[1]["status"] == "WARN"
+    assert "is gone" in locks[1]["detail"]
+    (dropped,) = by_name["dropped"]
+    assert dropped["detail"].startswith("7 save(s) were dropped")
+    (aside,) = by_name["set aside"]
+    assert "too long" in aside["detail"]
+    assert os.path.join("set-aside", entry.save_id + ".entry") in aside["detail"]
+
+
 # --- failures -------------------------------------------------------------------------------------
 
 

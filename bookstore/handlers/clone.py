@@ -8,11 +8,14 @@
   "overwrite"?}``: copy the object (or file) through the contents manager and answer its
   contents model (without content) plus where it came from.
 
-Only buckets in ``BookstoreSettings.allowed_clone_buckets`` are read, and only files that
-really are inside ``fs_cloning_basedir`` (after resolving symlinks). An existing file is
-never replaced unless ``"overwrite": true``; otherwise the first free name
-``name-1.ipynb``, ``name-2.ipynb``… is used. Everything is checked before anything is
-written, so a refused clone leaves the Jupyter root untouched.
+Only buckets in ``BookstoreSettings.allowed_clone_buckets`` are read, and only regular
+files inside ``fs_cloning_basedir``, opened without ever leaving it
+(:mod:`bookstore.shared_folder`). Cloning writes into the Jupyter root, so it needs the
+``("write", "contents")`` permission besides bookstore's own. A cloned notebook is never
+trusted: its trust marks are dropped and Jupyter's notary does not sign it, whatever its
+source. An existing file is never replaced unless ``"overwrite": true``; otherwise the
+first free name ``name-1.ipynb``, ``name-2.ipynb``… is used. Everything is checked before
+anything is written, so a refused clone leaves the Jupyter root untouched.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import base64
 import json
 import os
 import posixpath
-import stat
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from anyio.to_thread import run_sync
@@ -33,8 +36,9 @@ from jupyter_server.utils import ensure_async, url_escape, url_path_join
 from tornado import web
 
 from ..s3 import S3Error, S3NotFound
-from ..settings import clean_api_path
-from .base import AUTH_RESOURCE, BookstoreAPIHandler
+from ..settings import clean_api_path, describe_char, unsafe_path_char
+from ..shared_folder import SharedFolderError, open_beneath, read_beneath
+from .base import AUTH_RESOURCE, BookstoreAPIHandler, require_contents_permission
 from .common import BoundedBodyMixin, check_notebook, dumps
 
 if TYPE_CHECKING:
@@ -64,6 +68,9 @@ def check_s3_key(key: Any) -> str:
         raise web.HTTPError(400, 'give the S3 object to clone as a non-empty "s3_key"')
     if key.endswith("/"):
         raise web.HTTPError(400, f"s3_key {key!r} names a folder; give the key of one object")
+    bad = next((c for c in key if unsafe_path_char(c)), None)
+    if bad is not None:
+        raise web.HTTPError(400, f"s3_key must not contain {describe_char(bad)} (got {key!r})")
     if len(key.encode("utf-8")) > _MAX_KEY_BYTES:
         raise web.HTTPError(400, f"s3_key is longer than S3's limit of {_MAX_KEY_BYTES} bytes")
     return key
@@ -96,35 +103,38 @@ def check_relpath(relpath: Any) -> str:
         ) from e
 
 
-def resolve_fs_source(basedir: str, relpath: str) -> str:
-    """The real path of ``relpath`` under ``basedir``; 400 if it resolves outside, 404 if missing.
+def check_fs_source(basedir: str, relpath: str) -> None:
+    """400 unless ``relpath`` is a regular file inside ``basedir``, 404 if missing.
 
-    Blocking (stats the filesystem, possibly a network share): run it in a thread.
+    Blocking (opens the file, possibly on a network share): run it in a thread.
     """
-    base = os.path.realpath(basedir)
-    full = os.path.realpath(os.path.join(base, relpath))
-    if os.path.commonpath([base, full]) != base:
-        # A symlink inside the shared folder pointing out of it: never followed.
-        raise web.HTTPError(400, f"relpath {relpath!r} resolves outside the shared folder")
-    if not os.path.exists(full):
-        raise web.HTTPError(404, f"there is no file {relpath!r} in the shared folder")
-    if os.path.isdir(full):
-        raise web.HTTPError(400, f"relpath {relpath!r} is a folder; give the path of a file")
-    return full
-
-
-def read_fs_source(full: str, relpath: str) -> bytes:
-    """Read a resolved shared file, refusing a symlink swapped in since it was resolved."""
     try:
-        fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError as e:
-        raise web.HTTPError(404, f"there is no file {relpath!r} in the shared folder") from e
-    except OSError as e:
-        raise web.HTTPError(400, f"cannot read {relpath!r} from the shared folder: {e}") from e
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise web.HTTPError(400, f"relpath {relpath!r} is not a regular file")
-        return f.read()
+        os.close(open_beneath(basedir, relpath))
+    except SharedFolderError as e:
+        raise web.HTTPError(e.status, str(e)) from e
+
+
+def read_fs_source(basedir: str, relpath: str) -> bytes:
+    """The bytes of shared file ``relpath``, opened without leaving ``basedir``. Blocking."""
+    try:
+        return read_beneath(basedir, relpath)
+    except SharedFolderError as e:
+        raise web.HTTPError(e.status, str(e)) from e
+
+
+def strip_trust(nb: dict[str, Any]) -> None:
+    """Drop every trust mark a notebook carries, so nothing in it is trusted on arrival.
+
+    A cell marked ``"trusted": true`` would make Jupyter sign the notebook on save; the
+    ``signature`` field is where nbformat 3 kept the signature.
+    """
+    for cell in nb.get("cells") or []:
+        metadata = cell.get("metadata")
+        if isinstance(metadata, dict):
+            metadata.pop("trusted", None)
+    metadata = nb.get("metadata")
+    if isinstance(metadata, dict):
+        metadata.pop("signature", None)
 
 
 def build_model(target: str, data: bytes, source: str) -> dict[str, Any]:
@@ -139,6 +149,7 @@ def build_model(target: str, data: bytes, source: str) -> dict[str, Any]:
         except ValueError as e:
             raise web.HTTPError(422, f"{source} is not a notebook: it is not JSON ({e})") from e
         nb = check_notebook(content, source)
+        strip_trust(nb)
         return {"type": "notebook", "format": "json", "content": nb}
     try:
         return {"type": "file", "format": "text", "content": data.decode("utf-8")}
@@ -147,6 +158,14 @@ def build_model(target: str, data: bytes, source: str) -> dict[str, Any]:
 
 
 # --- API handlers ---------------------------------------------------------------------------
+
+
+def _unmarked(nb: Any) -> Any:
+    """``nb`` as stored, without the trust marks that loading it added (what is signed)."""
+    for cell in nb.get("cells") or []:
+        if cell.get("cell_type") == "code":
+            cell.get("metadata", {}).pop("trusted", None)
+    return nb
 
 
 class _CloneAPIHandler(BoundedBodyMixin, BookstoreAPIHandler):
@@ -159,7 +178,9 @@ class _CloneAPIHandler(BoundedBodyMixin, BookstoreAPIHandler):
             lock = self.settings["bookstore_clone_lock"] = asyncio.Lock()
         return lock
 
-    def request_model(self) -> dict[str, Any]:
+    async def request_model(self) -> dict[str, Any]:
+        """The JSON body, once the user is known to be allowed to write files."""
+        await require_contents_permission(self, "write")
         self.collect_body()
         return self.get_json_object()
 
@@ -213,7 +234,23 @@ class _CloneAPIHandler(BoundedBodyMixin, BookstoreAPIHandler):
                 name = await ensure_async(cm.increment_filename(name, parent, insert="-"))
                 target = posixpath.join(parent, name)
             saved = await ensure_async(cm.save(model, target))
+            if saved.get("type") == "notebook":
+                await self.distrust(saved["path"])
         return dict(saved)
+
+    async def distrust(self, path: str) -> None:
+        """Make sure Jupyter does not trust the clone at ``path``.
+
+        ``strip_trust`` keeps the notary from signing unsafe outputs, but Jupyter also signs
+        a notebook whose outputs are all safe, and a notebook with the same content may
+        have been trusted here before: either way the clone would open as trusted. Its
+        signature is removed from the notary's store, so it opens untrusted, as a notebook
+        received from someone else does.
+        """
+        cm = self.contents_manager
+        model = await ensure_async(cm.get(path, content=True, type="notebook"))
+        # On the event loop's thread, as Jupyter's own signing: the store is SQLite.
+        cm.notary.unsign(_unmarked(model["content"]))
 
     def finish_clone(self, model: dict[str, Any], **extra: Any) -> None:
         model.update(extra)
@@ -232,7 +269,7 @@ class BookstoreCloneAPIHandler(_CloneAPIHandler):
     @authorized
     async def post(self) -> None:
         settings = self.bookstore_settings
-        body = self.request_model()
+        body = await self.request_model()
         bucket = body.get("s3_bucket") or settings.s3_bucket
         if not isinstance(bucket, str):
             raise web.HTTPError(400, f'"s3_bucket" must be a string (got {bucket!r})')
@@ -266,13 +303,13 @@ class BookstoreFSCloneAPIHandler(_CloneAPIHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = self.request_model()
+        body = await self.request_model()
         relpath = check_relpath(body.get("relpath"))
         overwrite = self.check_overwrite(body)
         basedir = self.bookstore_settings.fs_cloning_basedir
-        full = await run_sync(resolve_fs_source, basedir, relpath)
+        await run_sync(check_fs_source, basedir, relpath)
         target = await self.check_target(body.get("target_path"), posixpath.basename(relpath))
-        data = await run_sync(read_fs_source, full, relpath)
+        data = await run_sync(read_fs_source, basedir, relpath)
         model = await run_sync(build_model, target, data, f"shared file {relpath!r}")
         saved = await self.save_clone(target, model, overwrite=overwrite)
         self.log.info("bookstore: cloned shared file %s to %s", relpath, saved["path"])
@@ -290,6 +327,25 @@ class _ClonePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, Jupyt
     @property
     def bookstore_settings(self) -> BookstoreSettings:
         return self.settings["bookstore_settings"]
+
+    @property
+    def csp_nonce(self) -> str:
+        """A fresh nonce per page: the only inline script and style that may run."""
+        nonce: str | None = getattr(self, "_csp_nonce", None)
+        if nonce is None:
+            nonce = self._csp_nonce = secrets.token_urlsafe(18)
+        return nonce
+
+    @property
+    def content_security_policy(self) -> str:
+        # The page's own script and style, a fetch to the clone API, data: images only:
+        # the names it shows (keys, paths) cannot make the browser load anything.
+        nonce = self.csp_nonce
+        return (
+            f"{super().content_security_policy}; default-src 'none'; "
+            f"script-src 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; "
+            f"connect-src 'self'; img-src data:; form-action 'none'; base-uri 'none'"
+        )
 
     def open_url_templates(self) -> dict[str, str]:
         """Where to open a cloned file, in the frontend this server defaults to.
@@ -339,6 +395,7 @@ class _ClonePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, Jupyt
                 history_url=history_url,
                 home_url=self.default_url or self.base_url,
                 page_config=config,
+                csp_nonce=self.csp_nonce,
             )
         )
 
@@ -396,7 +453,7 @@ class BookstoreFSClonePageHandler(_ClonePageHandler):
     async def get(self) -> None:
         relpath = check_relpath(self.get_argument("relpath", ""))
         basedir = self.bookstore_settings.fs_cloning_basedir
-        await run_sync(resolve_fs_source, basedir, relpath)
+        await run_sync(check_fs_source, basedir, relpath)
         self.render_page(
             title=f"Clone {posixpath.basename(relpath)}",
             rows=[("Shared folder", basedir), ("File", relpath)],

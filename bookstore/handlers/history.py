@@ -16,7 +16,10 @@ carry a Content-Security-Policy that allows no inline script.
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import timezone
+from functools import lru_cache
+from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
 
@@ -46,16 +49,18 @@ from ..history import (
 )
 from ..render import cell_changes, human_size, metadata_changed, render_notebook
 from ..s3 import S3Error
-from .base import AUTH_RESOURCE
+from .base import AUTH_RESOURCE, require_contents_permission
 from .versions_common import HistoryMixin
 
 #: Versions per prefix shown on one page of the timeline.
 PAGE_SIZE = 50
 
-#: Stricter than Jupyter's default: no inline script, no plugins, images from data: URIs.
+#: Stricter than Jupyter's default: no inline script, no plugins, no fetches, and images
+#: from ``data:`` URIs only, so nothing in a version makes the viewer's browser send a
+#: request (the Jupyter logo is inlined as one too).
 PAGE_CSP = (
-    "default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "form-action 'self'; base-uri 'none'"
+    "default-src 'none'; img-src data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'none'; form-action 'self'; base-uri 'none'"
 )
 
 
@@ -69,6 +74,16 @@ def _human_iso(value: str | None) -> str:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@lru_cache(maxsize=1)
+def jupyter_logo_data_uri() -> str | None:
+    """Jupyter's logo as a ``data:`` URI (the pages allow no other images), if installed."""
+    try:
+        data = (resources.files("jupyter_server") / "static/logo/logo.png").read_bytes()
+    except OSError:
+        return None
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
 def human_time(record: VersionRecord) -> str:
@@ -99,7 +114,7 @@ class BookstorePageHandler(
         return f"{url}?{urlencode(args)}" if args else url
 
     def render_page(self, template: str, **ns: Any) -> None:
-        ns.setdefault("jupyter_logo", url_path_join(self.base_url, "static/logo/logo.png"))
+        ns.setdefault("jupyter_logo", jupyter_logo_data_uri())
         ns.setdefault("tree_url", url_path_join(self.base_url, "tree"))
         self.finish(self.render_template(template, **ns))
 
@@ -327,6 +342,7 @@ class HistoryPageHandler(BookstorePageHandler):
     # --- one version -----------------------------------------------------------------------
 
     async def _view(self, path: str) -> None:
+        await require_contents_permission(self, "read")
         version_id = validate_version_id(self.get_query_argument("version_id", None))
         prefix = validate_prefix(self.get_query_argument("prefix", None))
         record, result = await self.history.record(path, version_id, prefix)

@@ -1,10 +1,11 @@
 """``PUT /api/bookstore/publish/<path>``: copy a notebook to the published prefix in S3.
 
-The body is a contents-API model, ``{"type": "notebook", "content": <nbformat 4>}``. The
-notebook is validated, serialised exactly as the archive serialises saves, and written to
-``<published_prefix>/<path>`` in one ``PutObject``; on a versioned bucket every publish of
-a path is a new version. The answer keeps the original bookstore's fields (``s3_path``,
-``versionID``) and adds ``bucket``, ``key`` and the ``sha256`` of the stored bytes.
+Only ``.ipynb`` paths are accepted (415 otherwise). The body is a contents-API model,
+``{"type": "notebook", "content": <nbformat 4>}``. The notebook is validated, serialised
+exactly as the archive serialises saves, and written to ``<published_prefix>/<path>`` in
+one ``PutObject``; on a versioned bucket every publish of a path is a new version. The
+answer keeps the original bookstore's fields (``s3_path``, ``versionID``) and adds
+``bucket``, ``key`` and the ``sha256`` of the stored bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import path_regex
 from tornado import web
 
+from ..history import is_notebook_path
 from ..publisher import publish_bytes
 from ..s3 import S3Error
 from ..settings import clean_api_path
@@ -39,6 +41,12 @@ class BookstorePublishHandler(BoundedBodyMixin, BookstoreAPIHandler):
             raise web.HTTPError(
                 400, f"give the notebook's path after /api/bookstore/publish/: {e}"
             ) from e
+        if not is_notebook_path(path):
+            raise web.HTTPError(
+                415,
+                f"only notebooks can be published: {path!r} does not end in .ipynb; "
+                f"give the path of a notebook after /api/bookstore/publish/",
+            )
         self.collect_body()
         model = self.get_json_object()
         if model.get("type") != "notebook":

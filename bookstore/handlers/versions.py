@@ -30,7 +30,7 @@ from ..history import (
     validate_version_id,
 )
 from ..s3 import S3Error
-from .base import BookstoreAPIHandler
+from .base import BookstoreAPIHandler, require_contents_permission
 from .history import page_handlers
 from .versions_common import HistoryMixin
 
@@ -46,6 +46,7 @@ class VersionsHandler(HistoryMixin, BookstoreAPIHandler):
             prefix = validate_prefix(self.get_query_argument("prefix", None))
             version_id = self.get_query_argument("version_id", None)
             if version_id is not None:
+                await require_contents_permission(self, "read")
                 model = await self.history.read(path, validate_version_id(version_id), prefix)
                 self.finish(json.dumps(model, default=json_default))
                 return

@@ -23,6 +23,7 @@ from ..history import (
 )
 from ..s3 import S3Error
 from ..settings import clean_api_path
+from .base import require_contents_permission
 
 
 @dataclass
@@ -79,9 +80,11 @@ class HistoryMixin:
     ) -> DiffRequest:
         """The diff named by the query (``query`` is ``self.get_query_argument``).
 
-        Without ``to``, the version is compared with the file as it is now.
+        Without ``to``, the version is compared with the file as it is now. A diff shows
+        the file's content, so it needs ``("read", "contents")``.
         Raises :class:`bookstore.history.HistoryError` or :class:`bookstore.s3.S3Error`.
         """
+        await require_contents_permission(self, "read")
         prefix = validate_prefix(query("prefix", None))
         from_id = validate_version_id(query("from", None), "from")
         to_id = query("to", None)
@@ -92,7 +95,11 @@ class HistoryMixin:
         return DiffRequest(prefix, from_id, to_id, diff)
 
     async def restore(self, path: str, version_id: str, prefix: str) -> dict[str, Any]:
-        """Write a version back into ``path`` as a normal save; the saved model, no content."""
+        """Write a version back into ``path`` as a normal save; the saved model, no content.
+
+        Writes into the Jupyter root, so it needs ``("write", "contents")``.
+        """
+        await require_contents_permission(self, "write")
         data = await self.history.read_bytes(path, version_id, prefix)
         model = await run_sync(save_model, path, data)
         saved = await restore_model(self.contents_manager, path, model, restored_from=version_id)
