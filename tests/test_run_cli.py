@@ -140,9 +140,14 @@ def test_a_failing_notebook_is_archived_as_failed_and_exits_1(
     assert json.loads(out)["status"] == "failed"
 
 
-def _wait_for(predicate: Any, timeout: float = 60.0, what: str = "condition") -> None:
+def _wait_for(
+    predicate: Any, timeout: float = 240.0, what: str = "condition", proc: Any = None
+) -> None:
+    """Until ``predicate()``; fails at once, with its stderr, if ``proc`` ends first."""
     deadline = time.monotonic() + timeout
     while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"bookstore run ended ({proc.returncode}): {proc.stderr.read()}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
@@ -176,7 +181,7 @@ def test_sigterm_during_a_long_cell_archives_the_partial_output_as_cancelled(
     publish(s3, s3_bucket, "long.ipynb", param_notebook(WAIT_CELL))
     proc = _start(["run", "long.ipynb", "--cwd", str(tmp_path), "--json"], tmp_path)
     try:
-        _wait_for(lambda: (tmp_path / "started").exists(), what="the long cell to start")
+        _wait_for(lambda: (tmp_path / "started").exists(), what="the long cell to start", proc=proc)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -223,7 +228,7 @@ def test_s3_down_at_the_end_of_a_run_then_back(
     argv = ["run", "net.ipynb", "--cwd", str(tmp_path), "--upload-timeout", "120", "--json"]
     proc = _start([*argv, "--output-dir", str(tmp_path / "out")], tmp_path)
     try:
-        _wait_for(lambda: (tmp_path / "started").exists(), what="the cell to start")
+        _wait_for(lambda: (tmp_path / "started").exists(), what="the cell to start", proc=proc)
         proxy.cut()
         (tmp_path / "go").write_text("1")
         assert proc.stderr is not None
@@ -256,7 +261,7 @@ def test_s3_still_down_keeps_the_output_and_exits_4(
     argv = ["run", "net.ipynb", "--cwd", str(tmp_path), "--upload-timeout", "1"]
     proc = _start([*argv, "--output-dir", str(tmp_path / "out")], tmp_path)
     try:
-        _wait_for(lambda: (tmp_path / "started").exists(), what="the cell to start")
+        _wait_for(lambda: (tmp_path / "started").exists(), what="the cell to start", proc=proc)
         proxy.cut()
         (tmp_path / "go").write_text("1")
         _out, err = proc.communicate(timeout=120)
