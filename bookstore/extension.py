@@ -11,6 +11,7 @@ from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinja
 
 from .archive import BookstoreContentsArchiver
 from .archiver import Archiver, utcnow_iso
+from .runs import RunManager
 from .s3 import S3Error, S3Store
 from .settings import BookstoreSettings
 
@@ -35,6 +36,10 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         self.bookstore_settings = BookstoreSettings(parent=self.serverapp, log=self.log)
         self.store = S3Store(self.bookstore_settings, log=self.log)
         self.archiver = Archiver(self.bookstore_settings, self.store, self.log)
+        assert self.serverapp is not None
+        self.runs = RunManager(
+            self.bookstore_settings, os.path.abspath(self.serverapp.root_dir), self.log
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._check: dict[str, Any] = {"checked_at": None}
         self._check_lock: asyncio.Lock | None = None
@@ -62,6 +67,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
                 "bookstore_settings": self.bookstore_settings,
                 "bookstore_store": self.store,
                 "bookstore_archiver": self.archiver,
+                "bookstore_runs": self.runs,
             }
         )
 
@@ -84,7 +90,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         }
 
     def initialize_handlers(self) -> None:
-        from .handlers import clone, publish, status, versions
+        from .handlers import clone, publish, runs, status, versions
 
         features = self.features
         self.handlers.append((r"/api/bookstore/?", status.BookstoreStatusHandler))
@@ -96,6 +102,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
             self.handlers.extend(clone.fs_handlers)
         if features["bookstore_valid"] and self.bookstore_settings.s3_bucket:
             self.handlers.extend(versions.default_handlers)
+            self.handlers.extend(runs.default_handlers)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -130,6 +137,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.runs.stop()  # before the archiver and the store: runs archive on SIGTERM
         await self.archiver.stop()
         await self.store.close()
 

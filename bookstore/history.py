@@ -58,7 +58,9 @@ if TYPE_CHECKING:
 #: Metadata recorded on a version written by a restore (the version it came from).
 META_RESTORED_FROM = "restored-from"
 
-PREFIXES = ("workspace", "published")
+PREFIXES = ("workspace", "published", "runs")
+#: Prefixes whose versions can be restored into the workspace file.
+RESTORABLE_PREFIXES = ("workspace", "published")
 
 #: S3 version ids are opaque, URL-ready strings of at most 1,024 bytes. AWS uses letters,
 #: digits and ``._`` (its documentation also shows ``+`` and ``/``); moto uses UUIDs and
@@ -125,12 +127,13 @@ def validate_version_id(value: Any, name: str = "version_id") -> str:
     return value
 
 
-def validate_prefix(value: Any) -> str:
-    """``workspace`` (the default) or ``published``."""
+def validate_prefix(value: Any, allowed: tuple[str, ...] = PREFIXES) -> str:
+    """``workspace`` (the default), ``published`` or ``runs`` (or one of ``allowed``)."""
     if value in (None, ""):
         return "workspace"
-    if value not in PREFIXES:
-        raise BadRequest(f"prefix must be 'workspace' or 'published' (got {value!r})")
+    if value not in allowed:
+        names = ", ".join(repr(p) for p in allowed[:-1]) + f" or {allowed[-1]!r}"
+        raise BadRequest(f"prefix must be {names} (got {value!r})")
     return str(value)
 
 

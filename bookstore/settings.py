@@ -154,6 +154,24 @@ class BookstoreSettings(LoggingConfigurable):
         ),
     ).tag(config=True)
 
+    runs_prefix = Unicode(
+        "runs",
+        help=(
+            "S3 key prefix that `bookstore run` archives run outputs under: each run of the "
+            "notebook at Jupyter path `a/b.ipynb` is a new version of `<runs_prefix>/a/b.ipynb`. "
+            "May contain `{username}`, like workspace_prefix."
+        ),
+    ).tag(config=True)
+
+    max_concurrent_runs = Integer(
+        2,
+        help=(
+            "How many runs started from Jupyter (POST /api/bookstore/runs/<path> or the history "
+            "page) may execute at the same time on this server; more are refused with 429. "
+            "Each run is a `bookstore run` subprocess with its own kernel."
+        ),
+    ).tag(config=True)
+
     s3_bucket = Unicode(
         "",
         help=(
@@ -435,7 +453,7 @@ class BookstoreSettings(LoggingConfigurable):
 
     # --- validation ----------------------------------------------------------------------
 
-    @validate("workspace_prefix", "published_prefix")
+    @validate("workspace_prefix", "published_prefix", "runs_prefix")
     def _validate_prefix(self, proposal: Any) -> str:
         return normalize_prefix(proposal["value"], proposal["trait"].name)
 
@@ -492,6 +510,12 @@ class BookstoreSettings(LoggingConfigurable):
         except PolicyError as e:
             raise TraitError(f"retention: {e}") from None
         return policy.to_dict()
+
+    @validate("max_concurrent_runs")
+    def _validate_max_concurrent_runs(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise TraitError(f"max_concurrent_runs must be >= 1 (got {proposal['value']})")
+        return int(proposal["value"])
 
     @validate("max_spool_bytes", "min_free_disk_bytes")
     def _validate_byte_limit(self, proposal: Any) -> int:
@@ -576,13 +600,20 @@ class BookstoreSettings(LoggingConfigurable):
         """The published prefix with ``{username}`` filled in."""
         return self._expand(self.published_prefix)
 
+    @property
+    def runs(self) -> str:
+        """The runs prefix with ``{username}`` filled in."""
+        return self._expand(self.runs_prefix)
+
     def prefix_for(self, which: str) -> str:
-        """The expanded prefix named ``workspace`` or ``published``."""
+        """The expanded prefix named ``workspace``, ``published`` or ``runs``."""
         if which == "workspace":
             return self.workspace
         if which == "published":
             return self.published
-        raise ValueError(f"unknown prefix {which!r}: use 'workspace' or 'published'")
+        if which == "runs":
+            return self.runs
+        raise ValueError(f"unknown prefix {which!r}: use 'workspace', 'published' or 'runs'")
 
     def s3_key(self, which: str, path: str) -> str:
         """The S3 key of Jupyter path ``path`` under prefix ``which``; path must be clean."""
