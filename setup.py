@@ -1,8 +1,8 @@
-"""Thin shim so that ``python setup.py`` and old tooling keep working.
+"""Shim for tools that still call ``python setup.py``.
 
-``pyproject.toml`` is the source of truth for metadata and dependencies.
+``pyproject.toml`` is the source of truth: pip builds bookstore with hatchling and
+hatch-jupyter-builder (see CONTRIBUTING.md, "Build backend"), which also compiles the
+frontend extension.
 """
 
-from setuptools import setup
-
-setup()
+__import__("setuptools").setup()

@@ -45,3 +45,8 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .extension import BookstoreExtension
 
     return [{"module": "bookstore", "app": BookstoreExtension}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt JupyterLab / Notebook 7 extension (for ``jupyter labextension develop``)."""
+    return [{"src": "labextension", "dest": "jupyterlab-bookstore"}]

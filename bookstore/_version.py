@@ -1,3 +1,7 @@
-"""bookstore's version, read by hatchling and reported by ``GET /api/bookstore``."""
+"""bookstore's version, read by setuptools and reported by ``GET /api/bookstore``.
 
-__version__ = "0.1.0.dev0"
+3.x: the name ``bookstore`` on PyPI belongs to the original project (2.5.1 is its last
+release); a version above it means pip never prefers the old package over this one.
+"""
+
+__version__ = "3.0.0.dev0"

@@ -15,6 +15,7 @@ import contextlib
 import contextvars
 import os
 from base64 import decodebytes
+from collections import OrderedDict
 from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -28,9 +29,13 @@ from traitlets import default
 
 from .publisher import NOTEBOOK_CONTENT_TYPE as _NOTEBOOK_TYPE
 from .s3 import META_RENAMED_FROM
+from .settings import unarchivable_reason
 
 if TYPE_CHECKING:
-    from .archiver import Archiver, StagedSave
+    from .archiver import Archiver, SpoolEntry, StagedSave
+
+#: How many paths ``not_archivable`` remembers (the newest ones).
+MAX_NOT_ARCHIVABLE = 100
 
 # The stages of the save running in this task, so _save_notebook/_save_file can hand
 # them to save() without changing their signatures.
@@ -74,9 +79,29 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
             return None
         if not archiver.settings.s3_bucket:
             return None
-        if not archiver.settings.should_archive(path):
+        if not archiver.settings.matches_archive_patterns(path):
+            return None
+        reason = unarchivable_reason(path)
+        if reason is not None:
+            self._not_archivable(path, reason)
             return None
         return archiver
+
+    def _not_archivable(self, path: str, reason: str) -> None:
+        """Log (once per path) and remember a save that the file name policy keeps out."""
+        from .archiver import utcnow_iso
+
+        seen = self.__dict__.setdefault("_unarchivable", OrderedDict())
+        if path not in seen:
+            self.log.warning("bookstore: %s was saved but not archived: %s", path, reason)
+        seen[path] = {"path": path, "reason": reason, "at": utcnow_iso()}
+        seen.move_to_end(path)
+        while len(seen) > MAX_NOT_ARCHIVABLE:
+            seen.popitem(last=False)
+
+    def not_archivable(self) -> list[dict[str, str]]:
+        """The latest saves not archived because of their name, newest last (for status)."""
+        return list(self.__dict__.get("_unarchivable", {}).values())
 
     async def save(self, model: dict[str, Any], path: str = "") -> dict[str, Any]:
         path = path.strip("/")
@@ -160,16 +185,31 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
             found.extend(to_api_path(os.path.join(root, f), self.root_dir) for f in sorted(files))
         return found
 
+    async def archive_file(self, path: str, **kwargs: Any) -> SpoolEntry | None:
+        """Archive a file written to disk without :meth:`save` (streamed clones, restores).
+
+        As for a save: only paths that are archived, and a failure is logged and shown in
+        ``/api/bookstore``, never raised. ``kwargs`` go to :meth:`Archiver.archive`
+        (``extra`` metadata). Answers the spool entry, or None when nothing was archived.
+        """
+        path = path.strip("/")
+        model = {"type": "notebook" if path.endswith(".ipynb") else "file", "path": path}
+        archiver = self._archiver_for(path, model)
+        if archiver is None:
+            return None
+        return await self._archive_existing(archiver, path, model, **kwargs)
+
     async def _archive_existing(
         self, archiver: Archiver, path: str, model: dict[str, Any], **kwargs: Any
-    ) -> None:
+    ) -> SpoolEntry | None:
         """Archive the file as it is on disk now (large uploads, renames)."""
         try:
             with self.open(self._get_os_path(path), "rb") as f:
                 data = await run_sync(f.read)
-            await archiver.archive(path, data, content_type=_content_type(model), **kwargs)
+            return await archiver.archive(path, data, content_type=_content_type(model), **kwargs)
         except Exception as e:
             self._archive_failed(archiver, path, e)
+            return None
 
     def _archive_failed(self, archiver: Archiver, path: str, e: BaseException) -> None:
         from .archiver import utcnow_iso

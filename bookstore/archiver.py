@@ -39,7 +39,7 @@ import shutil
 import socket
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -69,6 +69,8 @@ TMP_SUFFIX = ".tmp"
 #: ``<save id>.dropped`` holds how many saves before this entry were dropped (see limits).
 DROPPED_SUFFIX = ".dropped"
 CORRUPT_DIR = "corrupt"
+#: How many keys' last uploaded save the archiver remembers (for skip_identical_saves).
+LAST_UPLOADED_CACHE_SIZE = 10_000
 SET_ASIDE_DIR = "set-aside"
 LOCK_FILE = ".lock"
 STATS_FILE = "stats.json"
@@ -544,6 +546,9 @@ class Archiver:
         self.last_upload: dict[str, Any] | None = None
         self._outage_logged = False
         self.spool_problems: list[str] = []
+        self.skipped_identical = 0
+        # The last save uploaded per key, to skip identical saves without asking S3.
+        self._last_uploaded: OrderedDict[tuple[str, str], SpoolEntry] = OrderedDict()
         #: The contents root, to tell at start-up whether a leftover stage reached disk.
         self.root_dir: str | None = None
         # Spool limits: bytes queued (entries and stages, by save id), dropped saves.
@@ -729,50 +734,95 @@ class Archiver:
         """
         await self.start()
         check_disk = self.settings.min_free_disk_bytes > 0
+        limit = self.settings.max_spool_bytes
+        used = self.spool_bytes
+        key = self.settings.s3_key("workspace", path)
+        carried = self._carry.get((self.settings.s3_bucket, key), 0)
 
-        def prepare() -> tuple[SpoolEntry, int]:
-            # Hashing 1 MB takes about a millisecond: keep it off the event loop too.
+        def prepare() -> tuple[StagedSave, int, int]:
+            # One trip to a thread in the common case: hash (about 1 ms per MB), measure
+            # the free space and, if the save fits, write it.
             entry = self.make_entry(path, data, content_type=content_type, extra=extra)
-            return entry, self.spool.free_bytes() if check_disk else 0
+            free = self.spool.free_bytes() if check_disk else 0
+            try:
+                check_upload(entry.key, entry.size, entry.metadata())
+            except S3BadRequest as e:
+                need = entry.size + len(entry.header())
+                if check_disk and free - need < self.settings.min_free_disk_bytes:
+                    return StagedSave(entry, None, rejection=e), free, need
+                staged = self.spool.stage(entry, data)
+                staged.rejection = e
+                return staged, free, need
+            entry.dropped = carried
+            need = entry.size + len(entry.header()) + 16
+            within = not (limit and used + need > limit) and not (
+                check_disk and free - need < self.settings.min_free_disk_bytes
+            )
+            if within:
+                return self.spool.stage(entry, data), free, need
+            return StagedSave(entry, None), free, need
 
-        entry, free = await run_sync(prepare)
+        staged, free, need = await run_sync(prepare)
+        entry = staged.entry
+        if staged.rejection is not None:
+            return staged  # set aside at commit, not counted in max_spool_bytes
         k = (entry.bucket, entry.key)
-        rejection: S3BadRequest | None = None
-        try:
-            check_upload(entry.key, entry.size, entry.metadata())
-        except S3BadRequest as e:
-            rejection = e
-        if rejection is not None:
-            # Set aside at commit; its bytes are kept if the disk has room, never at the
-            # expense of other saves (set-aside saves are not counted in max_spool_bytes).
-            need = entry.size + len(entry.header())
-            if check_disk and free - need < self.settings.min_free_disk_bytes:
-                return StagedSave(entry, None, rejection=rejection)
-            staged = await run_sync(self.spool.stage, entry, data)
-            staged.rejection = rejection
-            return staged
-        entry.dropped = self._carry.pop(k, 0)
-        # The header grows a little once the dropped count is known.
-        need = entry.size + len(entry.header()) + 16
-        if not await self._make_room(entry, need, free):
-            self._carry[k] = entry.dropped + 1
-            self._count_dropped(entry, 1)
-            await run_sync(self.spool.write_stats, self.stats)
-            return StagedSave(entry, None, dropped=True)
-        self._sizes[entry.save_id] = need
-        try:
-            return await run_sync(self.spool.stage, entry, data)
-        except BaseException:
-            self._sizes.pop(entry.save_id, None)
-            raise
+        self._carry.pop(k, None)
+        if staged.tmp_path is not None:
+            # Written; concurrent saves may have filled the spool meanwhile: check again.
+            free -= need
+            if await self._make_room(entry, 0, free, extra_used=need):
+                self._sizes[entry.save_id] = need
+                return staged
+            await run_sync(self.spool.discard, staged)
+        elif await self._make_room(entry, need, free):
+            self._sizes[entry.save_id] = need
+            try:
+                return await run_sync(self.spool.stage, entry, data)
+            except BaseException:
+                self._sizes.pop(entry.save_id, None)
+                raise
+        self._carry[k] = entry.dropped + 1
+        self._count_dropped(entry, 1)
+        await run_sync(self.spool.write_stats, self.stats)
+        return StagedSave(entry, None, dropped=True)
 
     async def commit(self, staged: StagedSave) -> SpoolEntry:
+        """Queue a staged save durably; return its entry.
+
+        With ``skip_identical_saves``, a save identical to the newest queued or uploaded
+        save of its key is dropped instead, and that earlier entry is returned.
+        """
         if staged.rejection is not None:
             await self._set_aside(staged.entry, staged.tmp_path, staged.rejection)
         elif staged.tmp_path is not None:
+            duplicate = self.identical_to(staged.entry)
+            if duplicate is not None:
+                self._sizes.pop(staged.entry.save_id, None)
+                await run_sync(self.spool.discard, staged)
+                self.skipped_identical += 1
+                self.log.debug(
+                    "bookstore: %s unchanged since save %s", staged.entry.path, duplicate.save_id
+                )
+                return duplicate
             await run_sync(self.spool.commit, staged)
             self._enqueue(staged.entry)
         return staged.entry
+
+    def identical_to(self, entry: SpoolEntry) -> SpoolEntry | None:
+        """The newest queued or uploaded save of ``entry``'s key, if it has the same bytes.
+
+        Only what this process knows: no S3 request on the save path. Saves that carry
+        extra metadata (a rename, a restore) record an event and are never skipped.
+        """
+        if not self.settings.skip_identical_saves or entry.extra:
+            return None
+        k = (entry.bucket, entry.key)
+        queue = self._queues.get(k)
+        newest = queue[-1] if queue else self._last_uploaded.get(k)
+        if newest is None or newest.sha256 != entry.sha256 or newest.size != entry.size:
+            return None
+        return newest
 
     async def discard(self, staged: StagedSave) -> None:
         self._sizes.pop(staged.entry.save_id, None)
@@ -787,7 +837,9 @@ class Archiver:
     def spool_bytes(self) -> int:
         return sum(self._sizes.values())
 
-    async def _make_room(self, entry: SpoolEntry, need: int, free: int) -> bool:
+    async def _make_room(
+        self, entry: SpoolEntry, need: int, free: int, extra_used: int = 0
+    ) -> bool:
         """Whether ``need`` more bytes fit in the spool, dropping saves to make them fit.
 
         Once ``max_spool_bytes`` or ``min_free_disk_bytes`` is reached, every path keeps
@@ -799,7 +851,7 @@ class Archiver:
         limit = self.settings.max_spool_bytes
         min_free = self.settings.min_free_disk_bytes
         # ``free`` was measured just before: stages reserved since are not in it yet.
-        used = self.spool_bytes
+        used = self.spool_bytes + extra_used
 
         def fits(freed: int) -> bool:
             if limit and used - freed + need > limit:
@@ -936,6 +988,10 @@ class Archiver:
                 entry = queue[0]
                 if await self._upload_with_retry(entry):
                     await run_sync(self.spool.remove, entry)
+                    self._last_uploaded[k] = entry
+                    self._last_uploaded.move_to_end(k)
+                    if len(self._last_uploaded) > LAST_UPLOADED_CACHE_SIZE:
+                        self._last_uploaded.popitem(last=False)
                 self._sizes.pop(entry.save_id, None)
                 queue.popleft()
         finally:
@@ -1046,6 +1102,7 @@ class Archiver:
             "pending": self.pending,
             "uploaded": self.uploaded,
             "failed_attempts": self.failed_attempts,
+            "skipped_identical": self.skipped_identical,
             "last_error": self.last_error,
             "last_upload": self.last_upload,
             "spool_dir": self.spool.directory,

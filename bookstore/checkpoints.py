@@ -2,8 +2,12 @@
 
 With :class:`bookstore.BookstoreContentsArchiver` as contents manager, every archived file
 has one checkpoint per S3 version (plus one per save still in the spool), so "Revert to
-Checkpoint" in the classic notebook, Notebook 7 and JupyterLab offers every archived
-version, and "Save and Checkpoint" answers the version its save produced.
+Checkpoint" in the classic notebook, Notebook 7 and JupyterLab offers the archived
+versions, and "Save and Checkpoint" answers the version its save produced.
+
+The list holds the newest ``BookstoreSettings.max_checkpoints`` versions, oldest first and
+newest last, as Jupyter's frontends expect; each save appears once, even while its upload
+finishes. The history page and the versions API page through everything.
 
 Checkpoint ids must match Jupyter's ``[\\w-]+``: ``v-<S3 version id>`` (characters other
 than letters, digits and ``-`` written ``_xx``) and ``p-<save id>`` for a save not uploaded
@@ -39,7 +43,7 @@ from .history import (
     parse_time,
     save_model,
 )
-from .s3 import S3Error
+from .s3 import META_SAVE_ID, S3BadRequest, S3Error, S3NotFound
 
 if TYPE_CHECKING:
     from .archiver import Archiver, SpoolEntry
@@ -60,11 +64,12 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
     """Checkpoints backed by S3 object versions for archived files, local files otherwise."""
 
     newest_first = Bool(
-        True,
+        False,
         help=(
-            "List checkpoints newest first (bookstore's order). Jupyter's frontends take the "
-            "LAST checkpoint of the list as the latest one (the 'Last Checkpoint' time, "
-            "JupyterLab's default revert target); set False to list oldest first for them."
+            "List checkpoints newest first. The default, False, lists them oldest first, "
+            "newest last, which is what Jupyter's frontends expect: the classic notebook, "
+            "Notebook 7 and JupyterLab take the LAST checkpoint of the list as the latest "
+            "(the 'Last Checkpoint' time, the preselected 'Revert to checkpoint' target)."
         ),
     ).tag(config=True)
 
@@ -93,7 +98,10 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
     # --- listing -----------------------------------------------------------------------
 
     async def list_checkpoints(self, path: str) -> list[dict[str, Any]]:
-        """Every archived version of ``path``: pending saves, then S3 versions, newest first."""
+        """The newest ``max_checkpoints`` archived versions of ``path``, each save once.
+
+        Oldest first unless ``newest_first``; saves still in the spool are the newest.
+        """
         path = path.strip("/")
         archiver = self._archiver(path)
         if archiver is None:
@@ -108,15 +116,41 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
             entries = [s.entry for s in reversed(staged)] + await history.pending(path)
             return self._order([_entry_model(e) for e in entries])
         try:
-            pending = await history.pending(path)
-            versions = await history.iter_versions(path)
+            models = await self._archived_models(archiver, history, path)
         except S3Error as e:
             raise self._http_error(e, f"listing the archived versions of {path}") from e
+        return self._order(models)
+
+    async def _archived_models(
+        self, archiver: Archiver, history: VersionHistory, path: str
+    ) -> list[dict[str, Any]]:
+        """Pending saves then S3 versions, newest first, at most ``max_checkpoints``.
+
+        A save is listed once even while its upload finishes: S3 may already list its
+        version while the spool still holds it. The pending saves are read before and
+        after the S3 listing (a save uploaded in between is in one or the other), and a
+        pending save whose version S3 listed (its ``save-id`` metadata) is left out.
+        """
+        limit = archiver.settings.max_checkpoints
+        key = history.key(path)
+        before = await history.pending(path)
+        page = await archiver.store.list_versions_cached(key, limit=limit)
+        after = await history.pending(path)
+        known = {e.save_id for e in after}
+        pending = after + [e for e in before if e.save_id not in known]
+        pending.sort(key=lambda e: e.save_id, reverse=True)
+        if pending and page.versions:
+            # Uploads of a path go one at a time, in save order: only the newest versions
+            # can be pending saves. Their metadata is cached when this server uploaded them.
+            newest = [v.version_id for v in page.versions[: len(pending)]]
+            metas = await archiver.store.version_metadata(key, newest)
+            uploaded = {m.get(META_SAVE_ID) for m in metas.values()}
+            pending = [e for e in pending if e.save_id not in uploaded]
         models = [_entry_model(e) for e in pending]
         models += [
-            _model(checkpoint_id_for_version(v.version_id), v.last_modified) for v in versions
+            _model(checkpoint_id_for_version(v.version_id), v.last_modified) for v in page.versions
         ]
-        return self._order(models)
+        return models[:limit]
 
     # --- create ------------------------------------------------------------------------
 
@@ -199,22 +233,37 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
         self.log.info("bookstore: restored %s from checkpoint %s", path, checkpoint_id)
 
     async def _checkpoint_bytes(self, archiver: Archiver, checkpoint_id: str, path: str) -> bytes:
+        """The bytes of one checkpoint, found with as few S3 requests as possible.
+
+        ``v-<version id>``: one GET of that version. ``p-<save id>``: the spool, else the
+        newest ``max_checkpoints`` versions (the ones listed as checkpoints), newest first,
+        stopping at the first stored before the save was made.
+        """
         history = self._history(archiver)
         kind, ident = parse_checkpoint_id(checkpoint_id)
-        if kind == "version":
-            return await history.read_bytes(path, ident)
-        for entry in await history.pending(path):
-            if entry.save_id == ident:
-                try:
-                    return await run_sync(archiver.spool.read_data, entry)
-                except (FileNotFoundError, ValueError):
-                    break  # uploaded meanwhile (or unreadable): look for it in S3
-        version_id = await history.find_save(path, ident)
-        if version_id is None:
-            raise HTTPError(
-                404, f"checkpoint {checkpoint_id} of {path} does not exist (no such save)"
+        if kind == "save":
+            for entry in await history.pending(path):
+                if entry.save_id == ident:
+                    try:
+                        return await run_sync(archiver.spool.read_data, entry)
+                    except (FileNotFoundError, ValueError):
+                        break  # uploaded meanwhile (or unreadable): look for it in S3
+            version_id = await history.find_save(
+                path, ident, within=archiver.settings.max_checkpoints
             )
-        return await history.read_bytes(path, version_id)
+            if version_id is None:
+                raise HTTPError(
+                    404,
+                    f"checkpoint {checkpoint_id} of {path} does not exist: no such save among "
+                    f"its pending saves and newest {archiver.settings.max_checkpoints} versions "
+                    f"(older versions can be restored from the history page)",
+                )
+            ident = version_id
+        try:
+            got = await archiver.store.get_object(history.key(path), ident)
+        except (S3NotFound, S3BadRequest) as e:
+            raise HTTPError(404, f"checkpoint {checkpoint_id} of {path} does not exist") from e
+        return got.body
 
     # --- delete and rename: S3 history stays -------------------------------------------------
 

@@ -1,10 +1,11 @@
 """``bookstore``: version history, publishing and cloning from the command line.
 
 Also reachable as ``jupyter bookstore``. It reads the same settings as the server:
-``c.BookstoreSettings`` from the Jupyter config files (``jupyter_notebook_config``,
-``jupyter_server_config`` and ``jupyter_bookstore_config``, ``.py`` or ``.json``, in every
-Jupyter config directory), then the ``JPYNB_S3_*`` environment variables, then flags such
-as ``--BookstoreSettings.s3_bucket=NAME`` or their short forms (``--bucket=NAME``).
+``c.BookstoreSettings`` and ``c.ServerApp.root_dir`` from the Jupyter config files
+(``jupyter_notebook_config``, ``jupyter_server_config`` and ``jupyter_bookstore_config``,
+``.py`` or ``.json``, in ``JUPYTER_CONFIG_DIR`` and every other Jupyter config directory),
+then the ``JPYNB_S3_*`` environment variables, then flags such as
+``--BookstoreSettings.s3_bucket=NAME`` or their short forms (``--bucket=NAME``).
 
 Subcommands::
 
@@ -15,9 +16,15 @@ Subcommands::
     bookstore publish PATH              copy the local notebook to the published prefix
     bookstore published                 list every user's published notebooks
     bookstore clone KEY [--version ID]  copy an S3 object into the local folder
-    bookstore doctor                    check credentials, bucket, versioning and spool
+    bookstore doctor                    check credentials, bucket, versioning, spool, retention
+    bookstore run PATH [-p NAME VALUE]  run a published version, archive the output
+    bookstore runs PATH                 archived runs of a notebook, newest first
+    bookstore prune [PATH] --keep-…     thin out old versions (a dry run unless --yes)
+    bookstore pin PATH VERSION          never prune this version (unpin to undo)
+    bookstore usage                     bytes and versions per path, growth per day
 
-Jupyter paths are relative to ``--root-dir`` (default: the current directory). Output is
+Jupyter paths are relative to ``--root-dir`` (default: the server's ``root_dir``, else the
+current directory). Output is
 a table by default and JSON with ``--json``; long operations draw a progress bar on stderr
 when it is a terminal. Any failure prints one line to stderr and exits with status 1
 (2 for wrong usage).
@@ -26,6 +33,7 @@ when it is a terminal. Any failure prints one line to stderr and exits with stat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -41,7 +49,7 @@ from typing import Any, ClassVar, TextIO
 from jupyter_client.jsonutil import json_default
 from jupyter_core.application import JupyterApp, base_aliases, base_flags
 from tornado.web import HTTPError
-from traitlets import Bool, Enum, Integer, TraitError, Unicode
+from traitlets import Bool, Enum, Float, Integer, TraitError, Unicode, default
 from traitlets.config import Application
 from traitlets.config.loader import ConfigFileNotFound
 
@@ -85,6 +93,34 @@ from .settings import BookstoreSettings, clean_api_path
 
 #: Config files read, lowest priority first; the server reads the first two.
 CONFIG_FILES = ("jupyter_notebook_config", "jupyter_server_config", "jupyter_bookstore_config")
+
+#: Where the server's root directory is configured, highest priority first.
+ROOT_DIR_SETTINGS = (
+    ("ServerApp", "root_dir"),
+    ("ServerApp", "notebook_dir"),
+    ("NotebookApp", "notebook_dir"),
+)
+
+#: ``bookstore --help`` opens with this.
+DESCRIPTION = """\
+bookstore: Jupyter notebook versions, publishing and cloning on versioned S3.
+
+List, show, diff and restore the versions that the bookstore server extension archived at each
+save; publish a notebook; clone any S3 object (any version) into your Jupyter folder; check the
+setup. It reads the server's config (c.BookstoreSettings and c.ServerApp.root_dir in
+jupyter_server_config.py or .json, in JUPYTER_CONFIG_DIR), then the JPYNB_S3_* environment
+variables, then flags.
+
+Usage:
+    bookstore SUBCOMMAND [ARGS] [OPTIONS]
+    bookstore SUBCOMMAND --help     what it does, its options, examples
+"""
+
+
+def command_help(synopsis: str, text: str, examples: Sequence[str]) -> str:
+    """A subcommand's help: its synopsis, what it does, and examples to copy."""
+    lines = "\n".join(f"    {e}" for e in examples)
+    return f"Usage:\n    {synopsis}\n\n{text}\n\nExamples:\n{lines}\n"
 
 
 class CommandError(Exception):
@@ -157,6 +193,11 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 version``, ``3 versions``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def short_time(record: VersionRecord) -> str:
     """``2024-05-01 14:03:22`` (UTC)."""
     when = record.last_modified
@@ -202,9 +243,20 @@ class BookstoreCommand(JupyterApp):
         "",
         help=(
             "Local folder that Jupyter paths are relative to (restore, publish, clone and "
-            "diff against the local file). Default: the current directory."
+            "diff against the local file). Default: the server's c.ServerApp.root_dir from "
+            "the Jupyter config files, else the current directory."
         ),
     ).tag(config=True)
+
+    @default("root_dir")
+    def _root_dir_default(self) -> str:
+        """The server's root directory, from the same config files the server reads."""
+        for section, name in ROOT_DIR_SETTINGS:
+            if section in self.config and name in self.config[section]:
+                value = self.config[section][name]
+                if isinstance(value, str) and value:
+                    return value
+        return ""
 
     def _log_level_default(self) -> int:
         import logging
@@ -330,18 +382,36 @@ class VersionsCommand(BookstoreCommand):
     """List the versions of a file, newest first (saves still in the spool first)."""
 
     name = "bookstore-versions"
-    description = "List the archived versions of PATH, newest first."
+    description = command_help(
+        "bookstore versions PATH [--prefix=workspace|published] [--limit=N | --all] [--json]",
+        "List the archived versions of the file at Jupyter path PATH (relative to the "
+        "server's root_dir), newest first, with their save time (UTC), size, user and sha256. "
+        "Saves still waiting in the spool for their upload come first. --prefix=published "
+        "lists the published copies instead. Copy a VERSION ID into `bookstore show`, `diff` "
+        "or `restore`.",
+        [
+            "bookstore versions analysis/report.ipynb",
+            "bookstore versions analysis/report.ipynb --limit=5",
+            "bookstore versions analysis/report.ipynb --prefix=published --json",
+        ],
+    )
     arguments = ("PATH",)
     aliases = {
         **common_aliases,
         "prefix": "VersionsCommand.prefix",
         "limit": "VersionsCommand.limit",
     }
+    flags = {
+        **common_flags,
+        "all": ({"VersionsCommand": {"limit": 0}}, "List every version (the default)."),
+    }
 
     prefix = Enum(["workspace", "published"], "workspace", help="Which prefix to list.").tag(
         config=True
     )
-    limit = Integer(0, help="Show at most this many versions (0: all).").tag(config=True)
+    limit = Integer(
+        0, help="Show at most this many versions, the newest (0, or --all: every one)."
+    ).tag(config=True)
 
     async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
         self.need_bucket(settings)
@@ -364,10 +434,19 @@ class VersionsCommand(BookstoreCommand):
                 token = listing.next_token
                 if not token or (self.limit and len(records) >= self.limit):
                     break
-        if self.limit:
-            records = records[: self.limit]
         assert listing is not None
-        data = {**listing.to_json(), "versions": [r.to_json() for r in records], "next_token": None}
+        total = len(records)
+        if self.limit and (len(records) > self.limit or token):
+            # More exist: count them all (one cheap listing, no metadata requests).
+            pending = sum(1 for r in records if r.pending)
+            total = pending + await history.count_versions(path, self.prefix)
+            records = records[: self.limit]
+        data = {
+            **listing.to_json(),
+            "versions": [r.to_json() for r in records],
+            "next_token": None,
+            "total": total,
+        }
         rows = []
         for r in records:
             flags = []
@@ -377,6 +456,8 @@ class VersionsCommand(BookstoreCommand):
                 flags.append("pending upload")
             if r.renamed_from:
                 flags.append(f"renamed from {r.renamed_from}")
+            if r.restored_from:
+                flags.append(f"restored from {r.restored_from}")
             rows.append(
                 [
                     r.version_id or f"(save {r.save_id})",
@@ -387,9 +468,14 @@ class VersionsCommand(BookstoreCommand):
                     ", ".join(flags),
                 ]
             )
-        text = f"{listing.s3_path}: {len(records)} version(s)\n" + table(
-            rows, ["VERSION ID", "SAVED (UTC)", "SIZE", "USER", "SHA256", "NOTES"]
-        )
+        if total > len(records):
+            head = (
+                f"{listing.s3_path}: {len(records)} of {total} versions shown, newest first; "
+                f"use --limit=N to see more, or --all\n"
+            )
+        else:
+            head = f"{listing.s3_path}: {plural(total, 'version')}\n"
+        text = head + table(rows, ["VERSION ID", "SAVED (UTC)", "SIZE", "USER", "SHA256", "NOTES"])
         self.emit(data, text)
 
 
@@ -397,7 +483,17 @@ class ShowCommand(BookstoreCommand):
     """Print one version (default: the latest)."""
 
     name = "bookstore-show"
-    description = "Show one version of PATH: --version ID (default: the latest)."
+    description = command_help(
+        "bookstore show PATH [--version=ID] [--prefix=workspace|published] [--raw | --json]",
+        "Print one version of the file at Jupyter path PATH: its save time (UTC), size, user "
+        "and sha256, then each cell with its text outputs. Without --version, the latest. "
+        "--raw writes the stored bytes unchanged, to keep a copy of an old version.",
+        [
+            "bookstore show analysis/report.ipynb",
+            "bookstore show analysis/report.ipynb --version=VERSION_ID",
+            "bookstore show analysis/report.ipynb --version=VERSION_ID --raw > old.ipynb",
+        ],
+    )
     arguments = ("PATH",)
     aliases = {
         **common_aliases,
@@ -471,7 +567,16 @@ class DiffCommand(BookstoreCommand):
     """What changed between two versions, or from a version to the local file."""
 
     name = "bookstore-diff"
-    description = "Diff version A of PATH against version B, or against the local file."
+    description = command_help(
+        "bookstore diff PATH A [B] [--all] [--prefix=workspace|published] [--json]",
+        "What changed, cell by cell, from version A of the notebook at Jupyter path PATH to "
+        "version B, or, without B, to the local file under the server's root_dir (--root-dir). "
+        "Get the version ids from `bookstore versions PATH`. --all also prints unchanged cells.",
+        [
+            "bookstore diff analysis/report.ipynb OLD_VERSION_ID",
+            "bookstore diff analysis/report.ipynb OLD_VERSION_ID NEW_VERSION_ID",
+        ],
+    )
     arguments = ("PATH", "A")
     optional_arguments = ("B",)
     aliases = {**common_aliases, "prefix": "DiffCommand.prefix"}
@@ -495,16 +600,19 @@ class DiffCommand(BookstoreCommand):
         if b is None:
             local = self.local_path(path)
             try:
-                data = await asyncio.to_thread(_read_file, local)
+                data = await asyncio.to_thread(_read_file, local, settings.max_read_bytes)
             except FileNotFoundError as e:
                 raise CommandError(f"no local file {local} to compare with: give B") from e
             current = await asyncio.to_thread(parse_notebook, data, local)
         with Progress("reading versions", total=1 if b is None else 2):
             diff = await history.diff(path, a, b, prefix=self.prefix, current=current)
-        changes = cell_changes(diff.base, diff.remote, diff.diff)
-        n_changed = sum(1 for c in changes if c.changed)
         target = f"version {b}" if b else f"local file {self.local_path(path)}"
         text = f"--- {path} version {a}\n+++ {target}\n"
+        if diff.diff is None:  # over a max_diff_* cap
+            self.emit(diff.to_json(), text + diff.summary.message + "\n")
+            return
+        changes = cell_changes(diff.base, diff.remote, diff.diff)
+        n_changed = sum(1 for c in changes if c.changed)
         if metadata_changed(diff.diff):
             text += "notebook metadata changed\n"
         text += text_diff(changes, context=self.show_unchanged)
@@ -516,10 +624,17 @@ class RestoreCommand(BookstoreCommand):
     """Write a version to the local file and archive it as the newest version."""
 
     name = "bookstore-restore"
-    description = (
-        "Write version --version ID of PATH to the local file (under --root-dir) and archive "
-        "it at once as the newest workspace version (metadata restored-from). With "
-        "--local-only the file is only written; the server archives it at its next save."
+    description = command_help(
+        "bookstore restore PATH --version=ID [--prefix=workspace|published] [--local-only]",
+        "Write version ID of the file at Jupyter path PATH over the local file (under the "
+        "server's root_dir, or --root-dir), and archive it at once as the newest workspace "
+        "version, noted 'restored from ID' in `bookstore versions`. Nothing older is lost: "
+        "the version you replaced stays in the history. With --local-only the file is only "
+        "written; the server archives it at its next save.",
+        [
+            "bookstore versions analysis/report.ipynb --limit=5",
+            "bookstore restore analysis/report.ipynb --version=VERSION_ID",
+        ],
     )
     arguments = ("PATH",)
     aliases = {
@@ -590,7 +705,14 @@ class PublishCommand(BookstoreCommand):
     """Copy the local notebook to the published prefix."""
 
     name = "bookstore-publish"
-    description = "Publish the local notebook PATH (under --root-dir) to the published prefix."
+    description = command_help(
+        "bookstore publish PATH [--json]",
+        "Check the local notebook at Jupyter path PATH (under the server's root_dir, or "
+        "--root-dir) and copy it to the published prefix. Prints its s3:// path and version "
+        "id: others clone exactly that version with `bookstore clone KEY --version=ID` or the "
+        "server's /bookstore/clone page.",
+        ["bookstore publish analysis/report.ipynb"],
+    )
     arguments = ("PATH",)
 
     async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
@@ -624,9 +746,16 @@ class CloneCommand(BookstoreCommand):
     """Copy an S3 object (any version) into the local folder."""
 
     name = "bookstore-clone"
-    description = (
-        "Copy s3://<bucket>/KEY (--version ID for an older version) into the local folder, "
-        "as --to PATH (default: the key's file name)."
+    description = command_help(
+        "bookstore clone KEY [--version=ID] [--to=PATH] [--force] [--source-bucket=BUCKET]",
+        "Copy the S3 object s3://BUCKET/KEY (the configured bucket unless --source-bucket; "
+        "any version with --version) into the local folder (the server's root_dir, or "
+        "--root-dir) as PATH (default: the key's file name). Never overwrites an existing "
+        "file unless --force.",
+        [
+            "bookstore clone published/alice/report.ipynb",
+            "bookstore clone published/alice/report.ipynb --version=VERSION_ID --to=copy.ipynb",
+        ],
     )
     arguments = ("KEY",)
     aliases = {
@@ -662,9 +791,12 @@ class CloneCommand(BookstoreCommand):
         local = self.local_path(target)
         if not self.force and await asyncio.to_thread(os.path.exists, local):
             raise CommandError(f"{local} exists: pass --force to overwrite it, or --to NEW_PATH")
+        directory = os.path.dirname(local) or "."
+        await asyncio.to_thread(os.makedirs, directory, exist_ok=True)
+        # Streamed into a temporary file next to the target, checked, then moved there.
         with Progress("downloading", total=1) as progress:
             try:
-                result = await store.get_object(key, version_id, bucket=bucket)
+                tmp, info = await store.download_to_temp(key, directory, version_id, bucket=bucket)
             except S3NotFound as e:
                 raise CommandError(
                     f"s3://{bucket}/{key}"
@@ -672,27 +804,353 @@ class CloneCommand(BookstoreCommand):
                     + " does not exist"
                 ) from e
             progress.advance()
-        if is_notebook_path(target):
-            await asyncio.to_thread(parse_notebook, result.body, f"s3://{bucket}/{key}")
-        await asyncio.to_thread(_write_file, local, result.body)
+        try:
+            if is_notebook_path(target):
+                data = await asyncio.to_thread(_read_file, tmp)
+                await asyncio.to_thread(parse_notebook, data, f"s3://{bucket}/{key}")
+                del data
+            await asyncio.to_thread(_move_into_place, tmp, local)
+        except BaseException:
+            await asyncio.to_thread(_remove_quietly, tmp)
+            raise
         self.emit(
             {
                 "path": target,
                 "local_path": local,
                 "bucket": bucket,
                 "key": key,
-                "version_id": result.version_id,
-                "size": len(result.body),
+                "version_id": info.version_id,
+                "size": info.size,
             },
-            f"cloned s3://{bucket}/{key} (version {result.version_id}) to {local}\n",
+            f"cloned s3://{bucket}/{key} (version {info.version_id}) to {local}\n",
         )
+
+
+class RunCommand(BookstoreCommand):
+    """Run a published notebook version with papermill and archive its output."""
+
+    name = "bookstore-run"
+    description = (
+        "Run the newest published version of the notebook PATH (or --version-id V, or "
+        "--from workspace, or --s3-key KEY) with papermill, parameters from -p NAME VALUE, "
+        "-r NAME VALUE and -f params.yaml, and archive the output as a new version of "
+        "<runs_prefix>/PATH with its provenance. Exit status: 0 succeeded, 1 the notebook "
+        "failed, 2 usage or configuration error, 3 cancelled (SIGTERM, SIGINT, timeout), "
+        "4 S3 unavailable (the output is kept in a local file, printed)."
+    )
+    arguments = ()
+    optional_arguments = ("PATH",)
+    aliases = {
+        **common_aliases,
+        "version-id": "RunCommand.version_id",
+        "from": "RunCommand.origin",
+        "s3-key": "RunCommand.s3_key",
+        "s3-bucket": "RunCommand.s3_bucket",
+        "kernel": "RunCommand.kernel",
+        "k": "RunCommand.kernel",
+        "cell-timeout": "RunCommand.cell_timeout",
+        "timeout": "RunCommand.timeout",
+        "cwd": "RunCommand.cwd",
+        "upload-timeout": "RunCommand.upload_timeout",
+        "output-dir": "RunCommand.output_dir",
+        "run-id": "RunCommand.run_id",
+        "runs-prefix": "BookstoreSettings.runs_prefix",
+    }
+    flags = {
+        **common_flags,
+        "progress": (
+            {"RunCommand": {"progress": True}},
+            "Draw the progress bar (default: on a terminal).",
+        ),
+        "no-progress": ({"RunCommand": {"progress": False}}, "Never draw the progress bar."),
+    }
+
+    version_id = Unicode("", help="The version to run (default: the newest).").tag(config=True)
+    origin = Enum(
+        ["published", "workspace"], "published", help="Which prefix to run PATH from."
+    ).tag(config=True)
+    s3_key = Unicode("", help="Run this S3 key instead of PATH's published version.").tag(
+        config=True
+    )
+    s3_bucket = Unicode("", help="Bucket of --s3-key (default: s3_bucket; must be allowed).").tag(
+        config=True
+    )
+    kernel = Unicode("", help="Kernel name (default: the notebook's kernelspec).").tag(config=True)
+    cell_timeout = Float(
+        0.0, help="Cancel the run when one cell runs longer (seconds; 0: never)."
+    ).tag(config=True)
+    timeout = Float(0.0, help="Cancel the run when it runs longer (seconds; 0: never).").tag(
+        config=True
+    )
+    cwd = Unicode("", help="Working directory of the kernel (default: the current one).").tag(
+        config=True
+    )
+    upload_timeout = Float(
+        300.0, help="How long to keep retrying the upload while S3 is unreachable (seconds)."
+    ).tag(config=True)
+    output_dir = Unicode(
+        "",
+        help="Where the output waits for its upload (default: <jupyter data dir>/bookstore/runs).",
+    ).tag(config=True)
+    run_id = Unicode("", help="Use this run id (default: a new one).").tag(config=True)
+    progress = Bool(None, allow_none=True, help="Draw the progress bar.").tag(config=True)
+
+    #: Parameters from -p/-r/-f, collected before traitlets parses the rest.
+    _parameters: dict[str, Any]
+    _parameter_files: list[str]
+
+    def parse_command_line(self, argv: Any = None) -> None:
+        args = list(argv if argv is not None else sys.argv[1:])
+        rest: list[str] = []
+        self._parameters = {}
+        self._parameter_files = []
+        self._param_error = ""
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg in ("-p", "--parameters", "-r", "--parameters-raw"):
+                if len(args) - i < 3:
+                    self._param_error = f"{arg} needs NAME VALUE"
+                    break
+                name, value = args[i + 1], args[i + 2]
+                raw = arg in ("-r", "--parameters-raw")
+                self._parameters[name] = value if raw else _run_param(value)
+                i += 3
+            elif arg in ("-f", "--parameters-file"):
+                if len(args) - i < 2:
+                    self._param_error = f"{arg} needs a file name"
+                    break
+                self._parameter_files.append(args[i + 1])
+                i += 2
+            elif arg.startswith("--parameters-file="):
+                self._parameter_files.append(arg.split("=", 1)[1])
+                i += 1
+            else:
+                rest.append(arg)
+                i += 1
+        super().parse_command_line(rest)
+
+    def start(self) -> None:
+        from .runs import EXIT_USAGE
+
+        try:
+            if getattr(self, "_param_error", ""):
+                self.usage_error(self._param_error)
+            args = self.args()
+            settings = BookstoreSettings(parent=self)
+        except (UsageError, TraitError) as e:
+            self.fail(str(e))
+            self.exit(EXIT_USAGE)
+        self.exit(asyncio.run(self._run_main(settings, args)))
+
+    def options(self, settings: BookstoreSettings, args: list[str]) -> Any:
+        from .runs import (
+            RunOptions,
+            RunUsageError,
+            check_parameters,
+            load_parameters_file,
+            run_key_path,
+        )
+
+        parameters: dict[str, Any] = {}
+        for path in self._parameter_files:
+            parameters.update(load_parameters_file(path))
+        parameters.update(getattr(self, "_parameters", {}))
+        parameters = check_parameters(parameters)
+        if self.s3_key:
+            key = self.s3_key.lstrip("/")
+            if not key or key.endswith("/"):
+                raise RunUsageError(f"--s3-key {self.s3_key!r} must name one object")
+            path = args[0] if args else run_key_path(settings, key)
+        elif args:
+            path = args[0]
+        else:
+            raise RunUsageError("give the notebook's Jupyter PATH (or --s3-key KEY)")
+        if self.s3_bucket and not self.s3_key:
+            raise RunUsageError("--s3-bucket goes with --s3-key")
+        try:
+            path = clean_api_path(path.strip())
+        except ValueError as e:
+            raise RunUsageError(f"bad path {path!r}: {e}") from e
+        version_id = None
+        if self.version_id:
+            try:
+                version_id = validate_version_id(self.version_id, "--version-id")
+            except HistoryError as e:
+                raise RunUsageError(str(e)) from e
+        for name in ("cell_timeout", "timeout", "upload_timeout"):
+            if getattr(self, name) < 0:
+                raise RunUsageError(f"--{name.replace('_', '-')} must not be negative")
+        progress = self.progress
+        if progress is None:
+            progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        return RunOptions(
+            path=path,
+            origin=self.origin,
+            version_id=version_id,
+            s3_key=self.s3_key.lstrip("/") or None,
+            s3_bucket=self.s3_bucket or None,
+            parameters=parameters,
+            kernel=self.kernel or None,
+            cell_timeout=self.cell_timeout or None,
+            timeout=self.timeout or None,
+            cwd=os.path.abspath(os.path.expanduser(self.cwd)) if self.cwd else None,
+            upload_timeout=self.upload_timeout,
+            output_dir=os.path.abspath(os.path.expanduser(self.output_dir))
+            if self.output_dir
+            else "",
+            run_id=self.run_id,
+            progress_bar=progress,
+        )
+
+    async def _run_main(self, settings: BookstoreSettings, args: list[str]) -> int:
+        import signal
+
+        from .runs import RunError, Runner
+
+        store = S3Store(settings, log=self.log)
+        loop = asyncio.get_running_loop()
+        runner: Runner | None = None
+        handled: list[signal.Signals] = []
+
+        def on_signal(name: str) -> None:
+            if runner is not None:
+                runner.cancel(name)
+            sys.stderr.write(
+                f"\nbookstore run: {name}: cancelling, archiving the partial output…\n"
+            )
+
+        try:
+            options = self.options(settings, args)
+            runner = Runner(settings, store, options, log=self.log)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, on_signal, signal.Signals(sig).name)
+                handled.append(sig)
+            result = await runner.run()
+        except RunError as e:
+            self.fail(str(e))
+            return e.exit_code
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+            await store.close()
+        self._report(result)
+        return result.exit_code
+
+    def _report(self, result: Any) -> None:
+        r = result.record
+        lines = [f"run {r['run_id']}: {r['status']}"]
+        if r.get("duration") is not None:
+            lines[0] += f" in {r['duration']:.1f} s"
+        src = r["source"]
+        lines.append(f"source: s3://{src['bucket']}/{src['key']} version {src['version_id']}")
+        if r.get("error"):
+            e = r["error"]
+            where = f"cell {e['cell_index']}" if e.get("cell_index") is not None else "the run"
+            lines.append(f"error: {where} raised {e['ename']}: {e['evalue']}")
+        if r.get("cancel_reason"):
+            lines.append(f"cancelled: {r['cancel_reason']}")
+        if r.get("output_version_id"):
+            lines.append(f"output: {r['s3_path']} version {r['output_version_id']}")
+        if result.kept_file:
+            self.fail(result.message)
+        self.emit(r, "\n".join(lines) + "\n")
+
+
+class RunsCommand(BookstoreCommand):
+    """List the archived runs of a notebook, newest first."""
+
+    name = "bookstore-runs"
+    description = "List the archived runs of the notebook PATH, newest first."
+    arguments = ("PATH",)
+    aliases = {
+        **common_aliases,
+        "limit": "RunsCommand.limit",
+        "runs-prefix": "BookstoreSettings.runs_prefix",
+    }
+
+    limit = Integer(0, help="Show at most this many runs (0: all).").tag(config=True)
+
+    async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
+        from .runs import list_runs
+
+        self.need_bucket(settings)
+        path = self.api_path(args[0])
+        runs: list[dict[str, Any]] = []
+        token: str | None = None
+        listing = None
+        with Progress("listing runs") as progress:
+            while True:
+                size = 1000 if not self.limit else min(1000, self.limit - len(runs) or 1)
+                listing = await list_runs(
+                    settings, store, path, limit=size, page_token=token, on_fetched=progress.advance
+                )
+                runs += listing.runs
+                token = listing.next_token
+                if not token or (self.limit and len(runs) >= self.limit):
+                    break
+        if self.limit:
+            runs = runs[: self.limit]
+        assert listing is not None
+        data = {**listing.to_json(), "runs": runs, "next_token": None}
+        rows = []
+        for r in runs:
+            params = ", ".join(f"{k}={v!r}" for k, v in (r.get("parameters") or {}).items())
+            duration = r.get("duration")
+            rows.append(
+                [
+                    r["run_id"],
+                    r["status"],
+                    (r.get("started") or "")[:19].replace("T", " "),
+                    f"{duration:.1f} s" if isinstance(duration, (int, float)) else "",
+                    r.get("source_version_id") or "",
+                    r.get("output_version_id") or "",
+                    params[:60],
+                ]
+            )
+        text = f"{listing.to_json()['s3_path']}: {len(runs)} run(s)\n" + table(
+            rows,
+            [
+                "RUN ID",
+                "STATUS",
+                "STARTED (UTC)",
+                "DURATION",
+                "SOURCE VERSION",
+                "OUTPUT VERSION",
+                "PARAMETERS",
+            ],
+        )
+        self.emit(data, text)
+
+
+def _run_param(value: str) -> Any:
+    from .runs import parse_parameter_value
+
+    return parse_parameter_value(value)
 
 
 class DoctorCommand(BookstoreCommand):
     """Check the configuration, credentials, bucket, versioning and spool; say what to fix."""
 
     name = "bookstore-doctor"
-    description = "Check credentials, bucket, versioning and the spool, and say what to fix."
+    description = command_help(
+        "bookstore doctor [--json] [--fast-growth=BYTES]",
+        "Check what the server would use: the config files read, the bucket setting, the "
+        "credentials (never printed), that the bucket is reachable, that versioning is on, "
+        "the retention policy (warns when none is set and the workspace grows fast), and the "
+        "spool directory (writable, saves waiting and how old); say what to fix. "
+        "Exits with status 1 if a check fails.",
+        ["bookstore doctor", "JUPYTER_CONFIG_DIR=/srv/jupyter/config bookstore doctor"],
+    )
+    aliases = {**common_aliases, "fast-growth": "DoctorCommand.fast_growth"}
+
+    fast_growth = Integer(
+        100 * 1024 * 1024,
+        help=(
+            "Warn when no retention policy is set and the workspace grew more than this "
+            "many bytes per day over the last week."
+        ),
+    ).tag(config=True)
 
     async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
         checks: list[dict[str, str]] = []
@@ -700,9 +1158,33 @@ class DoctorCommand(BookstoreCommand):
         def add(name: str, status: str, detail: str, fix: str = "") -> None:
             checks.append({"check": name, "status": status, "detail": detail, "fix": fix})
 
-        with Progress("checking", total=5) as progress:
+        files = self.loaded_config_files
+        config_dir = self.config_dir
+        add(
+            "config",
+            "INFO",
+            ", ".join(files) if files else f"no config file found (config dir {config_dir})",
+            ""
+            if files
+            else f"write jupyter_server_config.py in {config_dir}, or set "
+            "JUPYTER_CONFIG_DIR to the server's config directory",
+        )
+        root = self.root_dir or os.getcwd()
+        add("root dir", "INFO", f"{root} (local paths are relative to it)")
+        with Progress("checking", total=6) as progress:
             await self._check_s3(settings, store, add)
             progress.advance(4)
+            if checks and checks[-1]["check"] == "prefixes":  # the bucket is usable
+                from .prune import retention_check
+
+                try:
+                    add(
+                        "retention",
+                        *await retention_check(store, settings, fast_growth=self.fast_growth),
+                    )
+                except S3Error as e:
+                    add("retention", "WARN", f"cannot measure the workspace: {e}", "")
+            progress.advance()
             await asyncio.to_thread(self._check_spool, settings, add)
             progress.advance()
         ok = all(c["status"] != "FAIL" for c in checks)
@@ -925,9 +1407,32 @@ async def _default_credentials_method() -> str | None:
     return str(getattr(creds, "method", "found"))
 
 
-def _read_file(path: str) -> bytes:
+def _read_file(path: str, max_bytes: int | None = None) -> bytes:
+    """A local file's bytes; over ``max_bytes`` a CommandError naming the setting."""
     with open(path, "rb") as f:
-        return f.read()
+        if max_bytes is None:
+            return f.read()
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise CommandError(
+            f"{path} is larger than the read limit of {max_bytes} bytes; raise "
+            f"c.BookstoreSettings.max_read_bytes (--BookstoreSettings.max_read_bytes=N) to read it"
+        )
+    return data
+
+
+def _move_into_place(tmp: str, path: str) -> None:
+    """Give ``tmp`` the mode ``path`` has (or a new file's), then rename it over ``path``."""
+    if os.path.exists(path):
+        os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+    else:
+        os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _write_file(path: str, data: bytes) -> None:
@@ -965,6 +1470,25 @@ SUBCOMMANDS: dict[str, type[BookstoreCommand]] = {
     "publish": PublishCommand,
     "clone": CloneCommand,
     "doctor": DoctorCommand,
+    "run": RunCommand,
+    "runs": RunsCommand,
+}
+
+#: Subcommands of other modules, which build on this one: imported when used.
+LAZY_SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "prune": (
+        "bookstore.cli_prune.PruneCommand",
+        "Thin out old versions under a retention policy (a dry run unless --yes).",
+    ),
+    "pin": ("bookstore.cli_prune.PinCommand", "Pin a version: bookstore prune never deletes it."),
+    "unpin": (
+        "bookstore.cli_prune.UnpinCommand",
+        "Unpin a version, so bookstore prune may delete it again.",
+    ),
+    "usage": (
+        "bookstore.cli_prune.UsageCommand",
+        "Bytes and versions per path and in total, and growth per day over the last week.",
+    ),
 }
 
 from .cli_published import PublishedCommand  # noqa: E402  (it subclasses BookstoreCommand)
@@ -977,10 +1501,22 @@ class BookstoreApp(JupyterApp):
 
     name = "bookstore"
     version = __version__
-    description = __doc__
+    description = DESCRIPTION
+    # `bookstore --help-all` lists every server option: `jupyter server --help-all` cannot
+    # (Jupyter prints it before it loads any extension).
+    classes = [BookstoreSettings]
+    examples = """
+    bookstore versions analysis/report.ipynb --limit=5
+    bookstore diff analysis/report.ipynb VERSION_ID
+    bookstore restore analysis/report.ipynb --version=VERSION_ID
+    JUPYTER_CONFIG_DIR=.demo/jupyter/config bookstore doctor
+    """
     subcommands = {
-        name: (cls, (cls.__doc__ or "").strip().splitlines()[0])
-        for name, cls in SUBCOMMANDS.items()
+        **{
+            name: (cls, (cls.__doc__ or "").strip().splitlines()[0])
+            for name, cls in SUBCOMMANDS.items()
+        },
+        **LAZY_SUBCOMMANDS,
     }
 
     def _find_subcommand(self, name: str) -> str:
@@ -1011,6 +1547,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         apps: list[type[JupyterApp]] = [*SUBCOMMANDS.values(), BookstoreApp]
+        retention = sys.modules.get("bookstore.cli_prune")
+        if retention is not None:
+            apps += list(retention.SUBCOMMANDS.values())
         for cls in apps:
             cls.clear_instance()
     return 0

@@ -12,6 +12,7 @@ from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinja
 from .archive import BookstoreContentsArchiver
 from .archiver import Archiver, utcnow_iso
 from .gallery import Gallery
+from .runs import RunManager
 from .s3 import S3Error, S3Store
 from .settings import BookstoreSettings
 
@@ -37,6 +38,10 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         self.store = S3Store(self.bookstore_settings, log=self.log)
         self.archiver = Archiver(self.bookstore_settings, self.store, self.log)
         self.gallery = Gallery(self.bookstore_settings, self.store)
+        assert self.serverapp is not None
+        self.runs = RunManager(
+            self.bookstore_settings, os.path.abspath(self.serverapp.root_dir), self.log
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._check: dict[str, Any] = {"checked_at": None}
         self._check_lock: asyncio.Lock | None = None
@@ -65,6 +70,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
                 "bookstore_store": self.store,
                 "bookstore_archiver": self.archiver,
                 "bookstore_gallery": self.gallery,
+                "bookstore_runs": self.runs,
             }
         )
 
@@ -87,7 +93,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         }
 
     def initialize_handlers(self) -> None:
-        from .handlers import clone, publish, published, status, versions
+        from .handlers import clone, publish, published, runs, status, versions
 
         features = self.features
         self.handlers.append((r"/api/bookstore/?", status.BookstoreStatusHandler))
@@ -100,6 +106,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         if features["bookstore_valid"] and self.bookstore_settings.s3_bucket:
             self.handlers.extend(versions.default_handlers)
             self.handlers.extend(published.default_handlers)
+            self.handlers.extend(runs.default_handlers)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -134,6 +141,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.runs.stop()  # before the archiver and the store: runs archive on SIGTERM
         await self.archiver.stop()
         await self.store.close()
 
@@ -181,6 +189,11 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
 
         archive: dict[str, Any] = dict(self.archiver.status())
         archive["enabled"] = self.archiving and bool(self.bookstore_settings.s3_bucket)
+        cm = self.serverapp.contents_manager if self.serverapp is not None else None
+        # Saves kept out of the archive by the file name policy (settings.unarchivable_reason).
+        archive["not_archivable"] = (
+            cm.not_archivable() if isinstance(cm, BookstoreContentsArchiver) else []
+        )
         if self.bookstore_settings.s3_bucket:
             checked_at = self._check.get("checked_at")
             if checked_at is None or time.time() - checked_at > CHECK_TTL:

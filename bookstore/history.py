@@ -10,8 +10,10 @@ checkpoints and the command line; nothing here knows about HTTP. Failures are ra
   * :class:`NotFound` (404): no such path, version or save
   * :class:`NotANotebook` (415): a notebook operation on another kind of file
   * :class:`InvalidNotebook` (422): stored bytes that do not parse as a notebook
+  * :class:`TooLarge` (413): a file over ``max_read_bytes``
 
-* and :class:`bookstore.s3.S3Error` for S3 failures, unchanged.
+* and :class:`bookstore.s3.S3Error` for S3 failures, unchanged (among them
+  :class:`bookstore.s3.ObjectTooLarge`, 413, for a version over ``max_read_bytes``).
 
 Versions are immutable, so everything known about one (its metadata, found with a HEAD
 request) is cached by :class:`bookstore.s3.S3Store`. Saves still waiting in the spool are
@@ -29,7 +31,8 @@ import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import nbformat
@@ -56,7 +59,9 @@ if TYPE_CHECKING:
 #: Metadata recorded on a version written by a restore (the version it came from).
 META_RESTORED_FROM = "restored-from"
 
-PREFIXES = ("workspace", "published")
+PREFIXES = ("workspace", "published", "runs")
+#: Prefixes whose versions can be restored into the workspace file.
+RESTORABLE_PREFIXES = ("workspace", "published")
 
 #: S3 version ids are opaque, URL-ready strings of at most 1,024 bytes. AWS uses letters,
 #: digits and ``._`` (its documentation also shows ``+`` and ``/``); moto uses UUIDs and
@@ -75,6 +80,10 @@ _CHECKPOINT_ENCODED = re.compile(r"^(?:[A-Za-z0-9-]|_[0-9a-f]{2})+$")
 _CHECKPOINT_TOKEN = re.compile(r"_([0-9a-f]{2})|[A-Za-z0-9-]")
 
 MAX_LIMIT = 1000
+
+#: S3 refuses signed requests from a clock more than 15 minutes off, so a version uploaded
+#: after a save is never dated more than this before the save (by the saving server's clock).
+MAX_CLOCK_SKEW = timedelta(minutes=15)
 
 
 class HistoryError(Exception):
@@ -103,6 +112,10 @@ class InvalidNotebook(HistoryError):
     status = 422
 
 
+class TooLarge(HistoryError):
+    status = 413
+
+
 # --- argument checks ----------------------------------------------------------------------
 
 
@@ -119,12 +132,13 @@ def validate_version_id(value: Any, name: str = "version_id") -> str:
     return value
 
 
-def validate_prefix(value: Any) -> str:
-    """``workspace`` (the default) or ``published``."""
+def validate_prefix(value: Any, allowed: tuple[str, ...] = PREFIXES) -> str:
+    """``workspace`` (the default), ``published`` or ``runs`` (or one of ``allowed``)."""
     if value in (None, ""):
         return "workspace"
-    if value not in PREFIXES:
-        raise BadRequest(f"prefix must be 'workspace' or 'published' (got {value!r})")
+    if value not in allowed:
+        names = ", ".join(repr(p) for p in allowed[:-1]) + f" or {allowed[-1]!r}"
+        raise BadRequest(f"prefix must be {names} (got {value!r})")
     return str(value)
 
 
@@ -189,6 +203,16 @@ def checkpoint_id_for_save(save_id: str) -> str:
     return CHECKPOINT_PENDING + save_id
 
 
+def save_time(save_id: str) -> datetime | None:
+    """When a save was made, from its id (:func:`bookstore.archiver.new_save_id`), or None."""
+    if not SAVE_ID_RE.match(save_id):
+        return None
+    try:
+        return datetime.fromtimestamp(int(save_id[:20]) / 1e9, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def parse_checkpoint_id(checkpoint_id: str) -> tuple[str, str]:
     """``("version", s3_version_id)`` or ``("save", save_id)``; BadRequest otherwise."""
     kind, _, rest = checkpoint_id.partition("-")
@@ -250,6 +274,8 @@ class VersionRecord:
     restored_from: str | None = None
     pending: bool = False
     prefix: str = "workspace"
+    #: Pinned with ``bookstore pin`` (never pruned).
+    pinned: bool = False
 
     @property
     def checkpoint_id(self) -> str:
@@ -269,6 +295,7 @@ class VersionRecord:
             "saved_at": self.saved_at,
             "save_id": self.save_id,
             "pending": self.pending,
+            "pinned": self.pinned,
         }
         if self.renamed_from:
             out["renamed_from"] = self.renamed_from
@@ -370,10 +397,21 @@ def is_notebook_path(path: str) -> bool:
     return path.endswith(".ipynb")
 
 
-def parse_notebook(data: bytes, what: str) -> nbformat.NotebookNode:
-    """Parse stored notebook bytes (blocking); :class:`InvalidNotebook` if they are not one."""
+def parse_notebook(data: bytes, what: str, *, validate: bool = True) -> nbformat.NotebookNode:
+    """Parse stored notebook bytes (blocking); :class:`InvalidNotebook` if they are not one.
+
+    Schema validation only logs (as Jupyter does when it opens a notebook) and takes most
+    of the time on big notebooks: diffs skip it (``validate=False``).
+    """
     try:
-        return nbformat.reads(data.decode("utf-8"), as_version=4, capture_validation_error={})
+        if validate:
+            return nbformat.reads(data.decode("utf-8"), as_version=4, capture_validation_error={})
+        raw = json.loads(data.decode("utf-8"))
+        if isinstance(raw, dict) and raw.get("nbformat") == 4:  # what nbformat's reader does
+            from nbformat.v4.rwbase import rejoin_lines, strip_transient
+
+            return strip_transient(rejoin_lines(nbformat.from_dict(raw)))
+        return nbformat.convert(nbformat.from_dict(raw), 4)
     except Exception as e:  # decoding, JSON and nbformat's own reader errors
         raise InvalidNotebook(f"{what} is not a valid notebook: {e}") from e
 
@@ -496,11 +534,16 @@ class VersionHistory:
         else:
             page = await self.store.list_versions(key, limit=limit, page_token=raw_token)
         metas: dict[str, dict[str, str]] = {}
+        pins: set[str] = set()
         if metadata and page.versions:
-            metas = await self.store.version_metadata(
-                key, [v.version_id for v in page.versions], on_fetched=on_fetched
+            ids = [v.version_id for v in page.versions]
+            metas, pins = await asyncio.gather(
+                self.store.version_metadata(key, ids, on_fetched=on_fetched),
+                self.store.pinned_versions(key, ids),
             )
         records = [VersionRecord.from_s3(v, metas.get(v.version_id), prefix) for v in page.versions]
+        for r in records:
+            r.pinned = r.version_id in pins
         pending: list[VersionRecord] = []
         if include_pending and prefix == "workspace" and raw_token is None:
             uploaded = {r.save_id for r in records if r.save_id}
@@ -523,16 +566,16 @@ class VersionHistory:
             next_token=encode_page_token(page.next_token),
         )
 
-    async def iter_versions(self, path: str, prefix: str = "workspace") -> list[ObjectVersion]:
-        """Every S3 version of ``path``, newest first, without metadata (no HEAD requests)."""
+    async def count_versions(self, path: str, prefix: str = "workspace") -> int:
+        """How many S3 versions ``path`` has: listings only, no HEAD requests."""
         key = self.read_key(path, prefix)
-        out: list[ObjectVersion] = []
+        count = 0
         token: str | None = None
         while True:
             page = await self.store.list_versions(key, limit=MAX_LIMIT, page_token=token)
-            out.extend(page.versions)
+            count += len(page.versions)
             if not page.next_token:
-                return out
+                return count
             token = page.next_token
 
     async def record(
@@ -541,9 +584,10 @@ class VersionHistory:
         """Read one version: its record (with ``is_latest``) and its bytes."""
         validate_version_id(version_id)
         key = self.read_key(path, prefix)
-        got, head = await asyncio.gather(
+        got, head, pins = await asyncio.gather(
             self.store.get_object(key, version_id),
             self.store.head_object(key),
+            self.store.pinned_versions(key, [version_id]),
             return_exceptions=True,
         )
         # Our own check passed the id's format, so S3 refusing it means it does not know it.
@@ -564,7 +608,9 @@ class VersionHistory:
             size=len(result.body),
             is_latest=latest,
         )
-        return VersionRecord.from_s3(version, result.metadata, prefix), result
+        record = VersionRecord.from_s3(version, result.metadata, prefix)
+        record.pinned = isinstance(pins, set) and version_id in pins
+        return record, result
 
     async def read(self, path: str, version_id: str, prefix: str = "workspace") -> dict[str, Any]:
         """One version as a Jupyter contents model plus its version fields."""
@@ -582,26 +628,44 @@ class VersionHistory:
         if not is_notebook_path(path):
             raise NotANotebook(f"{path!r} is not a notebook (.ipynb): only notebooks are diffed")
         data = await self.read_bytes(path, version_id, prefix)
-        return await run_sync(parse_notebook, data, f"version {version_id} of {path}")
+        what = f"version {version_id} of {path}"
+        return await run_sync(partial(parse_notebook, data, what, validate=False))
 
-    async def find_save(self, path: str, save_id: str) -> str | None:
+    async def find_save(self, path: str, save_id: str, *, within: int | None = None) -> str | None:
         """The S3 version id of an uploaded save (metadata ``save-id``), or None.
 
-        Versions are examined newest first, a batch at a time, so a recent save costs
-        few HEAD requests (and none for versions this server uploaded).
+        Versions are examined newest first and the search stops as soon as the answer is
+        known: at the first version stored before the save was made (it cannot be that
+        save's upload), or after the newest ``within`` versions. Metadata already known
+        (every version this server uploaded) costs no request; the rest a HEAD each.
         """
         key = self.read_key(path)
+        made = save_time(save_id)
+        earliest = made - MAX_CLOCK_SKEW if made is not None else None
+        budget = within  # versions left to examine; None: all of them
         token: str | None = None
         while True:
-            page = await self.store.list_versions(key, limit=MAX_LIMIT, page_token=token)
-            ids = [v.version_id for v in page.versions]
-            for start in range(0, len(ids), 32):
-                batch = ids[start : start + 32]
+            size = MAX_LIMIT if budget is None else max(1, min(MAX_LIMIT, budget))
+            if token is None:  # the checkpoint listing's own first page, usually cached
+                page = await self.store.list_versions_cached(key, limit=size)
+            else:
+                page = await self.store.list_versions(key, limit=size, page_token=token)
+            candidates: list[str] = []
+            done = not page.next_token
+            for v in page.versions:
+                if budget == 0 or (earliest is not None and v.last_modified < earliest):
+                    done = True
+                    break
+                if budget is not None:
+                    budget -= 1
+                candidates.append(v.version_id)
+            for start in range(0, len(candidates), 32):
+                batch = candidates[start : start + 32]
                 metas = await self.store.version_metadata(key, batch)
                 for vid in batch:
                     if metas.get(vid, {}).get(META_SAVE_ID) == save_id:
                         return vid
-            if not page.next_token:
+            if done or budget == 0:
                 return None
             token = page.next_token
 
@@ -626,13 +690,188 @@ class VersionHistory:
             remote = await self.read_notebook(path, to_id, prefix)
         else:
             remote = nbformat.from_dict(current)
-        diff = await run_sync(diff_notebooks, base, remote)
-        return NotebookDiff(path, prefix, from_id, to_id, base, remote, diff)
+        caps = DiffCaps.from_settings(self.settings)
+        summary = await run_sync(summarize_cells, base, remote, caps)
+        if summary.too_large:
+            return NotebookDiff(path, prefix, from_id, to_id, base, remote, None, summary)
+        diff = await run_sync(diff_notebooks, base, remote, summary)
+        return NotebookDiff(path, prefix, from_id, to_id, base, remote, diff, summary)
+
+
+@dataclass
+class DiffCaps:
+    """How much of two notebooks is diffed cell by cell (``BookstoreSettings.max_diff_*``)."""
+
+    cells: int
+    lines: int
+    bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: BookstoreSettings) -> DiffCaps:
+        return cls(settings.max_diff_cells, settings.max_diff_lines, settings.max_diff_bytes)
+
+
+@dataclass
+class DiffSummary:
+    """Two notebooks compared cell by cell by hash: cheap (linear) whatever their size.
+
+    ``too_large`` says which cap the notebooks are over (then only this summary is
+    given, not nbdime's diff); it is None when they are diffed in full.
+    """
+
+    cells_before: int
+    cells_after: int
+    unchanged: int
+    removed: int
+    added: int
+    metadata_changed: bool
+    changed_lines: int
+    changed_bytes: int
+    too_large: str | None = None
+    #: Leading and trailing cells exactly equal in both (left out of nbdime's diff).
+    head: int = 0
+    tail: int = 0
+
+    @property
+    def changed(self) -> int:
+        """Cells changed: a modified cell is one removed and one added, and counts once."""
+        return max(self.removed, self.added)
+
+    @property
+    def message(self) -> str:
+        n = self.changed
+        text = f"{n} cell{'' if n == 1 else 's'} changed"
+        if self.too_large:
+            text = f"too large to diff: {text} ({self.too_large})"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cells_before": self.cells_before,
+            "cells_after": self.cells_after,
+            "cells_unchanged": self.unchanged,
+            "cells_removed": self.removed,
+            "cells_added": self.added,
+            "cells_changed": self.changed,
+            "metadata_changed": self.metadata_changed,
+            "changed_lines": self.changed_lines,
+            "changed_bytes": self.changed_bytes,
+            "too_large": self.too_large,
+            "message": self.message,
+        }
+
+
+def _cell_fingerprint(cell: dict[str, Any]) -> tuple[str, str, int, int]:
+    """``(loose hash, exact hash, lines, bytes)`` of a cell.
+
+    The loose hash ignores the cell id and execution counts (what a reader calls "the
+    same cell"); the exact one covers everything (cells nbdime would find equal).
+    """
+    import hashlib
+
+    outputs = []
+    counts = []
+    for out in cell.get("outputs") or []:
+        if isinstance(out, dict):
+            counts.append(out.get("execution_count"))
+            out = {k: v for k, v in out.items() if k != "execution_count"}
+        outputs.append(out)
+    kept = {
+        "cell_type": cell.get("cell_type"),
+        "source": cell.get("source"),
+        "metadata": cell.get("metadata"),
+        "outputs": outputs,
+        "attachments": cell.get("attachments"),
+    }
+    text = json.dumps(kept, sort_keys=True, default=str)
+    loose = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    rest = {k: v for k, v in cell.items() if k not in kept}
+    rest["output counts"] = counts
+    exact = loose + json.dumps(rest, sort_keys=True, default=str)
+    lines = _count_lines(cell.get("source"))
+    for out in outputs:
+        if isinstance(out, dict):
+            lines += _count_lines(out.get("text"))
+            data = out.get("data")
+            if isinstance(data, dict):
+                lines += sum(_count_lines(v) for v in data.values())
+    return loose, exact, lines, len(text)
+
+
+def _count_lines(value: Any) -> int:
+    if isinstance(value, list):
+        return sum(_count_lines(v) for v in value)
+    if isinstance(value, str):
+        return value.count("\n") + 1 if value else 0
+    return 0
+
+
+def summarize_cells(base: Any, remote: Any, caps: DiffCaps) -> DiffSummary:
+    """Compare two notebooks' cells by hash, and say whether a full diff is within ``caps``.
+
+    Leading and trailing cells that are exactly equal are not diffed (see
+    :func:`diff_notebooks`); the cells between them are what a diff costs, so their
+    number, lines and bytes are what is capped. Linear in the notebooks' size.
+    Blocking: run it in a thread.
+    """
+    from collections import Counter
+
+    before = [_cell_fingerprint(c) for c in base.get("cells") or []]
+    after = [_cell_fingerprint(c) for c in remote.get("cells") or []]
+    old, new = Counter(f[0] for f in before), Counter(f[0] for f in after)
+    common = old & new
+    only_old, only_new = old - common, new - common
+    head, tail = _common_ends([f[1] for f in before], [f[1] for f in after])
+    middle = before[head : len(before) - tail] + after[head : len(after) - tail]
+    cells = max(len(before), len(after)) - head - tail
+    lines = sum(f[2] for f in middle)
+    nbytes = sum(f[3] for f in middle)
+    too_large = None
+    if cells > caps.cells:
+        too_large = (
+            f"{cells} cells to compare, over the limit of {caps.cells} "
+            f"(c.BookstoreSettings.max_diff_cells)"
+        )
+    elif lines > caps.lines:
+        too_large = (
+            f"{lines} lines to compare, over the limit of {caps.lines} "
+            f"(c.BookstoreSettings.max_diff_lines)"
+        )
+    elif nbytes > caps.bytes:
+        too_large = (
+            f"{nbytes} bytes to compare, over the limit of {caps.bytes} "
+            f"(c.BookstoreSettings.max_diff_bytes)"
+        )
+    return DiffSummary(
+        cells_before=len(before),
+        cells_after=len(after),
+        unchanged=sum(common.values()),
+        removed=sum(only_old.values()),
+        added=sum(only_new.values()),
+        metadata_changed=(base.get("metadata") or {}) != (remote.get("metadata") or {}),
+        changed_lines=lines,
+        changed_bytes=nbytes,
+        too_large=too_large,
+        head=head,
+        tail=tail,
+    )
+
+
+def _common_ends(a: list[str], b: list[str]) -> tuple[int, int]:
+    """How many leading and trailing items ``a`` and ``b`` share (not overlapping)."""
+    n = min(len(a), len(b))
+    head = 0
+    while head < n and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < n - head and a[len(a) - 1 - tail] == b[len(b) - 1 - tail]:
+        tail += 1
+    return head, tail
 
 
 @dataclass
 class NotebookDiff:
-    """Two notebooks and nbdime's diff between them."""
+    """Two notebooks and nbdime's diff between them, or only a summary when too large."""
 
     path: str
     prefix: str
@@ -640,22 +879,53 @@ class NotebookDiff:
     to_id: str | None
     base: Any
     remote: Any
-    diff: list[dict[str, Any]]
+    #: nbdime's diff; None when the notebooks are over a cap (see ``summary.too_large``).
+    diff: list[dict[str, Any]] | None
+    summary: DiffSummary
+
+    @property
+    def too_large(self) -> bool:
+        return self.diff is None
 
     def to_json(self) -> dict[str, Any]:
-        """``{"base", "diff"}`` as nbdime's own server answers, plus what was compared."""
+        """``{"base", "diff"}`` as nbdime's own server answers, plus what was compared.
+
+        Over a cap, ``base`` and ``diff`` are null and ``summary`` says what changed.
+        """
         return {
             "path": self.path,
             "prefix": self.prefix,
             "from": self.from_id,
             "to": self.to_id,
-            "base": self.base,
+            "base": None if self.too_large else self.base,
             "diff": self.diff,
+            "summary": self.summary.to_json(),
         }
 
 
-def diff_notebooks(base: Any, remote: Any) -> list[dict[str, Any]]:
-    """nbdime's diff of two notebooks, as plain JSON-ready data (blocking)."""
+def diff_notebooks(
+    base: Any, remote: Any, summary: DiffSummary | None = None
+) -> list[dict[str, Any]]:
+    """nbdime's diff of two notebooks, as plain JSON-ready data (blocking).
+
+    nbdime's cell matching costs time quadratic in the number of cells, so the leading
+    and trailing cells that are exactly equal (``summary.head`` and ``.tail``, from
+    :func:`summarize_cells`) are left out of what it compares, and the cell indices of its
+    answer are shifted back: the diff is the same, on the whole ``base``.
+    """
     import nbdime
 
-    return json.loads(json.dumps(nbdime.diff_notebooks(base, remote)))
+    if summary is None:
+        summary = summarize_cells(base, remote, DiffCaps(0, 0, 0))
+    head, tail = summary.head, summary.tail
+    if head or tail:
+        b_cells, r_cells = list(base.get("cells") or []), list(remote.get("cells") or [])
+        base = nbformat.from_dict({**base, "cells": b_cells[head : len(b_cells) - tail]})
+        remote = nbformat.from_dict({**remote, "cells": r_cells[head : len(r_cells) - tail]})
+    diff: list[dict[str, Any]] = json.loads(json.dumps(nbdime.diff_notebooks(base, remote)))
+    if head:
+        for entry in diff:
+            if entry.get("key") == "cells" and entry.get("op") == "patch":
+                for op in entry.get("diff") or []:
+                    op["key"] = int(op["key"]) + head
+    return diff

@@ -22,6 +22,8 @@ from markupsafe import Markup
 
 #: Longest text output (characters) shown before it is cut.
 MAX_TEXT = 20_000
+#: Longest text file (characters) the version view shows before it is cut.
+MAX_FILE_TEXT = 200_000
 #: Largest image output (bytes of base64) shown inline.
 MAX_IMAGE = 4 * 1024 * 1024
 
@@ -36,7 +38,8 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _cut(text: str, limit: int = MAX_TEXT) -> str:
+def cut_text(text: str, limit: int = MAX_TEXT) -> str:
+    """``text``, or its first ``limit`` characters and a line saying how many are not shown."""
     if len(text) <= limit:
         return text
     return text[:limit] + f"\n… ({len(text) - limit} more characters not shown)"
@@ -95,12 +98,12 @@ def render_output(output: dict[str, Any]) -> dict[str, Any]:
         return {
             "kind": "text",
             "name": output.get("name", "stdout"),
-            "text": _cut(strip_ansi(_text(output.get("text")))),
+            "text": cut_text(strip_ansi(_text(output.get("text")))),
         }
     if otype == "error":
         tb = "\n".join(_text(line) for line in output.get("traceback") or [])
         text = tb or f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"
-        return {"kind": "error", "text": _cut(strip_ansi(text))}
+        return {"kind": "error", "text": cut_text(strip_ansi(text))}
     data = output.get("data") or {}
     for mime in _IMAGE_TYPES:
         if mime in data:
@@ -127,7 +130,7 @@ def render_output(output: dict[str, Any]) -> dict[str, Any]:
         return {
             "kind": "text",
             "name": "result",
-            "text": _cut(strip_ansi(_text(data["text/plain"]))),
+            "text": cut_text(strip_ansi(_text(data["text/plain"]))),
             "hidden": hidden,
         }
     kinds = ", ".join(sorted(data)) or otype or "unknown"
@@ -186,15 +189,29 @@ class CellChange:
 
 
 def line_diff(old: str, new: str) -> list[tuple[str, str]]:
-    """Every line of ``old`` and ``new``, tagged ``" "``, ``"-"`` or ``"+"``."""
+    """Every line of ``old`` and ``new``, tagged ``" "``, ``"-"`` or ``"+"``.
+
+    The matcher is quadratic on repeated lines, so the lines both share at the start and
+    the end are set aside first (most edits touch a few lines in the middle).
+    """
     a, b = old.splitlines(), new.splitlines()
-    out: list[tuple[str, str]] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+    n = min(len(a), len(b))
+    head = 0
+    while head < n and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < n - head and a[len(a) - 1 - tail] == b[len(b) - 1 - tail]:
+        tail += 1
+    out: list[tuple[str, str]] = [(" ", line) for line in a[:head]]
+    mid_a, mid_b = a[head : len(a) - tail], b[head : len(b) - tail]
+    matcher = difflib.SequenceMatcher(None, mid_a, mid_b, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
-            out.extend((" ", line) for line in a[i1:i2])
+            out.extend((" ", line) for line in mid_a[i1:i2])
             continue
-        out.extend(("-", line) for line in a[i1:i2])
-        out.extend(("+", line) for line in b[j1:j2])
+        out.extend(("-", line) for line in mid_a[i1:i2])
+        out.extend(("+", line) for line in mid_b[j1:j2])
+    out.extend((" ", line) for line in a[len(a) - tail :])
     return out
 
 

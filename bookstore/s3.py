@@ -7,7 +7,8 @@ right status and the archiver can tell "retry later" from "S3 refused us"::
     ├── S3Unavailable   S3 cannot be reached or is overloaded (network, timeouts, 5xx)  -> 503
     ├── S3Refused       S3 answered but refused (credentials, access denied, no bucket) -> 502
     ├── S3NotFound      the key or version does not exist                               -> 404
-    └── S3BadRequest    S3 rejected an argument we passed (e.g. a malformed version id) -> 400
+    ├── S3BadRequest    S3 rejected an argument we passed (e.g. a malformed version id) -> 400
+    └── ObjectTooLarge  the object is larger than ``max_read_bytes``; not read        -> 413
 
 ``S3Error.retryable`` tells the archiver whether trying again later can succeed: an
 outage, a refusal (credentials and policies get fixed) or throttling can; a request S3
@@ -22,9 +23,11 @@ import base64
 import contextlib
 import contextvars
 import hashlib
+import os
+import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -60,6 +63,9 @@ META_DROPPED_SAVES = "dropped-saves"
 MAX_KEY_BYTES = 1024
 MAX_METADATA_BYTES = 2048
 MAX_PUT_BYTES = 5 * 1024**3
+
+#: S3 object tag marking a version that ``bookstore prune`` never deletes.
+PIN_TAG = "bookstore-pinned"
 
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
 _REFUSED_CODES = {
@@ -130,6 +136,11 @@ LISTING_CACHE_SIZE = 64
 LISTING_CACHE_TTL = 60.0
 #: Versions listed to catch up a cached listing with the versions added since.
 LISTING_INCREMENT = 25
+#: Most keys per DeleteObjects request (S3's limit).
+DELETE_BATCH_SIZE = 1000
+#: How many pin states (object tags, which can change) are cached, and for how long.
+PIN_CACHE_SIZE = 50_000
+PIN_CACHE_TTL = LISTING_CACHE_TTL
 
 
 class S3Error(Exception):
@@ -168,6 +179,34 @@ class S3BadRequest(S3Error):
 
     status = 400
     retryable = False
+
+
+class ObjectTooLarge(S3Error):
+    """The object is larger than we agree to read (``BookstoreSettings.max_read_bytes``)."""
+
+    status = 413
+
+    def __init__(self, message: str, *, size: int | None = None, limit: int = 0) -> None:
+        super().__init__(message, code="TooLarge")
+        self.size = size
+        self.limit = limit
+
+
+def too_large(what: str, size: int | None, limit: int) -> ObjectTooLarge:
+    """The error for an object over the read limit, saying which setting to raise."""
+    from .render import human_size
+
+    seen = f"{size} bytes ({human_size(size)})" if size is not None else "more than that"
+    return ObjectTooLarge(
+        f"{what}: the object is {seen}, over the read limit of {limit} bytes "
+        f"({human_size(limit)}); raise c.BookstoreSettings.max_read_bytes to read it",
+        size=size,
+        limit=limit,
+    )
+
+
+#: Bytes read from S3 at a time when streaming an object to a file.
+DOWNLOAD_CHUNK = 1024 * 1024
 
 
 def translate_error(exc: BaseException, what: str) -> S3Error:
@@ -211,6 +250,11 @@ def translate_error(exc: BaseException, what: str) -> S3Error:
     except ImportError:  # pragma: no cover - aiohttp is an aiobotocore dependency
         pass
     return S3Error(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _flush_and_sync(f: Any) -> None:
+    f.flush()
+    os.fsync(f.fileno())
 
 
 _ENCODED_WORD_PREFIX = "=?UTF-8?B?"
@@ -354,6 +398,26 @@ class GetResult:
 
 
 @dataclass
+class ObjectInfo:
+    """What :meth:`S3Store.download_to_temp` learned about the object it wrote to disk."""
+
+    size: int
+    version_id: str | None
+    last_modified: datetime | None
+    metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+
+
+@dataclass
+class DeleteResult:
+    """What one DeleteObjects request did: versions deleted and versions refused."""
+
+    deleted: list[tuple[str, str]] = field(default_factory=list)
+    #: ``(key, version_id, code, message)`` for each version S3 refused to delete.
+    errors: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+
+@dataclass
 class _CachedListing:
     latest: str
     page: VersionPage
@@ -378,6 +442,8 @@ class S3Store:
         self._version_meta: OrderedDict[tuple[str, str, str], dict[str, str]] = OrderedDict()
         # First pages of listings, reused while the key's latest version is the same.
         self._listings: OrderedDict[tuple[str, str, int], _CachedListing] = OrderedDict()
+        # Pin states of versions (tags can change): (bucket, key, version_id) -> (pinned, at).
+        self._pins: OrderedDict[tuple[str, str, str], tuple[bool, float]] = OrderedDict()
 
     @property
     def bucket(self) -> str:
@@ -475,10 +541,26 @@ class S3Store:
             self.remember_version_metadata(bucket, key, resp["VersionId"], metadata)
         return PutResult(bucket, key, resp.get("VersionId"), resp.get("ETag"))
 
+    def read_limit(self, max_bytes: int | None) -> int:
+        """``max_bytes``, or ``BookstoreSettings.max_read_bytes`` when it is None."""
+        return int(self.settings.max_read_bytes if max_bytes is None else max_bytes)
+
     async def get_object(
-        self, key: str, version_id: str | None = None, *, bucket: str | None = None
+        self,
+        key: str,
+        version_id: str | None = None,
+        *,
+        bucket: str | None = None,
+        max_bytes: int | None = None,
     ) -> GetResult:
+        """Read an object (or one version of it) into memory.
+
+        Objects over ``max_bytes`` (default ``BookstoreSettings.max_read_bytes``) raise
+        :class:`ObjectTooLarge`: the size S3 announces with the answer is checked before
+        the body is read, so no second request is needed and nothing big is buffered.
+        """
         bucket = bucket or self.bucket
+        limit = self.read_limit(max_bytes)
         what = f"reading s3://{bucket}/{key}" + (f" version {version_id}" if version_id else "")
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:
@@ -487,7 +569,20 @@ class S3Store:
             client = await self.client()
             resp = await client.get_object(**kwargs)
             async with resp["Body"] as stream:
-                body = await stream.read()
+                size = resp.get("ContentLength")
+                if size is not None and int(size) > limit:
+                    raise too_large(what, int(size), limit)
+                if size is not None:
+                    body = await stream.read()
+                else:  # no length (allowed, never seen from S3): stop once past the limit
+                    parts: list[bytes] = []
+                    seen = 0
+                    while chunk := await stream.read(DOWNLOAD_CHUNK):
+                        seen += len(chunk)
+                        if seen > limit:
+                            raise too_large(what, None, limit)
+                        parts.append(chunk)
+                    body = b"".join(parts)
         except Exception as e:
             raise translate_error(e, what) from e
         return GetResult(
@@ -497,6 +592,76 @@ class S3Store:
             metadata=decode_metadata(resp.get("Metadata")),
             content_type=resp.get("ContentType"),
         )
+
+    async def download_to_temp(
+        self,
+        key: str,
+        directory: str,
+        version_id: str | None = None,
+        *,
+        bucket: str | None = None,
+        max_bytes: int | None = None,
+        prefix: str = ".bookstore-",
+    ) -> tuple[str, ObjectInfo]:
+        """Stream an object into a new hidden temporary file in ``directory``.
+
+        Returns the temporary file's path (the caller moves it into place with
+        ``os.replace``, which is atomic because it is in the same directory, or removes
+        it) and what S3 said about the object. The body goes to disk
+        :data:`DOWNLOAD_CHUNK` bytes at a time, so memory does not grow with the object.
+        Over ``max_bytes`` (default ``max_read_bytes``): :class:`ObjectTooLarge`, checked
+        before anything is written; on any failure the temporary file is removed.
+        """
+        from anyio.to_thread import run_sync
+
+        bucket = bucket or self.bucket
+        limit = self.read_limit(max_bytes)
+        what = f"reading s3://{bucket}/{key}" + (f" version {version_id}" if version_id else "")
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        tmp: str | None = None
+        f: Any = None
+        try:
+            client = await self.client()
+            resp = await client.get_object(**kwargs)
+            async with resp["Body"] as stream:
+                size = resp.get("ContentLength")
+                if size is not None and int(size) > limit:
+                    raise too_large(what, int(size), limit)
+                fd, tmp = await run_sync(
+                    lambda: tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".part")
+                )
+                f = os.fdopen(fd, "wb")
+                written = 0
+                while True:
+                    chunk = await stream.read(DOWNLOAD_CHUNK)
+                    if not chunk:
+                        break
+                    written += len(chunk)
+                    if written > limit:
+                        raise too_large(what, None, limit)
+                    await run_sync(f.write, chunk)
+                await run_sync(_flush_and_sync, f)
+        except BaseException as e:
+            if f is not None:
+                f.close()
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            if isinstance(e, Exception):
+                raise translate_error(e, what) from e
+            raise
+        f.close()
+        assert tmp is not None  # written above, or an exception was raised
+        info = ObjectInfo(
+            size=written,
+            version_id=resp.get("VersionId"),
+            last_modified=resp.get("LastModified"),
+            metadata=decode_metadata(resp.get("Metadata")),
+            content_type=resp.get("ContentType"),
+        )
+        return tmp, info
 
     async def head_object(
         self, key: str, version_id: str | None = None, *, bucket: str | None = None
@@ -754,3 +919,180 @@ class S3Store:
             merged = merged[:limit]
             return VersionPage(merged, f"{key}\n{merged[-1].version_id}")
         return VersionPage(merged, cached.page.next_token)
+
+    # --- whole-prefix listing, deletes and pins (retention) -------------------------------
+
+    async def iter_prefix_versions(
+        self, prefix: str, *, bucket: str | None = None, page_size: int = 1000
+    ) -> AsyncIterator[ObjectVersion]:
+        """Every object version under ``prefix``, streamed one listing page at a time.
+
+        Keys come in S3's order (lexical), each key's versions newest first. Delete
+        markers are skipped. Only one page is held in memory, whatever the prefix holds.
+        """
+        bucket = bucket or self.bucket
+        what = f"listing versions under s3://{bucket}/{prefix}"
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+        while True:
+            try:
+                client = await self.client()
+                resp = await client.list_object_versions(**kwargs)
+            except Exception as e:
+                raise translate_error(e, what) from e
+            for v in resp.get("Versions", []):
+                yield ObjectVersion(
+                    key=v["Key"],
+                    version_id=v["VersionId"],
+                    last_modified=v["LastModified"],
+                    size=int(v.get("Size", 0)),
+                    is_latest=bool(v.get("IsLatest")),
+                    etag=v.get("ETag"),
+                )
+            if not resp.get("IsTruncated"):
+                return
+            kwargs["KeyMarker"] = resp.get("NextKeyMarker", "")
+            if resp.get("NextVersionIdMarker"):
+                kwargs["VersionIdMarker"] = resp["NextVersionIdMarker"]
+            else:
+                kwargs.pop("VersionIdMarker", None)
+
+    async def delete_versions(
+        self, versions: Iterable[tuple[str, str]], *, bucket: str | None = None
+    ) -> DeleteResult:
+        """Delete object versions ``(key, version_id)`` with one DeleteObjects request.
+
+        At most :data:`DELETE_BATCH_SIZE` per call. Deleting a version that is already
+        gone succeeds, so a request can be repeated safely. Versions S3 refuses (Object
+        Lock, a bucket policy) come back in ``errors``; the request itself failing raises.
+        """
+        bucket = bucket or self.bucket
+        objects = [{"Key": k, "VersionId": vid} for k, vid in versions]
+        if len(objects) > DELETE_BATCH_SIZE:
+            raise ValueError(f"at most {DELETE_BATCH_SIZE} versions per DeleteObjects request")
+        result = DeleteResult()
+        if not objects:
+            return result
+        what = f"deleting {len(objects)} version(s) from s3://{bucket}"
+        try:
+            client = await self.client()
+            resp = await client.delete_objects(
+                Bucket=bucket, Delete={"Objects": objects, "Quiet": False}
+            )
+        except Exception as e:
+            raise translate_error(e, what) from e
+        for d in resp.get("Deleted", []):
+            result.deleted.append((d["Key"], d.get("VersionId", "")))
+            self._pins.pop((bucket, d["Key"], d.get("VersionId", "")), None)
+            self._version_meta.pop((bucket, d["Key"], d.get("VersionId", "")), None)
+        for err in resp.get("Errors", []):
+            result.errors.append(
+                (
+                    err.get("Key", ""),
+                    err.get("VersionId", ""),
+                    str(err.get("Code", "")),
+                    str(err.get("Message", "")),
+                )
+            )
+        # Listings cached for these keys may show deleted versions: drop them.
+        keys = {k for k, _ in result.deleted}
+        for cache_key in [c for c in self._listings if c[0] == bucket and c[1] in keys]:
+            self._listings.pop(cache_key, None)
+        return result
+
+    async def _tags(self, key: str, version_id: str, bucket: str) -> list[dict[str, str]]:
+        what = f"reading the tags of s3://{bucket}/{key} version {version_id}"
+        try:
+            client = await self.client()
+            resp = await client.get_object_tagging(Bucket=bucket, Key=key, VersionId=version_id)
+        except Exception as e:
+            raise translate_error(e, what) from e
+        return list(resp.get("TagSet", []))
+
+    async def is_pinned(
+        self, key: str, version_id: str, *, bucket: str | None = None, remember: bool = True
+    ) -> bool:
+        """Whether the version carries the pin tag (always asks S3).
+
+        ``remember`` caches the answer for listings; a prune, which goes through every
+        version once, passes False so its memory does not grow with the versions.
+        """
+        bucket = bucket or self.bucket
+        tags = await self._tags(key, version_id, bucket)
+        pinned = any(t.get("Key") == PIN_TAG for t in tags)
+        if remember:
+            self._remember_pin(bucket, key, version_id, pinned)
+        return pinned
+
+    async def set_pinned(
+        self, key: str, version_id: str, pinned: bool, *, bucket: str | None = None
+    ) -> bool:
+        """Add or remove the pin tag, keeping the version's other tags; True if it changed."""
+        bucket = bucket or self.bucket
+        tags = await self._tags(key, version_id, bucket)
+        others = [t for t in tags if t.get("Key") != PIN_TAG]
+        was = len(others) != len(tags)
+        if was == pinned:
+            self._remember_pin(bucket, key, version_id, pinned)
+            return False
+        new = others + ([{"Key": PIN_TAG, "Value": "true"}] if pinned else [])
+        what = f"{'pinning' if pinned else 'unpinning'} s3://{bucket}/{key} version {version_id}"
+        try:
+            client = await self.client()
+            if new:
+                await client.put_object_tagging(
+                    Bucket=bucket, Key=key, VersionId=version_id, Tagging={"TagSet": new}
+                )
+            else:
+                await client.delete_object_tagging(Bucket=bucket, Key=key, VersionId=version_id)
+        except Exception as e:
+            raise translate_error(e, what) from e
+        self._remember_pin(bucket, key, version_id, pinned)
+        return True
+
+    def _remember_pin(self, bucket: str, key: str, version_id: str, pinned: bool) -> None:
+        self._pins[(bucket, key, version_id)] = (pinned, time.monotonic())
+        self._pins.move_to_end((bucket, key, version_id))
+        while len(self._pins) > PIN_CACHE_SIZE:
+            self._pins.popitem(last=False)
+
+    async def pinned_versions(
+        self,
+        key: str,
+        version_ids: Iterable[str],
+        *,
+        bucket: str | None = None,
+        max_age: float = PIN_CACHE_TTL,
+        concurrency: int = VERSION_METADATA_CONCURRENCY,
+    ) -> set[str]:
+        """Which of these versions are pinned, for listings: answers up to ``max_age``
+        seconds old are reused (a pin set elsewhere shows up within that time)."""
+        bucket = bucket or self.bucket
+        now = time.monotonic()
+        pinned: set[str] = set()
+        missing: list[str] = []
+        for vid in version_ids:
+            cached = self._pins.get((bucket, key, vid))
+            if cached is not None and now - cached[1] < max_age:
+                if cached[0]:
+                    pinned.add(vid)
+            else:
+                missing.append(vid)
+        semaphore = asyncio.Semaphore(max(1, concurrency))
+
+        async def check(vid: str) -> None:
+            async with semaphore:
+                try:
+                    if await self.is_pinned(key, vid, bucket=bucket):
+                        pinned.add(vid)
+                except S3NotFound:
+                    pass
+
+        tasks = [asyncio.ensure_future(check(vid)) for vid in missing]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return pinned

@@ -16,7 +16,18 @@ from typing import Any
 from urllib.parse import unquote_to_bytes, urlparse
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Bool, Bunch, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import (
+    Bool,
+    Bunch,
+    Dict,
+    Float,
+    Integer,
+    List,
+    TraitError,
+    Unicode,
+    default,
+    validate,
+)
 from traitlets.config import LoggingConfigurable
 
 # Environment variables read by the defaults below (named in each trait's help).
@@ -178,6 +189,24 @@ class BookstoreSettings(LoggingConfigurable):
         ),
     ).tag(config=True)
 
+    runs_prefix = Unicode(
+        "runs",
+        help=(
+            "S3 key prefix that `bookstore run` archives run outputs under: each run of the "
+            "notebook at Jupyter path `a/b.ipynb` is a new version of `<runs_prefix>/a/b.ipynb`. "
+            "May contain `{username}`, like workspace_prefix."
+        ),
+    ).tag(config=True)
+
+    max_concurrent_runs = Integer(
+        2,
+        help=(
+            "How many runs started from Jupyter (POST /api/bookstore/runs/<path> or the history "
+            "page) may execute at the same time on this server; more are refused with 429. "
+            "Each run is a `bookstore run` subprocess with its own kernel."
+        ),
+    ).tag(config=True)
+
     s3_bucket = Unicode(
         "",
         help=(
@@ -278,6 +307,47 @@ class BookstoreSettings(LoggingConfigurable):
         ),
     ).tag(config=True)
 
+    max_read_bytes = Integer(
+        100 * 1024 * 1024,
+        help=(
+            "Largest S3 object, in bytes, that bookstore reads: clone, the version view, "
+            "diff and restore (in the server and the `bookstore` command). The size S3 "
+            "announces is checked before the body is read; bigger objects get 413 (the "
+            "command fails) and nothing is written. Clones and restores of files other "
+            "than notebooks stream to disk; notebooks are parsed, and take several times "
+            "their size in memory while they are. Default 100 MB."
+        ),
+    ).tag(config=True)
+
+    max_diff_cells = Integer(
+        500,
+        help=(
+            "Notebook diffs compare the cells from the first difference to the last (equal "
+            "cells before and after are skipped). Above this many cells there, in either "
+            "version, the diff API and page answer a summary instead (cells added, removed "
+            "and changed, compared by hash) with the reason. Diffing costs time quadratic "
+            "in what is compared; with the max_diff_* defaults a diff takes at most a few "
+            "seconds."
+        ),
+    ).tag(config=True)
+
+    max_diff_lines = Integer(
+        2000,
+        help=(
+            "Largest number of lines (sources and text outputs, both versions together) "
+            "in the cells a notebook diff compares (see max_diff_cells); above it the diff "
+            "is a summary."
+        ),
+    ).tag(config=True)
+
+    max_diff_bytes = Integer(
+        4 * 1024 * 1024,
+        help=(
+            "Largest size, in bytes of JSON (both versions together), of the cells a "
+            "notebook diff compares (see max_diff_cells); above it the diff is a summary."
+        ),
+    ).tag(config=True)
+
     archive_patterns = List(
         Unicode(),
         default_value=["*.ipynb"],
@@ -333,6 +403,16 @@ class BookstoreSettings(LoggingConfigurable):
         ),
     ).tag(config=True)
 
+    max_checkpoints = Integer(
+        100,
+        help=(
+            "How many of a file's newest archived versions Jupyter's checkpoint list "
+            "(File > Revert to checkpoint) offers, so that long histories stay quick to list. "
+            "The history page, the versions API and the CLI still page through every version, "
+            "and any version can be restored from there."
+        ),
+    ).tag(config=True)
+
     upload_retry_initial_delay = Float(
         0.5,
         help="Seconds before the first retry of a failed upload; doubled on each retry.",
@@ -348,6 +428,31 @@ class BookstoreSettings(LoggingConfigurable):
         help=(
             "On a clean stop, how long (seconds) to keep uploading queued saves before "
             "stopping. What is left stays in the spool and is uploaded at the next start."
+        ),
+    ).tag(config=True)
+
+    skip_identical_saves = Bool(
+        True,
+        help=(
+            "Do not archive a save whose bytes are identical (same sha256) to the newest "
+            "version of that path waiting in the spool or uploaded by this server, so "
+            "saving twice without a change makes one version. Skipped saves are counted in "
+            "GET /api/bookstore (archive.skipped_identical). Saves that record an event "
+            "(a rename, a restore) are always archived."
+        ),
+    ).tag(config=True)
+
+    retention = Dict(
+        help=(
+            "Default policy of `bookstore prune` (its --keep-* flags replace it), with "
+            "restic's `forget` rules: {'keep_last': N, 'keep_hourly': N, 'keep_daily': N, "
+            "'keep_weekly': N, 'keep_monthly': N, 'keep_yearly': N, 'keep_within': "
+            "'7d'} (counts: -1 for unlimited; durations like '36h', '7d', '1y6m'), plus "
+            "keep_within_hourly/daily/weekly/monthly/yearly. Example: every save for a "
+            "week, hourly for a month, daily for a year: {'keep_within': '7d', "
+            "'keep_within_hourly': '1m', 'keep_within_daily': '1y'}. Empty (the default): "
+            "no policy, prune needs flags and `bookstore doctor` warns when the workspace "
+            "grows fast. See docs/retention.md."
         ),
     ).tag(config=True)
 
@@ -415,7 +520,7 @@ class BookstoreSettings(LoggingConfigurable):
 
     # --- validation ----------------------------------------------------------------------
 
-    @validate("workspace_prefix", "published_prefix")
+    @validate("workspace_prefix", "published_prefix", "runs_prefix")
     def _validate_prefix(self, proposal: Any) -> str:
         return normalize_prefix(proposal["value"], proposal["trait"].name)
 
@@ -477,6 +582,22 @@ class BookstoreSettings(LoggingConfigurable):
                 raise TraitError(f"clone_allowed_buckets: {name!r} {problem}")
         return list(value)
 
+    @validate("retention")
+    def _validate_retention(self, proposal: Any) -> dict[str, Any]:
+        from .retention import PolicyError, RetentionPolicy
+
+        try:
+            policy = RetentionPolicy.from_dict(proposal["value"])
+        except PolicyError as e:
+            raise TraitError(f"retention: {e}") from None
+        return policy.to_dict()
+
+    @validate("max_concurrent_runs")
+    def _validate_max_concurrent_runs(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise TraitError(f"max_concurrent_runs must be >= 1 (got {proposal['value']})")
+        return int(proposal["value"])
+
     @validate("max_spool_bytes", "min_free_disk_bytes")
     def _validate_byte_limit(self, proposal: Any) -> int:
         if proposal["value"] < 0:
@@ -525,6 +646,21 @@ class BookstoreSettings(LoggingConfigurable):
             )
         return float(proposal["value"])
 
+    @validate("max_checkpoints")
+    def _validate_max_checkpoints(self, proposal: Any) -> int:
+        if not 1 <= proposal["value"] <= 1000:
+            raise TraitError(
+                f"max_checkpoints must be from 1 to 1000 (got {proposal['value']}); the "
+                f"history page lists every version"
+            )
+        return int(proposal["value"])
+
+    @validate("max_read_bytes", "max_diff_cells", "max_diff_lines", "max_diff_bytes")
+    def _validate_positive_int(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise TraitError(f"{proposal['trait'].name} must be >= 1 (got {proposal['value']})")
+        return int(proposal["value"])
+
     @validate("max_request_body_size")
     def _validate_max_request_body_size(self, proposal: Any) -> int:
         if proposal["value"] < 1024:
@@ -553,13 +689,20 @@ class BookstoreSettings(LoggingConfigurable):
         """The published prefix with ``{username}`` filled in."""
         return self._expand(self.published_prefix)
 
+    @property
+    def runs(self) -> str:
+        """The runs prefix with ``{username}`` filled in."""
+        return self._expand(self.runs_prefix)
+
     def prefix_for(self, which: str) -> str:
-        """The expanded prefix named ``workspace`` or ``published``."""
+        """The expanded prefix named ``workspace``, ``published`` or ``runs``."""
         if which == "workspace":
             return self.workspace
         if which == "published":
             return self.published
-        raise ValueError(f"unknown prefix {which!r}: use 'workspace' or 'published'")
+        if which == "runs":
+            return self.runs
+        raise ValueError(f"unknown prefix {which!r}: use 'workspace', 'published' or 'runs'")
 
     def s3_key(self, which: str, path: str) -> str:
         """The S3 key of Jupyter path ``path`` under prefix ``which``; path must be clean."""
@@ -589,13 +732,25 @@ class BookstoreSettings(LoggingConfigurable):
         )
 
     @property
+    def retention_policy(self) -> Any:
+        """``retention`` as a :class:`bookstore.retention.RetentionPolicy`."""
+        from .retention import RetentionPolicy
+
+        return RetentionPolicy.from_dict(self.retention)
+
+    @property
     def allowed_clone_buckets(self) -> list[str]:
         """s3_bucket plus clone_allowed_buckets."""
         own = [self.s3_bucket] if self.s3_bucket else []
         return own + [b for b in self.clone_allowed_buckets if b not in own]
 
     def should_archive(self, path: str) -> bool:
-        """Whether saves of Jupyter path ``path`` are archived (``archive_patterns``)."""
+        """Whether saves of Jupyter path ``path`` are archived: it matches
+        ``archive_patterns`` and S3 can store its name (:func:`unarchivable_reason`)."""
+        return self.matches_archive_patterns(path) and unarchivable_reason(path) is None
+
+    def matches_archive_patterns(self, path: str) -> bool:
+        """Whether ``path`` matches ``archive_patterns`` (whatever its name holds)."""
         name = posixpath.basename(path)
         return any(
             fnmatch.fnmatchcase(path, pat) or fnmatch.fnmatchcase(name, pat)
@@ -636,23 +791,50 @@ def describe_char(c: str) -> str:
     return f"{kind} U+{o:04X}"
 
 
+def unarchivable_reason(path: str) -> str | None:
+    """Why files at Jupyter path ``path`` are not archived, or None if they can be.
+
+    bookstore's one file name policy, applied alike by the archiver (such saves are
+    written to disk as usual, not archived, logged once and listed in ``/api/bookstore``
+    as ``not_archivable``), the history API, the pages and the command line (400 with
+    this reason), through :func:`clean_api_path`:
+
+    * a backslash: some S3-compatible servers (SeaweedFS) store it as ``/``, so
+      ``a\\b.ipynb`` and ``a/b.ipynb`` would share one history;
+    * control characters (tab, newline... C0 and C1), DEL, bidirectional overrides and
+      lone surrogates (:func:`unsafe_path_char`): S3 listings are XML, which cannot carry
+      most of them, they cannot be typed or shown, or they disguise the name.
+    """
+    if "\\" in path:
+        return (
+            f"{path!r} contains a backslash, which some S3 servers store as '/' (merging "
+            f"it with another file's history): files named so are not archived; rename it"
+        )
+    bad = next((c for c in path if unsafe_path_char(c)), None)
+    if bad is not None:
+        return (
+            f"{path!r} contains {describe_char(bad)}, which S3 cannot list reliably or "
+            f"which disguises the name: files named so are not archived; rename it"
+        )
+    return None
+
+
 def clean_api_path(path: str) -> str:
     """Validate a Jupyter API path for use in an S3 key or under a root directory.
 
-    Raises ValueError with what is wrong: empty, absolute, backslashes, '.'/'..'
-    segments, control characters, bidirectional overrides or lone surrogates.
+    Raises ValueError with what is wrong: empty, absolute, '.'/'..' segments, or a
+    name bookstore does not archive (:func:`unarchivable_reason`: backslashes, control
+    characters, bidirectional overrides, lone surrogates).
     """
     if path is None or not path.strip("/"):
         raise ValueError("the path is empty")
-    if "\\" in path:
-        raise ValueError(f"backslashes are not allowed in paths (got {path!r})")
+    reason = unarchivable_reason(path)
+    if reason is not None:
+        raise ValueError(reason)
     if path.startswith("/"):
         raise ValueError(
             f"absolute paths are not allowed; give a path relative to the root (got {path!r})"
         )
-    bad = next((c for c in path if unsafe_path_char(c)), None)
-    if bad is not None:
-        raise ValueError(f"{describe_char(bad)} is not allowed in paths (got {path!r})")
     parts = path.rstrip("/").split("/")
     if any(p in {"", ".", ".."} for p in parts):
         raise ValueError(f"'.', '..' and empty segments are not allowed in paths (got {path!r})")

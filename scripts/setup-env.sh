@@ -1,19 +1,45 @@
 #!/usr/bin/env bash
 # Shared set-up for scripts/test.sh and scripts/demo.sh: a virtualenv in .venv with
-# bookstore and everything its tests and demo need. Safe to run again.
+# bookstore and everything its tests and demo need. Safe to run again: when nothing that
+# goes into the install changed since the last run (pyproject.toml, setup.py,
+# jupyter-config/, the bookstore/ sources and the frontend's src/, style/ and package
+# files, hashed into $VENV/.bookstore-install-stamp),
+# it installs nothing. BOOKSTORE_REINSTALL=1 forces the install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
+
+# Building the frontend extension (done by `pip install .`) needs node.
+bash scripts/install-node.sh
+
 VENV=${BOOKSTORE_VENV:-.venv}
+STAMP="$VENV/.bookstore-install-stamp"
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating virtualenv $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
+
+sources_hash() {
+  find pyproject.toml setup.py jupyter-config bookstore src style package.json yarn.lock \
+    tsconfig.json install.json -type f -not -path '*/__pycache__/*' \
+    -not -path 'bookstore/labextension/*' -not -name '*.pyc' -print0 \
+    | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
+}
+HASH=$(sources_hash)
+if [ "${BOOKSTORE_REINSTALL:-0}" != 1 ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
+  echo "==> $VENV is up to date with this checkout (BOOKSTORE_REINSTALL=1 to reinstall)"
+  exit 0
+fi
+
+rm -f "$STAMP"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 echo "==> installing bookstore and its test/dev dependencies into $VENV"
-# A regular (not editable) install, so the jupyter-config file that enables the
-# extension is installed exactly as users get it.
+# A regular (not editable) install, so the jupyter-config file that enables the server
+# extension and the prebuilt frontend in share/jupyter/labextensions are installed exactly
+# as users get them. The build hook compiles the frontend with node (jlpm) when src/ is
+# newer than bookstore/labextension.
 "$VENV/bin/python" -m pip install --quiet --upgrade --force-reinstall --no-deps .
 "$VENV/bin/python" -m pip install --quiet ".[dev]"
+echo "$HASH" > "$STAMP"

@@ -18,6 +18,10 @@ ruff check bookstore tests bench scripts
 ruff format --check bookstore tests bench scripts
 echo "==> mypy"
 mypy
+echo "==> eslint, prettier and unit tests of the frontend (TypeScript)"
+[ -d node_modules ] || jlpm install
+jlpm lint:check
+jlpm test
 
 echo "==> pytest against moto (server mode)"
 BOOKSTORE_TEST_S3=moto python -m pytest -p no:cacheprovider "$@"

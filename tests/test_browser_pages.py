@@ -102,12 +102,28 @@ def test_clone_landing_page_clones_an_older_version_and_opens_it(
     problems = record_problems(page)
     page.goto(f"{jupyter.url}bookstore/clone?{query}&token={jupyter.token}")
     rows = dict(
-        zip(page.locator("table th").all_inner_texts(), page.locator("table td").all_inner_texts())
+        zip(
+            page.locator("dl.bs-facts dt").all_inner_texts(),
+            page.locator("dl.bs-facts dd").all_inner_texts(),
+        )
     )
     assert rows == {"Bucket": s3_bucket, "Key": key, "Version": old["VersionId"]}
     assert page.locator("h1").inner_text() == "Clone report.ipynb"
     assert page.input_value("#bookstore-target") == "report.ipynb"
+    # The history pages' header, styled buttons, and a way back to the source's history.
+    assert page.locator("header.bs-header .bs-app").inner_text() == "bookstore"
+    assert page.locator("#bookstore-home-link").get_attribute("href") == "/nbclassic/tree"
+    history = page.locator("#bookstore-history-link")
+    assert (
+        history.get_attribute("href") == "/bookstore/versions/shared/report.ipynb?prefix=workspace"
+    )
+    button = page.locator("#bookstore-clone-button")
+    assert button.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(243, 119, 38)"
+    assert history.evaluate("a => getComputedStyle(a).borderStyle") == "solid"
     page.screenshot(path=str(SCREENSHOTS / "bookstore-clone-page.png"), full_page=True)
+    page.set_viewport_size({"width": 420, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420
+    page.set_viewport_size({"width": 1200, "height": 800})
 
     # Opening the clone in nbclassic would start a kernel: not this test's business.
     page.route("**/api/sessions**", lambda route: route.abort())
@@ -157,14 +173,17 @@ def test_history_page_lists_diffs_and_restores_versions(
         when = entry.locator("time")
         assert when.get_attribute("datetime")
         assert re.search(r"\d", when.inner_text())
-        # versions.js (allowed by the page's CSP) moved the UTC time into the tooltip.
-        assert (when.get_attribute("title") or "").endswith(" UTC")
+        # UTC and labelled, like the `bookstore` command's SAVED (UTC) column.
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", when.inner_text())
         assert re.fullmatch(r"\d+ B|\d+\.\d KB", entry.locator(".bs-size").inner_text())
         assert entry.locator(".bs-user").inner_text() == USER
     assert "latest" in entries.nth(0).inner_text()
+    # The logo goes back to the server's UI (nbclassic here), and the notebook opens in it.
+    assert page.locator("#bookstore-home-link").get_attribute("href") == "/nbclassic/tree"
+    open_link = page.get_by_role("link", name="Open notebook")
+    assert open_link.get_attribute("href") == f"/nbclassic/notebooks/{quote(path)}"
     # The oldest version has nothing before it to diff against.
     assert entries.nth(2).get_by_role("link", name="Diff vs previous").count() == 0
-    page.screenshot(path=str(SCREENSHOTS / "bookstore-history-page.png"), full_page=True)
 
     with page.expect_navigation() as nav:
         entries.nth(0).get_by_role("link", name="Diff vs previous").click()
@@ -211,4 +230,16 @@ def test_history_page_lists_diffs_and_restores_versions(
     assert entries.nth(0).locator(".bs-sha").inner_text() == (
         entries.nth(3).locator(".bs-sha").inner_text()
     )
+    assert problems == []
+    # The restore is in the timeline, noted; at 420 px wide nothing runs off the page.
+    restored = page.locator("section[aria-labelledby=bs-h-workspace] li.bs-version").nth(0)
+    assert f"restored from {vid['one']}" in restored.inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "bookstore-history-page.png"), full_page=True)
+    page.set_viewport_size({"width": 420, "height": 900})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420
+    tag = restored.locator(".bs-tag")
+    box = tag.bounding_box()
+    assert box is not None
+    assert box["x"] + box["width"] <= 420
+    page.screenshot(path=str(SCREENSHOTS / "bookstore-history-page-420px.png"), full_page=False)
     assert problems == []

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import list_versions
+from helpers import list_versions, notebook
 from history_helpers import (
     drain,
     fetch_error,
@@ -17,6 +19,7 @@ from history_helpers import (
     save_nb,
     save_versions,
 )
+from slow_link import SlowLink
 
 from bookstore.history import (
     BadRequest,
@@ -67,16 +70,17 @@ def test_foreign_checkpoint_ids_are_refused(cid: str) -> None:
 # --- list, create, restore ---------------------------------------------------------------------
 
 
-async def test_checkpoints_are_the_archived_versions_newest_first(
+async def test_checkpoints_are_the_archived_versions_newest_last(
     jp_fetch: Any, bookstore_ext: Any, s3: Any, s3_bucket: str
 ) -> None:
     await save_versions(bookstore_ext, jp_fetch, "c.ipynb", ["one", "two", "three"])
 
     checkpoints = await get_json(jp_fetch, *checkpoints_url("c.ipynb"))
 
+    # Jupyter's frontends take the last checkpoint as the latest: oldest first.
     versions = list_versions(s3, s3_bucket, "workspace/c.ipynb")
     assert [c["id"] for c in checkpoints] == [
-        checkpoint_id_for_version(v["VersionId"]) for v in versions
+        checkpoint_id_for_version(v["VersionId"]) for v in reversed(versions)
     ]
     assert all(JUPYTER_ID.match(c["id"]) for c in checkpoints)
     assert all(c["last_modified"] for c in checkpoints)
@@ -88,7 +92,7 @@ async def test_restore_checkpoint_restores_that_version(
     await save_versions(bookstore_ext, jp_fetch, "c.ipynb", ["one", "two", "three"])
     checkpoints = await get_json(jp_fetch, *checkpoints_url("c.ipynb"))
 
-    r = await jp_fetch(*checkpoints_url("c.ipynb"), checkpoints[2]["id"], method="POST", body="")
+    r = await jp_fetch(*checkpoints_url("c.ipynb"), checkpoints[0]["id"], method="POST", body="")
 
     assert r.code == 204
     assert first_source_on_disk(jp_root_dir / "c.ipynb") == "one  # 0"
@@ -312,3 +316,210 @@ class TestOutage:
         await drain(bookstore_ext)
         listed = await get_json(jp_fetch, *checkpoints_url("offline.ipynb"))
         assert len(listed) == 1
+
+
+# --- each save listed once, while its upload finishes ------------------------------------------
+
+
+def save_ids_of(listing: list[dict[str, Any]], save_of_version: dict[str, str]) -> list[str]:
+    """The save behind each checkpoint: ``p-<save id>`` itself, ``v-<id>`` from S3 metadata."""
+    out = []
+    for checkpoint in listing:
+        kind, ident = parse_checkpoint_id(checkpoint["id"])
+        out.append(ident if kind == "save" else save_of_version[ident])
+    return out
+
+
+def wait_versions(s3: Any, bucket: str, key: str, count: int, timeout: float = 60) -> int:
+    """Until S3 itself lists ``count`` versions of ``key`` or more; how many (blocking)."""
+    deadline = time.monotonic() + timeout
+    while (stored := len(list_versions(s3, bucket, key))) < count:
+        assert time.monotonic() < deadline, f"S3 never listed {count} versions of {key}"
+        time.sleep(0.01)
+    return stored
+
+
+class TestListingWhileUploading:
+    """S3 lists a version before its upload's answer is back: the save is still pending."""
+
+    @pytest.fixture
+    def link(self, s3_server: S3Server) -> Any:
+        with SlowLink(s3_server.host, s3_server.port, delay=0.4) as link:
+            yield link
+
+    @pytest.fixture
+    def bookstore_config(self, bookstore_config: dict[str, Any], link: SlowLink) -> dict[str, Any]:
+        return {**bookstore_config, "s3_endpoint_url": link.url}
+
+    async def test_each_save_is_listed_once_while_its_upload_finishes(
+        self, jp_fetch: Any, bookstore_ext: Any, s3: Any, s3_bucket: str
+    ) -> None:
+        key = "workspace/race.ipynb"
+        saves = [
+            (await save_nb(jp_fetch, "race.ipynb", f"save {i}"))["bookstore_save_id"]
+            for i in range(4)
+        ]
+        listings = [await get_json(jp_fetch, *checkpoints_url("race.ipynb"))]
+        in_window = stored = 0
+        while stored < len(saves):
+            # S3 has stored another upload (seen directly, not through the slow link): if
+            # its answer is still on the way back, the archiver still holds that save.
+            stored = await asyncio.to_thread(wait_versions, s3, s3_bucket, key, stored + 1)
+            in_window += bookstore_ext.archiver.pending > len(saves) - stored
+            listings.append(await get_json(jp_fetch, *checkpoints_url("race.ipynb")))
+        await drain(bookstore_ext)
+        listings.append(await get_json(jp_fetch, *checkpoints_url("race.ipynb")))
+
+        save_of_version = {
+            v["VersionId"]: s3.head_object(Bucket=s3_bucket, Key=key, VersionId=v["VersionId"])[
+                "Metadata"
+            ]["save-id"]
+            for v in list_versions(s3, s3_bucket, key)
+        }
+        for listing in listings:
+            listed = save_ids_of(listing, save_of_version)
+            assert sorted(listed) == saves, [c["id"] for c in listing]  # each save once
+        assert in_window, "no listing was made while an upload was finishing"
+        assert all(c["id"].startswith("v-") for c in listings[-1])
+
+
+# --- long histories stay cheap -----------------------------------------------------------------
+
+
+class S3Requests:
+    """The S3 operations the server's requests send (botocore's ``before-send`` event).
+
+    The archiver's background uploads (tasks named ``bookstore:<key>``: PUTs, and a HEAD
+    when an attempt is retried) are left out.
+    """
+
+    def __init__(self) -> None:
+        self.ops: list[str] = []
+
+    def __call__(self, event_name: str, **kwargs: Any) -> None:
+        task = asyncio.current_task()
+        if task is not None and task.get_name().startswith("bookstore:"):
+            return
+        self.ops.append(event_name.rsplit(".", 1)[-1])
+
+    def reads(self) -> list[str]:
+        assert "PutObject" not in self.ops  # nothing but the uploader writes
+        return list(self.ops)
+
+
+@pytest.fixture
+def s3_requests(bookstore_ext: Any, jp_asyncio_loop: Any) -> Any:
+    client = jp_asyncio_loop.run_until_complete(bookstore_ext.store.client())
+    counter = S3Requests()
+    client.meta.events.register("before-send.s3", counter)
+    try:
+        yield counter
+    finally:
+        client.meta.events.unregister("before-send.s3", counter)
+
+
+def put_foreign_versions(s3: Any, bucket: str, key: str, count: int) -> list[str]:
+    """Versions written by another server (their metadata is not in this server's cache)."""
+    save_ids = []
+    for i in range(count):
+        save_id = f"{time.time_ns():020d}-{i:06x}"
+        body = json.dumps(notebook(f"foreign {i}")).encode()
+        s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata={"save-id": save_id})
+        save_ids.append(save_id)
+    return save_ids
+
+
+class TestLongHistory:
+    @pytest.fixture
+    def bookstore_config(self, bookstore_config: dict[str, Any]) -> dict[str, Any]:
+        return {**bookstore_config, "max_checkpoints": 3}
+
+    async def test_the_list_holds_the_newest_max_checkpoints_versions(
+        self, jp_fetch: Any, bookstore_ext: Any, s3: Any, s3_bucket: str, s3_requests: S3Requests
+    ) -> None:
+        await save_versions(bookstore_ext, jp_fetch, "long.ipynb", [f"v{i}" for i in range(6)])
+        s3_requests.ops.clear()
+
+        checkpoints = await get_json(jp_fetch, *checkpoints_url("long.ipynb"))
+
+        newest = list_versions(s3, s3_bucket, "workspace/long.ipynb")[:3]
+        assert [c["id"] for c in checkpoints] == [
+            checkpoint_id_for_version(v["VersionId"]) for v in reversed(newest)
+        ]
+        assert s3_requests.reads() == ["ListObjectVersions"]
+        # The versions API still pages through all of them.
+        listing = await get_json(jp_fetch, "api", "bookstore", "versions", "long.ipynb")
+        assert len(listing["versions"]) == 6
+
+    async def test_restoring_a_version_checkpoint_is_one_get(
+        self,
+        jp_fetch: Any,
+        bookstore_ext: Any,
+        jp_root_dir: Path,
+        s3: Any,
+        s3_bucket: str,
+        s3_requests: S3Requests,
+    ) -> None:
+        await save_versions(bookstore_ext, jp_fetch, "one.ipynb", ["first", "second"])
+        oldest = list_versions(s3, s3_bucket, "workspace/one.ipynb")[-1]["VersionId"]
+        s3_requests.ops.clear()
+
+        r = await jp_fetch(
+            *checkpoints_url("one.ipynb"),
+            checkpoint_id_for_version(oldest),
+            method="POST",
+            body="",
+        )
+
+        assert r.code == 204
+        assert first_source_on_disk(jp_root_dir / "one.ipynb") == "first  # 0"
+        assert s3_requests.reads() == ["GetObject"]
+
+    async def test_a_missing_checkpoint_is_404_after_a_few_requests(
+        self,
+        jp_fetch: Any,
+        bookstore_ext: Any,
+        jp_root_dir: Path,
+        s3: Any,
+        s3_bucket: str,
+        s3_requests: S3Requests,
+    ) -> None:
+        key = "workspace/many.ipynb"
+        foreign = put_foreign_versions(s3, s3_bucket, key, 8)
+        await save_versions(bookstore_ext, jp_fetch, "many.ipynb", ["mine"])
+        before = (jp_root_dir / "many.ipynb").read_bytes()
+        url = checkpoints_url("many.ipynb")
+        missing_version = checkpoint_id_for_version("0123456789abcdef0123456789abcdef")
+        now = f"{time.time_ns():020d}-abcdef"
+        tomorrow = f"{time.time_ns() + 86_400 * 10**9:020d}-abcdef"
+
+        s3_requests.ops.clear()
+        code, _ = await fetch_error(jp_fetch, *url, missing_version, method="POST", body="")
+        assert (code, s3_requests.reads()) == (404, ["GetObject"])
+
+        # A save id: at most the newest max_checkpoints versions are looked at, and only
+        # those not uploaded by this server need a HEAD.
+        s3_requests.ops.clear()
+        code, message = await fetch_error(
+            jp_fetch, *url, checkpoint_id_for_save(now), method="POST", body=""
+        )
+        assert code == 404
+        assert "newest 3 versions" in message
+        assert s3_requests.reads() == ["ListObjectVersions", "HeadObject", "HeadObject"]
+
+        # A save made after every stored version cannot be among them: the listing is
+        # reused (a HEAD of the key shows nothing changed), and no version is looked at.
+        s3_requests.ops.clear()
+        code, _ = await fetch_error(
+            jp_fetch, *url, checkpoint_id_for_save(tomorrow), method="POST", body=""
+        )
+        assert (code, s3_requests.reads()) == (404, ["HeadObject"])
+
+        # A foreign save among the newest versions is found (its metadata is known by
+        # now) and restored.
+        s3_requests.ops.clear()
+        r = await jp_fetch(*url, checkpoint_id_for_save(foreign[-1]), method="POST", body="")
+        assert r.code == 204
+        assert first_source_on_disk(jp_root_dir / "many.ipynb") == "foreign 7  # 0"
+        assert s3_requests.reads() == ["HeadObject", "GetObject"]
+        assert before != (jp_root_dir / "many.ipynb").read_bytes()

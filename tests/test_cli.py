@@ -97,7 +97,7 @@ def test_versions_table_lists_newest_first(
 
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0] == f"s3://{s3_bucket}/workspace/nb.ipynb: 3 version(s)"
+    assert lines[0] == f"s3://{s3_bucket}/workspace/nb.ipynb: 3 versions"
     assert lines[1].split() == [
         "VERSION",
         "ID",
@@ -342,6 +342,28 @@ def test_clone_a_version_into_the_local_folder(
     )
     assert code == 0
     assert "new  # 0" in (root / "copy" / "new.ipynb").read_text()
+
+
+def test_reads_over_max_read_bytes_fail_and_write_nothing(
+    env: Any, s3: Any, s3_bucket: str, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    big = os.urandom(5000)
+    version = s3.put_object(Bucket=s3_bucket, Key="workspace/data.bin", Body=big)["VersionId"]
+    limit = "--BookstoreSettings.max_read_bytes=4096"
+    for argv in (
+        ("clone", "workspace/data.bin", f"--root-dir={root}"),
+        ("show", "data.bin", f"--version={version}", "--raw"),
+        ("restore", "data.bin", f"--version={version}", f"--root-dir={root}"),
+    ):
+        code, _, err = run(capsys, *argv, limit)
+        assert code == 1, argv
+        assert "max_read_bytes" in err
+    assert list(root.iterdir()) == []
+    # Under the limit the clone streams into place, byte for byte, leaving no temporary.
+    code, _, err = run(capsys, "clone", "workspace/data.bin", f"--root-dir={root}")
+    assert code == 0, err
+    assert (root / "data.bin").read_bytes() == big
+    assert [p.name for p in root.iterdir()] == ["data.bin"]
 
 
 # --- doctor ---------------------------------------------------------------------------------------

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
+from bookstore.cli import main
 from bookstore.settings import BookstoreSettings, config_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,3 +54,54 @@ def test_original_import_path_still_works() -> None:
     from bookstore.archive import BookstoreContentsArchiver as Direct
 
     assert BookstoreContentsArchiver is Direct
+
+
+def test_the_readme_names_a_command_that_lists_every_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "by `bookstore --help-all`" in readme
+    assert main(["--help-all"]) == 0
+    out = capsys.readouterr().out
+    for name in BookstoreSettings.class_traits(config=True):
+        assert f"--BookstoreSettings.{name}=" in out
+
+
+def test_version_sorts_above_the_original_bookstore_and_matches_the_api_description() -> None:
+    from packaging.version import Version
+
+    import bookstore
+
+    assert Version(bookstore.__version__) > Version("2.5.1")
+    spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+    assert spec["info"]["version"] == bookstore.__version__
+
+
+def test_no_placeholder_urls() -> None:
+    placeholder = "github.com/" + "bookstore/bookstore"
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in files:
+        path = ROOT / name
+        if path.suffix in {".md", ".toml", ".py", ".yaml", ".html", ".cfg", ".txt"}:
+            assert placeholder not in path.read_text(), name
+
+
+def test_lint_tools_are_pinned_once_and_pre_commit_runs_those() -> None:
+    from importlib.metadata import version
+
+    import tomllib  # Python 3.11+, which the test environment runs
+
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pins = dict(r.split("==") for r in dev["dev"] if r.split("==")[0] in {"ruff", "mypy"})
+    assert set(pins) == {"ruff", "mypy"}, "pin ruff and mypy exactly in the dev extra"
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
+    assert all(repo["repo"] == "local" for repo in config["repos"]), "no second pin in a rev"
+    assert hooks["ruff"]["entry"].split()[0] == "ruff"
+    assert hooks["ruff-format"]["entry"].split()[0] == "ruff"
+    assert hooks["mypy"]["entry"] == "mypy"
+    # The environment running the tests has the pinned versions (scripts/test.sh installs them).
+    assert version("ruff") == pins["ruff"]
+    assert version("mypy") == pins["mypy"]

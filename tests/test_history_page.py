@@ -58,7 +58,9 @@ async def test_timeline_lists_workspace_and_published_versions_with_actions(
     assert pub["VersionId"] in body
     assert bookstore_ext.bookstore_settings.username in body
     assert "publisher" in body
-    assert body.count('name="_xsrf"') == 3  # one restore form per version
+    # One restore form per version, and "Run this version" on the published one.
+    assert body.count('name="_xsrf"') == 4
+    assert body.count(">Run this version</button>") == 1
     links = hrefs(body)
     newest, older = versions[0]["VersionId"], versions[1]["VersionId"]
     diff_prev = [h for h in links if "/bookstore/diff/t.ipynb" in h and "to=" in h]

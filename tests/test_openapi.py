@@ -123,6 +123,7 @@ class Api:
     bucket: str
     root_dir: Path
     shared_dir: Path
+    serverapp: Any = None
     checked: list[tuple[str, int]] = field(default_factory=list)
 
     async def call(
@@ -153,6 +154,11 @@ class Api:
         )
         self.checked.append((check_response(self.spec, method, "/" + path, resp), resp.code))
         return resp  # type: ignore[no-any-return]
+
+    @property
+    def runs(self) -> Any:
+        """The server's run manager (to stop the runs a scenario started)."""
+        return self.serverapp.web_app.settings["bookstore_runs"]
 
     def put_object(self, key: str, body: bytes) -> str:
         return str(self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)["VersionId"])
@@ -352,6 +358,7 @@ def api(
         s3_bucket,
         jp_root_dir,
         shared_dir,
+        jp_serverapp,
     )
 
 
@@ -520,3 +527,95 @@ async def _history_diff_page(api: Api) -> None:
         (await api.call("GET", "bookstore/diff/h/g.txt", params={"from": a})).code,
     ]
     assert statuses == [400, 404, 415]
+
+
+# --- runs (issue 9) ---------------------------------------------------------------------------
+
+
+def _run_notebook() -> bytes:
+    from run_helpers import param_notebook
+
+    return param_notebook("print(x)")
+
+
+def _archived_run(api: Api, path: str) -> str:
+    """A run output as `bookstore run` stores it (prepared directly: no kernel needed)."""
+    from bookstore.runs import run_metadata
+
+    body = _run_notebook()
+    record = {
+        "run_id": "20240101T000000Z-0123abcd",
+        "status": "succeeded",
+        "path": path,
+        "source": {"bucket": api.bucket, "key": f"published/{path}", "prefix": "published"},
+        "parameters": {"x": 2},
+        "kernel": "python3",
+        "started": "2024-01-01T00:00:00.000Z",
+        "finished": "2024-01-01T00:00:02.000Z",
+        "duration": 2.0,
+        "user": "alice",
+        "host": "worker-1",
+    }
+    meta = run_metadata(record, "0" * 64)
+    put = api.s3.put_object(Bucket=api.bucket, Key=f"runs/{path}", Body=body, Metadata=meta)
+    return str(put["VersionId"])
+
+
+@scenario("getRuns")
+async def _runs(api: Api) -> None:
+    vid = _archived_run(api, "r/nb.ipynb")
+    listing = await api.call("GET", "api/bookstore/runs/r/nb.ipynb")
+    one = await api.call("GET", "api/bookstore/runs/r/nb.ipynb", params={"version_id": vid})
+    assert (listing.code, one.code) == (200, 200)
+    assert json.loads(listing.body)["runs"][0]["parameters"] == {"x": 2}
+    statuses = [
+        (await api.call("GET", "api/bookstore/runs/r/nb.ipynb", params={"limit": "0"})).code,
+        (await api.call("GET", "api/bookstore/runs/r/nb.txt")).code,
+        (
+            await api.call(
+                "GET",
+                "api/bookstore/runs/r/nb.ipynb",
+                params={"version_id": "0123456789abcdef0123456789abcdef"},
+            )
+        ).code,
+    ]
+    assert statuses == [400, 415, 404]
+
+
+@scenario("startRun")
+async def _start_run(api: Api) -> None:
+    vid = api.put_object("published/r/run.ipynb", _run_notebook())
+    try:
+        ok = await api.call(
+            "POST", "api/bookstore/runs/r/run.ipynb", {"version_id": vid, "parameters": {"x": 3}}
+        )
+        assert ok.code == 202
+        statuses = [
+            (await api.call("POST", "api/bookstore/runs/r/run.ipynb", "[]")).code,
+            (await api.call("POST", "api/bookstore/runs/r/none.ipynb", {})).code,
+            (await api.call("POST", "api/bookstore/runs/r/run.txt", {})).code,
+        ]
+        assert statuses == [400, 404, 415]
+    finally:
+        await api.runs.stop(timeout=60)
+
+
+@scenario("historyPageRun")
+async def _history_run(api: Api) -> None:
+    vid = api.put_object("published/r/page.ipynb", _run_notebook())
+    try:
+        ok = await api.call("POST", "bookstore/runs/r/page.ipynb", urlencode({"version_id": vid}))
+        assert ok.code == 303
+        statuses = [
+            (await api.call("POST", "bookstore/runs/r/page.ipynb", urlencode({}))).code,
+            (
+                await api.call(
+                    "POST",
+                    "bookstore/runs/r/page.ipynb",
+                    urlencode({"version_id": "0123456789abcdef0123456789abcdef"}),
+                )
+            ).code,
+        ]
+        assert statuses == [400, 404]
+    finally:
+        await api.runs.stop(timeout=60)

@@ -34,7 +34,7 @@ def test_default_reads_own_workspace_everyones_published_and_own_runs(
     s = BookstoreSettings(
         workspace_prefix="workspace/{username}", published_prefix="published/{username}"
     )
-    assert s.readable_prefixes[:2] == ["workspace/{username}", "published/*"]
+    assert s.readable_prefixes == ["workspace/{username}", "published/*", "runs"]
     assert s.unreadable_reason(BOB_DRAFT) is None
     assert s.unreadable_reason(ALICE_PUBLISHED) is None
     reason = s.unreadable_reason(ALICE_DRAFT)
@@ -152,6 +152,7 @@ async def test_history_and_diff_outside_the_readable_prefixes_are_403(
         ("api/bookstore/diff/mine.ipynb", {"from": ids[0], "to": ids[1]}),
         ("bookstore/versions/mine.ipynb", {}),
         ("bookstore/diff/mine.ipynb", {"from": ids[0], "to": ids[1]}),
+        ("api/bookstore/runs/mine.ipynb", {}),
     ):
         resp = await jp_fetch(route, params=params, raise_error=False)
         assert resp.code == 403, (route, params, resp.code)

@@ -7,8 +7,10 @@ shipped jupyter-config file or ``jupyter server extension enable``.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -153,6 +155,23 @@ def test_pyproject_installs_the_config_file() -> None:
     pyproject = (REPO / "pyproject.toml").read_text()
     assert '"etc/jupyter/jupyter_server_config.d"' in pyproject
     assert "jupyter-config/jupyter_server_config.d/bookstore.json" in pyproject
+
+
+def test_pyproject_installs_the_classic_notebook_extension() -> None:
+    """nbclassic loads nbextensions/bookstore/checkpoints.js, enabled by nbconfig/notebook.d."""
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    shared = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["shared-data"]
+    assert shared["bookstore/nbextension"] == "share/jupyter/nbextensions/bookstore"
+    assert shared["jupyter-config/nbconfig/notebook.d"] == "etc/jupyter/nbconfig/notebook.d"
+    nbconfig = REPO / "jupyter-config" / "nbconfig" / "notebook.d" / "bookstore.json"
+    enabled = json.loads(nbconfig.read_text())["load_extensions"]
+    assert enabled == {"bookstore/checkpoints": True}
+    assert (REPO / "bookstore" / "nbextension" / "checkpoints.js").is_file()
+    # The regular install the test command makes put both where nbclassic looks.
+    prefix = Path(sys.prefix)
+    assert (prefix / "share/jupyter/nbextensions/bookstore/checkpoints.js").is_file()
+    assert json.loads((prefix / "etc/jupyter/nbconfig/notebook.d/bookstore.json").read_text())
 
 
 def test_extension_disable_and_enable_commands(

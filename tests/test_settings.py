@@ -205,6 +205,8 @@ def test_empty_environment_values_mean_unset(monkeypatch: pytest.MonkeyPatch) ->
         ({"upload_retry_initial_delay": 0}, "positive number of seconds"),
         ({"flush_timeout": -1}, "positive number of seconds"),
         ({"max_request_body_size": 10}, ">= 1024"),
+        ({"max_checkpoints": 0}, "from 1 to 1000"),
+        ({"max_checkpoints": 5000}, "from 1 to 1000"),
         ({"clone_allowed_buckets": ["Bad_Name"]}, "Bad_Name"),
     ],
 )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+import logging
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Optional
 
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
+from jupyter_server.prometheus.log_functions import prometheus_log_method
 from jupyter_server.utils import ensure_async
-from tornado import web
+from tornado import httputil, web
 
 from ..s3 import S3Error
 from .common import parse_json
@@ -41,10 +45,65 @@ async def require_contents_permission(handler: Any, action: str) -> None:
         )
 
 
-class BookstoreAPIHandler(ExtensionHandlerMixin, APIHandler):
+def s3_log_level(e: S3Error) -> int:
+    """A missing object is the user's input (DEBUG); S3 refusing or unreachable is ours."""
+    return logging.WARNING if e.status >= 500 else logging.DEBUG
+
+
+class ClientErrorLogMixin(web.RequestHandler):
+    """One log line per client error (4xx), at INFO, saying why; server errors as usual.
+
+    Left alone, tornado and jupyter_server log one rejected request up to three times at
+    WARNING (the exception, the written error, the access line): noise for what is usually
+    a mistyped key or path. 5xx responses keep jupyter_server's logging.
+    """
+
+    _client_error: str = ""
+
+    def log_exception(
+        self,
+        typ: Optional[type[BaseException]],
+        value: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if isinstance(value, web.HTTPError) and value.status_code < 500:
+            self._client_error = value.log_message or value.reason or ""
+            return  # logged once, by _log, when the response is finished
+        super().log_exception(typ, value, tb)
+
+    def _log(self) -> None:
+        status = self.get_status()
+        if not 400 <= status < 500:
+            super()._log()
+            return
+        user = getattr(self.current_user, "username", "") or "-"
+        self.log.info(  # type: ignore[attr-defined]
+            "%d %s %s (%s@%s): %s",
+            status,
+            self.request.method,
+            self.request.path,
+            user,
+            self.request.remote_ip,
+            self._client_error or httputil.responses.get(status, ""),
+        )
+        prometheus_log_method(self)
+
+
+class BookstoreAPIHandler(ClientErrorLogMixin, ExtensionHandlerMixin, APIHandler):
     """Base class: reads the shared settings, store and archiver from the extension."""
 
     auth_resource = AUTH_RESOURCE
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """The JSON error of APIHandler; a client error is not logged again here."""
+        exc_info = kwargs.get("exc_info")
+        e = exc_info[1] if exc_info else None
+        if status_code >= 500 or not isinstance(e, web.HTTPError):
+            super().write_error(status_code, **kwargs)
+            return
+        self.set_header("Content-Type", "application/json")
+        message = httputil.responses.get(status_code, "Unknown HTTP Error")
+        self.finish(json.dumps({"message": e.log_message or message, "reason": e.reason}))
 
     @property
     def bookstore_settings(self) -> BookstoreSettings:
@@ -70,5 +129,5 @@ class BookstoreAPIHandler(ExtensionHandlerMixin, APIHandler):
 
     def s3_http_error(self, e: S3Error) -> web.HTTPError:
         """Our own status for an S3 failure; S3's status is never passed through."""
-        self.log.warning("bookstore: %s", e)
+        self.log.log(s3_log_level(e), "bookstore: %s", e)
         return web.HTTPError(e.status, str(e))

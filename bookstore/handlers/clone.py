@@ -38,8 +38,16 @@ from tornado import web
 from ..s3 import S3Error, S3NotFound
 from ..settings import clean_api_path, describe_char, unsafe_path_char
 from ..shared_folder import SharedFolderError, open_beneath, read_beneath
-from .base import AUTH_RESOURCE, BookstoreAPIHandler, require_contents_permission
+from .base import (
+    AUTH_RESOURCE,
+    BookstoreAPIHandler,
+    ClientErrorLogMixin,
+    require_contents_permission,
+)
 from .common import BoundedBodyMixin, check_notebook, dumps
+from .frontend import Links, frontend_links
+from .history import jupyter_logo_data_uri
+from .streaming import discard, download_into_folder, local_os_path, move_into_place
 
 if TYPE_CHECKING:
     from ..settings import BookstoreSettings
@@ -245,6 +253,30 @@ class _CloneAPIHandler(BoundedBodyMixin, BookstoreAPIHandler):
                 await self.distrust(saved["path"])
         return dict(saved)
 
+    async def place_download(self, tmp: str, target: str, *, overwrite: bool) -> dict[str, Any]:
+        """Move a streamed download to ``target`` (or the first free name unless
+        ``overwrite``), archive it as a save would, and answer its model."""
+        cm = self.contents_manager
+        try:
+            async with self._clone_lock():
+                if await ensure_async(cm.dir_exists(target)):
+                    raise web.HTTPError(409, f"{target!r} is a folder in the Jupyter root")
+                if not overwrite and await ensure_async(cm.file_exists(target)):
+                    parent, name = posixpath.split(target)
+                    name = await ensure_async(cm.increment_filename(name, parent, insert="-"))
+                    target = posixpath.join(parent, name)
+                os_path = local_os_path(cm, target)
+                if os_path is None:  # pragma: no cover - the same manager gave one before
+                    raise web.HTTPError(500, f"cannot write {target!r} in the Jupyter root")
+                await move_into_place(tmp, os_path)
+        except BaseException:
+            await discard(tmp)
+            raise
+        archive_file = getattr(cm, "archive_file", None)
+        if archive_file is not None:
+            await archive_file(target)
+        return dict(await ensure_async(cm.get(target, content=False)))
+
     async def distrust(self, path: str) -> None:
         """Make sure Jupyter does not trust the clone at ``path``.
 
@@ -288,21 +320,32 @@ class BookstoreCloneAPIHandler(_CloneAPIHandler):
         check_readable(settings, bucket, key)
 
         s3_path = f"s3://{bucket}/{key}"
+        # Files other than notebooks stream to disk; notebooks are parsed and validated.
+        cm = self.contents_manager
+        os_path = None if target.endswith(".ipynb") else local_os_path(cm, target)
         try:
-            obj = await self.store.get_object(key, version_id, bucket=bucket)
+            if os_path is not None:
+                tmp, info = await download_into_folder(
+                    self.store, key, os_path, version_id, bucket=bucket
+                )
+            else:
+                obj = await self.store.get_object(key, version_id, bucket=bucket)
         except S3Error as e:
             err = e
             if version_id and e.code == "MethodNotAllowed":
                 # S3's answer for a version that is a delete marker: nothing to clone.
                 err = S3NotFound(f"version {version_id} of {s3_path} is a delete marker")
             raise self.s3_http_error(err) from e
-        source = f"{s3_path}" + (f" (version {version_id})" if version_id else "")
-        model = await run_sync(build_model, target, obj.body, source)
-        saved = await self.save_clone(target, model, overwrite=overwrite)
-        self.log.info(
-            "bookstore: cloned %s version %s to %s", s3_path, obj.version_id, saved["path"]
-        )
-        self.finish_clone(saved, s3_path=s3_path, versionID=obj.version_id)
+        if os_path is not None:
+            saved = await self.place_download(tmp, target, overwrite=overwrite)
+            got_version = info.version_id
+        else:
+            source = f"{s3_path}" + (f" (version {version_id})" if version_id else "")
+            model = await run_sync(build_model, target, obj.body, source)
+            saved = await self.save_clone(target, model, overwrite=overwrite)
+            got_version = obj.version_id
+        self.log.info("bookstore: cloned %s version %s to %s", s3_path, got_version, saved["path"])
+        self.finish_clone(saved, s3_path=s3_path, versionID=got_version)
 
 
 class BookstoreFSCloneAPIHandler(_CloneAPIHandler):
@@ -327,7 +370,9 @@ class BookstoreFSCloneAPIHandler(_CloneAPIHandler):
 # --- landing pages --------------------------------------------------------------------------
 
 
-class _ClonePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, JupyterHandler):
+class _ClonePageHandler(
+    ClientErrorLogMixin, ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, JupyterHandler
+):
     """Renders ``clone.html``: what will be cloned, a target field, and the clone button."""
 
     auth_resource = AUTH_RESOURCE
@@ -355,26 +400,14 @@ class _ClonePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, Jupyt
             f"connect-src 'self'; img-src data:; form-action 'none'; base-uri 'none'"
         )
 
-    def open_url_templates(self) -> dict[str, str]:
-        """Where to open a cloned file, in the frontend this server defaults to.
+    def open_url_templates(self, links: Links) -> dict[str, str]:
+        """Where to open a cloned file: in the user's frontend, else the server's home page.
 
         ``{path}`` is replaced by the page's script with the cloned file's URL-escaped path.
         """
-        default = self.default_url or ""
-        if default.startswith(self.base_url):  # jupyter_server prefixes it with base_url
-            default = default[len(self.base_url) :]
-        default = default.strip("/")
-        if default.startswith("lab"):
-            notebook = file = "lab/tree/{path}"
-        elif default.startswith("nbclassic"):
-            notebook, file = "nbclassic/notebooks/{path}", "nbclassic/edit/{path}"
-        elif default.startswith("tree"):  # Notebook 7, or nbclassic as the default UI
-            notebook, file = "notebooks/{path}", "edit/{path}"
-        else:  # no known frontend: back to the server's home page
-            notebook = file = default
         return {
-            "open_notebook_url": url_path_join(self.base_url, notebook),
-            "open_file_url": url_path_join(self.base_url, file),
+            "open_notebook_url": links.open_notebook or links.home,
+            "open_file_url": links.open_file or links.home,
         }
 
     def render_page(
@@ -387,11 +420,12 @@ class _ClonePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, Jupyt
         default_target: str,
         history_url: str | None = None,
     ) -> None:
+        links = frontend_links(self)
         config = {
             "api_url": url_path_join(self.base_url, api_url),
             "post_model": post_model,
             "xsrf_token": self.xsrf_token.decode("ascii"),
-            **self.open_url_templates(),
+            **self.open_url_templates(links),
         }
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(
@@ -401,7 +435,9 @@ class _ClonePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, Jupyt
                 rows=rows,
                 default_target=default_target,
                 history_url=history_url,
-                home_url=self.default_url or self.base_url,
+                home_url=links.home,
+                source_name=default_target,
+                jupyter_logo=jupyter_logo_data_uri(),
                 page_config=config,
                 csp_nonce=self.csp_nonce,
             )

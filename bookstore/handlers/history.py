@@ -32,6 +32,7 @@ from tornado import web
 
 from ..history import (
     MAX_LIMIT,
+    RESTORABLE_PREFIXES,
     HistoryError,
     NotFound,
     VersionListing,
@@ -46,9 +47,17 @@ from ..history import (
     validate_prefix,
     validate_version_id,
 )
-from ..render import cell_changes, human_size, metadata_changed, render_notebook
+from ..render import (
+    MAX_FILE_TEXT,
+    cell_changes,
+    cut_text,
+    human_size,
+    metadata_changed,
+    render_notebook,
+)
 from ..s3 import S3Error
-from .base import AUTH_RESOURCE, require_contents_permission
+from .base import AUTH_RESOURCE, ClientErrorLogMixin, require_contents_permission
+from .frontend import frontend_links
 from .versions_common import HistoryMixin
 
 #: Versions per prefix shown on one page of the timeline.
@@ -61,6 +70,18 @@ PAGE_CSP = (
     "default-src 'none'; img-src data:; style-src 'self'; script-src 'self'; "
     "connect-src 'none'; form-action 'self'; base-uri 'none'"
 )
+
+
+def _human_iso(value: str | None) -> str:
+    """``2024-05-01 14:03:22 UTC`` from an ISO 8601 time."""
+    from ..history import parse_time
+
+    when = parse_time(value)
+    if when is None:
+        return "—"
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @lru_cache(maxsize=1)
@@ -84,7 +105,11 @@ def human_time(record: VersionRecord) -> str:
 
 
 class BookstorePageHandler(
-    HistoryMixin, ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, JupyterHandler
+    ClientErrorLogMixin,
+    HistoryMixin,
+    ExtensionHandlerJinjaMixin,
+    ExtensionHandlerMixin,
+    JupyterHandler,
 ):
     """Base of bookstore's HTML pages: templates, CSP, URL helpers."""
 
@@ -102,7 +127,13 @@ class BookstorePageHandler(
 
     def render_page(self, template: str, **ns: Any) -> None:
         ns.setdefault("jupyter_logo", jupyter_logo_data_uri())
-        ns.setdefault("tree_url", url_path_join(self.base_url, "tree"))
+        links = frontend_links(self)
+        ns.setdefault("home_url", links.home)
+        path = ns.get("path")
+        if path is not None:
+            ns.setdefault("history_url", self.page_url("versions", path))
+            ns["is_notebook"] = is_notebook_path(path)
+            ns.setdefault("open_url", links.open(path, ns["is_notebook"]))
         self.finish(self.render_template(template, **ns))
 
     def page_error(self, e: Exception) -> web.HTTPError:
@@ -130,7 +161,7 @@ class HistoryPageHandler(BookstorePageHandler):
         path = self.api_path(path, "/bookstore/versions/")
         try:
             version_id = validate_version_id(self.get_body_argument("version_id", None))
-            prefix = validate_prefix(self.get_body_argument("prefix", None))
+            prefix = validate_prefix(self.get_body_argument("prefix", None), RESTORABLE_PREFIXES)
             saved = await self.restore(path, version_id, prefix)
         except (HistoryError, S3Error) as e:
             raise self.page_error(e) from e
@@ -230,7 +261,8 @@ class HistoryPageHandler(BookstorePageHandler):
             )
         ws_entries = self._entries(path, *workspace)
         pub_entries = self._entries(path, *published)
-        if not ws_entries and not pub_entries and not token:
+        runs = [] if token or not is_notebook_path(path) else await self._runs(path)
+        if not ws_entries and not pub_entries and not runs and not token:
             self.set_status(404)
         older_url = None
         if workspace[0] is not None and workspace[0].next_token:
@@ -254,7 +286,76 @@ class HistoryPageHandler(BookstorePageHandler):
             restored_save_id=self.get_query_argument("save_id", None),
             restore_url=self.page_url("versions", path),
             is_notebook=is_notebook_path(path),
+            runs=runs,
+            runs_key=self.history.key(path, "runs"),
+            run_url=self.page_url("runs", path),
+            can_run="bookstore_runs" in self.settings and is_notebook_path(path),
+            any_running=any(r["run"]["status"] == "running" for r in runs),
+            started=self.get_query_argument("started", None),
         )
+
+    async def _runs(self, path: str) -> list[dict[str, Any]]:
+        """The Runs section: runs executing here, then the newest archived runs."""
+        from ..runs import list_runs
+
+        listing = await list_runs(
+            self.settings["bookstore_settings"],
+            self.settings["bookstore_store"],
+            path,
+            limit=PAGE_SIZE,
+        )
+        manager = self.settings.get("bookstore_runs")
+        archived = {r["run_id"] for r in listing.runs}
+        here = [
+            r for r in (manager.runs_of(path) if manager else []) if r["run_id"] not in archived
+        ]
+        runs = here + listing.runs
+        outputs = [r["output_version_id"] for r in runs]
+        entries = []
+        for i, run in enumerate(runs):
+            out = run["output_version_id"]
+            src = run.get("source") or {}
+            older = next((o for o in outputs[i + 1 :] if o), None)
+            duration = run.get("duration")
+            error = run.get("error") or None
+            entries.append(
+                {
+                    "run": run,
+                    "time": _human_iso(run.get("started") or run.get("last_modified")),
+                    "iso": run.get("started") or run.get("last_modified") or "",
+                    "duration": f"{duration:.1f} s" if isinstance(duration, (int, float)) else "—",
+                    "parameters": ", ".join(
+                        f"{k}={v!r}" for k, v in (run.get("parameters") or {}).items()
+                    ),
+                    "source_url": (
+                        self.page_url(
+                            "versions",
+                            path,
+                            version_id=src.get("version_id"),
+                            prefix=src.get("prefix"),
+                        )
+                        if src.get("version_id") and src.get("prefix") in RESTORABLE_PREFIXES
+                        else None
+                    ),
+                    "error": (
+                        f"cell {error.get('cell_index')} raised {error.get('ename')}: "
+                        f"{error.get('evalue')}"
+                        if error
+                        else None
+                    ),
+                    "view_url": (
+                        self.page_url("versions", path, version_id=out, prefix="runs")
+                        if out
+                        else None
+                    ),
+                    "diff_prev_url": (
+                        self.page_url("diff", path, prefix="runs", to=out, **{"from": older})
+                        if out and older
+                        else None
+                    ),
+                }
+            )
+        return entries
 
     # --- one version -----------------------------------------------------------------------
 
@@ -270,7 +371,7 @@ class HistoryPageHandler(BookstorePageHandler):
             cells = await run_sync(render_notebook, nb)
         else:
             content, fmt = file_content(result.body)
-            text = content if fmt == "text" else None
+            text = cut_text(content, MAX_FILE_TEXT) if fmt == "text" else None
         key = self.history.key(path, prefix)
         self.render_page(
             "versions_view.html",
@@ -308,7 +409,14 @@ class DiffPageHandler(BookstorePageHandler):
         except (HistoryError, S3Error) as e:
             raise self.page_error(e) from e
         prefix, from_id, to_id, diff = asked.prefix, asked.from_id, asked.to_id, asked.diff
-        changes = await run_sync(cell_changes, diff.base, diff.remote, diff.diff)
+        if diff.diff is None:  # over a max_diff_* cap: the summary only
+            changes = []
+            n_changed = diff.summary.changed
+            nb_metadata_changed = diff.summary.metadata_changed
+        else:
+            changes = await run_sync(cell_changes, diff.base, diff.remote, diff.diff)
+            n_changed = sum(1 for c in changes if c.changed)
+            nb_metadata_changed = metadata_changed(diff.diff)
         self.render_page(
             "versions_diff.html",
             path=path,
@@ -316,8 +424,9 @@ class DiffPageHandler(BookstorePageHandler):
             from_id=from_id,
             to_id=to_id,
             changes=changes,
-            n_changed=sum(1 for c in changes if c.changed),
-            nb_metadata_changed=metadata_changed(diff.diff),
+            summary=diff.summary,
+            n_changed=n_changed,
+            nb_metadata_changed=nb_metadata_changed,
             history_url=self.page_url("versions", path),
             from_url=self.page_url("versions", path, version_id=from_id, prefix=prefix),
             to_url=(

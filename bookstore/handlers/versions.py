@@ -22,7 +22,13 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import path_regex
 from tornado import web
 
-from ..history import HistoryError, validate_limit, validate_prefix, validate_version_id
+from ..history import (
+    RESTORABLE_PREFIXES,
+    HistoryError,
+    validate_limit,
+    validate_prefix,
+    validate_version_id,
+)
 from ..s3 import S3Error
 from .base import BookstoreAPIHandler, require_contents_permission
 from .history import page_handlers
@@ -62,7 +68,7 @@ class VersionsHandler(HistoryMixin, BookstoreAPIHandler):
         body = self.get_json_object()
         try:
             version_id = validate_version_id(body.get("version_id"))
-            prefix = validate_prefix(body.get("prefix"))
+            prefix = validate_prefix(body.get("prefix"), RESTORABLE_PREFIXES)
             saved = await self.restore(path, version_id, prefix)
         except (HistoryError, S3Error) as e:
             raise self.history_error(e) from e

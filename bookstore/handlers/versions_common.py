@@ -13,17 +13,21 @@ from tornado import web
 
 from ..checkpoints import restore_model
 from ..history import (
+    META_RESTORED_FROM,
     NotANotebook,
     NotebookDiff,
+    NotFound,
+    TooLarge,
     VersionHistory,
     is_notebook_path,
     save_model,
     validate_prefix,
     validate_version_id,
 )
-from ..s3 import S3Error
+from ..s3 import S3BadRequest, S3Error, S3NotFound
 from ..settings import clean_api_path
-from .base import require_contents_permission
+from .base import require_contents_permission, s3_log_level
+from .streaming import discard, download_into_folder, local_os_path, move_into_place
 
 
 @dataclass
@@ -62,7 +66,7 @@ class HistoryMixin:
     def history_error(self, e: Exception) -> web.HTTPError:
         """Our HTTP error for a history or S3 failure (S3's own status never passes)."""
         if isinstance(e, S3Error):
-            self.log.warning("bookstore: %s", e)
+            self.log.log(s3_log_level(e), "bookstore: %s", e)
             return web.HTTPError(e.status, str(e))
         status = getattr(e, "status", 500)
         return web.HTTPError(status, str(e))
@@ -71,7 +75,15 @@ class HistoryMixin:
         """The notebook as it is now (through the contents manager), without trust marks."""
         if not is_notebook_path(path):
             raise NotANotebook(f"{path!r} is not a notebook (.ipynb): only notebooks are diffed")
-        model = await ensure_async(self.contents_manager.get(path, content=True, type="notebook"))
+        cm = self.contents_manager
+        limit = self.settings["bookstore_settings"].max_read_bytes
+        size = (await ensure_async(cm.get(path, content=False, type="notebook"))).get("size")
+        if size is not None and size > limit:
+            raise TooLarge(
+                f"{path!r} is {size} bytes, over the read limit of {limit} bytes; raise "
+                f"c.BookstoreSettings.max_read_bytes to compare it"
+            )
+        model = await ensure_async(cm.get(path, content=True, type="notebook"))
         nb: dict[str, Any] = strip_transient(model["content"])
         return nb
 
@@ -97,12 +109,18 @@ class HistoryMixin:
     async def restore(self, path: str, version_id: str, prefix: str) -> dict[str, Any]:
         """Write a version back into ``path`` as a normal save; the saved model, no content.
 
-        Writes into the Jupyter root, so it needs ``("write", "contents")``.
+        Writes into the Jupyter root, so it needs ``("write", "contents")``. Files other than
+        notebooks stream from S3 to disk (see :mod:`.streaming`).
         """
         await require_contents_permission(self, "write")
-        data = await self.history.read_bytes(path, version_id, prefix)
-        model = await run_sync(save_model, path, data)
-        saved = await restore_model(self.contents_manager, path, model, restored_from=version_id)
+        cm = self.contents_manager
+        os_path = None if is_notebook_path(path) else local_os_path(cm, path)
+        if os_path is not None and hasattr(cm, "archive_file"):
+            saved = await self._restore_streamed(path, os_path, version_id, prefix)
+        else:
+            data = await self.history.read_bytes(path, version_id, prefix)
+            model = await run_sync(save_model, path, data)
+            saved = await restore_model(cm, path, model, restored_from=version_id)
         self.log.info(
             "bookstore: restored %s from %s version %s (save %s)",
             path,
@@ -110,4 +128,34 @@ class HistoryMixin:
             version_id,
             saved.get("bookstore_save_id"),
         )
+        return saved
+
+    async def _restore_streamed(
+        self, path: str, os_path: str, version_id: str, prefix: str
+    ) -> dict[str, Any]:
+        cm = self.contents_manager
+        directory = path.rpartition("/")[0]
+        if directory and not await ensure_async(cm.dir_exists(directory)):
+            raise web.HTTPError(
+                404, f"cannot restore {path}: directory {directory!r} does not exist"
+            )
+        history = self.history
+        validate_version_id(version_id)
+        try:
+            tmp, _info = await download_into_folder(
+                history.store, history.key(path, prefix), os_path, version_id
+            )
+        except (S3NotFound, S3BadRequest) as e:
+            raise NotFound(
+                f"version {version_id!r} of {path!r} does not exist under the {prefix} prefix"
+            ) from e
+        try:
+            await move_into_place(tmp, os_path)
+        except BaseException:
+            await discard(tmp)
+            raise
+        entry = await cm.archive_file(path, extra={META_RESTORED_FROM: version_id})
+        saved = dict(await ensure_async(cm.get(path, content=False)))
+        if entry is not None:
+            saved["bookstore_save_id"] = entry.save_id
         return saved

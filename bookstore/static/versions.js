@@ -1,4 +1,5 @@
-// bookstore history pages: confirm before restoring, show times in the reader's time zone.
+// bookstore history pages: confirm before restoring. Times stay as the server wrote them,
+// in UTC and labelled, like the `bookstore` command's.
 // Served as a file because the pages' Content-Security-Policy allows no inline script.
 (function () {
   "use strict";
@@ -8,13 +9,6 @@
       if (!window.confirm(form.getAttribute("data-confirm"))) {
         event.preventDefault();
       }
-    }
-  });
-  document.querySelectorAll("time[datetime]").forEach(function (el) {
-    var when = new Date(el.getAttribute("datetime"));
-    if (!isNaN(when.getTime())) {
-      el.title = el.textContent;
-      el.textContent = when.toLocaleString();
     }
   });
 })();

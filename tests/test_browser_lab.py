@@ -1,0 +1,350 @@
+"""The JupyterLab 4 / Notebook 7 extension, driven through its menus, panel and status bar.
+
+One real ``jupyter lab`` process serves every test here (it also serves Notebook 7's pages),
+with the prebuilt extension from this source tree, S3 behind a cuttable proxy, and
+headless Chromium. Set ``BOOKSTORE_SCREENSHOTS=<dir>`` to save the screenshots used in docs/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import list_versions, notebook
+from jupyter_subprocess import JupyterSubprocess
+
+import bookstore
+from bookstore.testing import S3Server, TcpProxy
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT_MS = 60_000
+EXTENSION = "jupyterlab-bookstore"
+SCREENSHOTS = os.environ.get("BOOKSTORE_SCREENSHOTS")
+
+
+def built_extension() -> Path:
+    """The prebuilt extension next to the imported package (source tree or installed wheel)."""
+    path = Path(bookstore.__file__).parent / "labextension"
+    if not (path / "package.json").exists():
+        pytest.fail(
+            f"no built frontend at {path}: run `jlpm install && jlpm build` (or pip install .)"
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def lab_bucket(s3_server: S3Server) -> str:
+    name = f"test-lab-{os.urandom(6).hex()}"
+    s3_server.create_bucket(name, versioning=True)
+    return name
+
+
+@pytest.fixture(scope="module")
+def lab_proxy(s3_server: S3Server) -> Iterator[TcpProxy]:
+    with TcpProxy(s3_server.host, s3_server.port) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def lab(
+    s3_server: S3Server,
+    lab_bucket: str,
+    lab_proxy: TcpProxy,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[JupyterSubprocess]:
+    base = tmp_path_factory.mktemp("lab")
+    config = {
+        "ServerApp": {
+            "jpserver_extensions": {"bookstore": True},
+            "contents_manager_class": "bookstore.BookstoreContentsArchiver",
+        },
+        "BookstoreSettings": {
+            "s3_bucket": lab_bucket,
+            "s3_endpoint_url": lab_proxy.url,
+            "s3_access_key_id": s3_server.access_key_id,
+            "s3_secret_access_key": s3_server.secret_access_key,
+            "s3_region_name": s3_server.region_name,
+            "spool_dir": str(base / "spool"),
+            "upload_retry_initial_delay": 0.05,
+            "upload_retry_max_delay": 0.5,
+            "s3_connect_timeout": 2.0,
+        },
+    }
+    # No news pop-up over the status bar.
+    news = "lab/user-settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings"
+    jp = JupyterSubprocess(
+        "lab", base, config=config, config_files={news: '{"fetchNews": "false"}'}
+    )
+    # This tree's build, ahead of any installed copy on the labextensions path.
+    target = jp.data_dir / "labextensions" / EXTENSION
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(built_extension(), target_is_directory=True)
+    with jp:
+        yield jp
+
+
+def wait_archived(jp: JupyterSubprocess, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if jp.request("GET", "/api/bookstore").json()["archive"]["pending"] == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the archiver did not upload the saves in time")
+
+
+def put_notebook(jp: JupyterSubprocess, path: str, source: str) -> None:
+    r = jp.request(
+        "PUT", f"/api/contents/{path}", json={"type": "notebook", "content": notebook(source)}
+    )
+    assert r.status_code in (200, 201), r.text
+
+
+def shot(page: Any, name: str, locator: Any = None) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        (locator or page).screenshot(path=str(Path(SCREENSHOTS) / name))
+
+
+def open_lab(browser: Any, jp: JupyterSubprocess, path: str) -> Any:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{jp.url}lab/tree/{path}?reset&token={jp.token}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell .cm-content", state="visible")
+    no_kernel(page)
+    return page
+
+
+def no_kernel(page: Any) -> None:
+    """The test notebooks name no kernel, so Jupyter asks for one: answer "No Kernel"."""
+    page.locator(".jp-Dialog button", has_text="No Kernel").click()
+    page.locator(".jp-Dialog").wait_for(state="detached")
+
+
+def menu(page: Any, *labels: str) -> None:
+    """Click through the main menu: ``menu(page, "File", "Bookstore", "Publish notebook")``."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{labels[0]}$")).first.click()
+    for label in labels[1:-1]:
+        item = page.locator(".lm-Menu-item:visible", has_text=label).first
+        item.hover()
+        item.click()
+    page.locator(
+        ".lm-Menu-item:visible .lm-Menu-itemLabel",
+        has_text=re.compile(f"^{re.escape(labels[-1])}$"),
+    ).last.click()
+
+
+def set_cell_and_save(page: Any, text: str) -> None:
+    editor = page.locator(".jp-NotebookPanel:visible .jp-Cell .cm-content").first
+    editor.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.type(text)
+    page.keyboard.press("Control+s")
+    page.wait_for_function(
+        "() => !document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-mod-dirty')"
+        " && !document.querySelector('.lm-TabBar-tab.jp-mod-dirty')"
+    )
+
+
+def notebook_text(page: Any) -> str:
+    return str(page.locator(".jp-NotebookPanel:visible .jp-Notebook").first.inner_text())
+
+
+def versions(page: Any) -> Any:
+    return page.locator("#jp-bookstore-history .jp-bookstore-Version")
+
+
+def test_history_panel_lists_views_diffs_and_restores_versions(
+    lab: JupyterSubprocess, browser: Any, s3: Any, lab_bucket: str
+) -> None:
+    put_notebook(lab, "history.ipynb", "print('version one')")
+    page = open_lab(browser, lab, "history.ipynb")
+    try:
+        set_cell_and_save(page, "print('version two')")
+        set_cell_and_save(page, "print('version three')")
+        wait_archived(lab)
+        assert len(list_versions(s3, lab_bucket, "workspace/history.ipynb")) == 3
+
+        menu(page, "File", "Bookstore", "Version history")
+        page.wait_for_function(
+            "() => document.querySelectorAll('#jp-bookstore-history .jp-bookstore-Version')"
+            ".length === 3 && !document.querySelector('#jp-bookstore-history .jp-mod-pending')"
+        )
+        rows = versions(page)
+        assert rows.count() == 3
+        first = rows.nth(0)
+        assert first.locator(".jp-bookstore-Marker-latest").count() == 1
+        assert first.locator(".jp-bookstore-Version-time").get_attribute("title")
+        assert re.search(r"\d+ B|KB", first.locator(".jp-bookstore-Version-size").inner_text())
+        panel = page.locator("#jp-bookstore-history")
+
+        # View the middle version, rendered by JupyterLab's notebook widget, read-only.
+        rows.nth(1).click()
+        shot(page, "history-panel.png")
+        panel.locator(".jp-bookstore-Actions [data-action=view]").click()
+        view = page.locator(".jp-bookstore-VersionView .jp-bookstore-ReadOnlyNotebook")
+        view.wait_for(state="visible")
+        page.wait_for_function(
+            "() => document.querySelector('.jp-bookstore-VersionView')"
+            ".innerText.includes('version two')"
+        )
+        assert "version three" not in view.inner_text()
+        assert view.locator(".cm-content").first.get_attribute("aria-readonly") == "true"
+        shot(page, "version-view.png")
+
+        # Diff the oldest and the newest with nbdime's widget.
+        rows.nth(0).click()
+        rows.nth(2).click(modifiers=["Control"])
+        assert panel.locator(".jp-bookstore-Version.jp-mod-selected").count() == 2
+        panel.locator(".jp-bookstore-Actions [data-action=diff]").click()
+        diff = page.locator(".jp-bookstore-DiffView .jp-bookstore-NbdimeDiff")
+        diff.wait_for(state="visible")
+        page.wait_for_function(
+            "() => { const t = document.querySelector("
+            "'.jp-bookstore-DiffView:not(.lm-mod-hidden)').innerText;"
+            " return t.includes('version one') && t.includes('version three'); }"
+        )
+        shot(page, "diff.png")
+
+        # Restore the oldest: confirm, and the open notebook shows it.
+        rows.nth(2).click()
+        oldest_id = rows.nth(2).get_attribute("data-version-id")
+        panel.locator(".jp-bookstore-Actions [data-action=restore]").click()
+        dialog = page.locator(".jp-Dialog")
+        dialog.wait_for(state="visible")
+        assert oldest_id
+        assert oldest_id in dialog.inner_text()
+        shot(page, "restore-dialog.png", dialog.locator(".jp-Dialog-content"))
+        dialog.locator("button.jp-mod-warn").click()
+        page.get_by_text("history.ipynb", exact=True).first.click()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.jp-NotebookPanel .jp-Cell .cm-content')]"
+            '.some(e => e.innerText.includes("version one"))'
+        )
+        assert "version one" in (lab.root_dir / "history.ipynb").read_text()
+        # The restore is itself a save: four versions, the panel refreshed to show it.
+        page.wait_for_function(
+            "() => document.querySelectorAll('#jp-bookstore-history .jp-bookstore-Version')"
+            ".length === 4"
+        )
+        assert versions(page).nth(0).locator(".jp-bookstore-Marker-restored").count() == 1
+    finally:
+        page.close()
+
+
+def test_publish_from_the_file_menu_shows_the_version_id_that_s3_has(
+    lab: JupyterSubprocess, browser: Any, s3: Any, lab_bucket: str
+) -> None:
+    put_notebook(lab, "report.ipynb", "print('to publish')")
+    page = open_lab(browser, lab, "report.ipynb")
+    try:
+        # Unsaved edits are saved before publishing.
+        editor = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+        editor.click()
+        page.keyboard.press("Control+a")
+        page.keyboard.type("print('published text')")
+        menu(page, "File", "Bookstore", "Publish notebook")
+        dialog = page.locator(".jp-Dialog")
+        dialog.locator(".jp-bookstore-VersionId").wait_for(state="visible")
+        version_id = dialog.locator(".jp-bookstore-VersionId").inner_text().strip()
+        assert dialog.locator(".jp-bookstore-S3Path").inner_text() == (
+            f"s3://{lab_bucket}/published/report.ipynb"
+        )
+        link = dialog.locator(".jp-bookstore-CloneLink").input_value()
+        assert "/bookstore/clone?" in link
+        assert version_id in link
+        shot(page, "publish-dialog.png", dialog.locator(".jp-Dialog-content"))
+        published = list_versions(s3, lab_bucket, "published/report.ipynb")
+        assert [v["VersionId"] for v in published] == [version_id]
+        body = s3.get_object(Bucket=lab_bucket, Key="published/report.ipynb", VersionId=version_id)
+        assert b"published text" in body["Body"].read()
+        dialog.locator("button.jp-mod-accept", has_text="Close").click()
+
+        # The panel's Published section lists it.
+        menu(page, "File", "Bookstore", "Version history")
+        page.locator(
+            f"#jp-bookstore-history .jp-bookstore-Published[data-version-id='{version_id}']"
+        ).wait_for()
+    finally:
+        page.close()
+
+
+def test_status_bar_warns_while_s3_is_cut_and_recovers(
+    lab: JupyterSubprocess, browser: Any, lab_proxy: TcpProxy, s3: Any, lab_bucket: str
+) -> None:
+    put_notebook(lab, "status.ipynb", "print('status')")
+    wait_archived(lab)
+    page = open_lab(browser, lab, "status.ipynb")
+    item = page.locator(".jp-bookstore-StatusItem")
+    try:
+        page.wait_for_function(
+            "() => document.querySelector('.jp-bookstore-StatusItem')"
+            "?.innerText.includes('Archived')"
+        )
+        lab_proxy.cut()
+        set_cell_and_save(page, "print('saved while S3 is down')")
+        page.wait_for_selector(".jp-bookstore-StatusItem.jp-mod-warning")
+        assert "S3 unreachable" in item.inner_text()
+        assert "1 save waiting" in item.inner_text()
+        shot(page, "status-warning.png", page.locator("#jp-main-statusbar"))
+        item.click()
+        details = page.locator(".jp-Dialog .jp-bookstore-StatusDetails")
+        details.wait_for(state="visible")
+        assert "Last error" in details.inner_text()
+        page.locator(".jp-Dialog button.jp-mod-accept").click()
+    finally:
+        lab_proxy.restore()
+    try:
+        page.wait_for_function(
+            "() => { const e = document.querySelector('.jp-bookstore-StatusItem');"
+            " return e && !e.classList.contains('jp-mod-warning')"
+            " && e.innerText.includes('Archived'); }"
+        )
+        assert len(list_versions(s3, lab_bucket, "workspace/status.ipynb")) == 2
+    finally:
+        page.close()
+
+
+def test_notebook7_publishes_and_opens_the_history_panel(
+    lab: JupyterSubprocess, browser: Any, s3: Any, lab_bucket: str
+) -> None:
+    put_notebook(lab, "nb7.ipynb", "print('notebook seven')")
+    wait_archived(lab)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(f"{lab.url}notebooks/nb7.ipynb?token={lab.token}")
+        page.wait_for_selector(".jp-NotebookPanel .jp-Cell .cm-content", state="visible")
+        no_kernel(page)
+        menu(page, "File", "Bookstore", "Publish notebook")
+        dialog = page.locator(".jp-Dialog")
+        version_id = dialog.locator(".jp-bookstore-VersionId").inner_text().strip()
+        assert [v["VersionId"] for v in list_versions(s3, lab_bucket, "published/nb7.ipynb")] == [
+            version_id
+        ]
+        dialog.locator("button.jp-mod-accept", has_text="Close").click()
+
+        menu(page, "File", "Bookstore", "Version history")
+        panel = page.locator("#jp-bookstore-history")
+        panel.wait_for(state="visible")
+        panel.locator(".jp-bookstore-Version").first.wait_for()
+        wait_archived(lab)
+        # Every archived version is listed (Notebook 7 may save once more on opening).
+        archived = list_versions(s3, lab_bucket, "workspace/nb7.ipynb")
+        page.wait_for_function(
+            f"() => document.querySelectorAll('#jp-bookstore-history .jp-bookstore-Version')"
+            f".length === {len(archived)}"
+        )
+        ids = panel.locator(".jp-bookstore-Version").evaluate_all(
+            "rows => rows.map(r => r.dataset.versionId)"
+        )
+        assert set(ids) == {v["VersionId"] for v in archived}
+        panel.locator(f".jp-bookstore-Published[data-version-id='{version_id}']").wait_for()
+        shot(page, "notebook7-panel.png")
+    finally:
+        page.close()
