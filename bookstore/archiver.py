@@ -40,6 +40,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -533,6 +534,8 @@ class Archiver:
         self.store = store
         self.log = log
         self.spool = Spool(settings.spool_dir)
+        #: How the uploader waits between attempts; tests replace it to record the backoff.
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self._queues: dict[tuple[str, str], deque[SpoolEntry]] = {}
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._semaphore: asyncio.Semaphore | None = None
@@ -1041,7 +1044,7 @@ class Archiver:
                     self._outage_logged = False
                 return True
             # Full jitter keeps many keys from retrying in lockstep.
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            await self.sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, self.settings.upload_retry_max_delay)
 
     def _record_failure(self, entry: SpoolEntry, e: S3Error) -> None:

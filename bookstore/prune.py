@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .history import isoformat
 from .render import human_size
 from .retention import Decision, Item, PolicyRun, RetentionPolicy, as_utc
-from .s3 import DELETE_BATCH_SIZE, S3Error, S3NotFound
+from .s3 import DELETE_BATCH_SIZE, S3Error, S3NotFound, gather_or_cancel
 
 if TYPE_CHECKING:
     from .s3 import ObjectVersion, S3Store
@@ -261,14 +261,7 @@ class _Pruner:
                 except S3NotFound:
                     pass  # already gone: deleting it again is harmless
 
-        tasks = [asyncio.ensure_future(check(vid)) for vid in version_ids]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        await gather_or_cancel(check(vid) for vid in version_ids)
         return pinned
 
     # --- deleting ------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import os
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -190,6 +190,19 @@ class ObjectTooLarge(S3Error):
         super().__init__(message, code="TooLarge")
         self.size = size
         self.limit = limit
+
+
+async def gather_or_cancel(coros: Iterable[Awaitable[Any]]) -> None:
+    """Await all of ``coros`` at once; if one fails (or we are cancelled), cancel the rest
+    and wait for them before raising, so no request outlives its caller."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def too_large(what: str, size: int | None, limit: int) -> ObjectTooLarge:
@@ -849,14 +862,7 @@ class S3Store:
             if on_fetched is not None:
                 on_fetched(1)
 
-        tasks = [asyncio.ensure_future(fetch(vid)) for vid in missing]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        await gather_or_cancel(fetch(vid) for vid in missing)
         return result
 
     async def list_versions_cached(
@@ -1087,12 +1093,5 @@ class S3Store:
                 except S3NotFound:
                     pass
 
-        tasks = [asyncio.ensure_future(check(vid)) for vid in missing]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        await gather_or_cancel(check(vid) for vid in missing)
         return pinned

@@ -18,6 +18,30 @@ from bookstore.testing import S3Server, start_s3
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 BACKEND = os.environ.get("BOOKSTORE_TEST_S3", "moto")
+
+#: Modules whose tests check pure logic, packaging, docs, page links, logging or the shape
+#: of HTTP answers: S3 is only a backdrop there, so they run once (on moto), and the
+#: SeaweedFS run deselects them with ``-m "not surface"``.
+SURFACE_MODULES = {
+    "test_cli_demo",
+    "test_demo_script",
+    "test_docs",
+    "test_labextension",
+    "test_logging",
+    "test_openapi",
+    "test_pages_frontend",
+    "test_retention",
+    "test_scheduling_docs",
+    "test_server_modes",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__ in SURFACE_MODULES:
+            item.add_marker(pytest.mark.surface)
+
+
 CHROMIUM = os.environ.get("BOOKSTORE_CHROMIUM", "/usr/bin/chromium")
 
 

@@ -152,9 +152,13 @@ def test_shipped_config_file_enables_the_extension(tmp_path: Path) -> None:
 
 def test_pyproject_installs_the_config_file() -> None:
     """Installing the package (not editable) puts the file where Jupyter reads it."""
-    pyproject = (REPO / "pyproject.toml").read_text()
-    assert '"etc/jupyter/jupyter_server_config.d"' in pyproject
-    assert "jupyter-config/jupyter_server_config.d/bookstore.json" in pyproject
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    shared = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["shared-data"]
+    assert shared["jupyter-config/jupyter_server_config.d"] == "etc/jupyter/jupyter_server_config.d"
+    assert (REPO / "jupyter-config/jupyter_server_config.d/bookstore.json").is_file()
+    installed = Path(sys.prefix) / "etc/jupyter/jupyter_server_config.d/bookstore.json"
+    assert json.loads(installed.read_text()) == json.loads(SHIPPED_CONFIG.read_text())
 
 
 def test_pyproject_installs_the_classic_notebook_extension() -> None:
