@@ -48,7 +48,6 @@ from typing import Any, ClassVar, TextIO
 
 from jupyter_client.jsonutil import json_default
 from jupyter_core.application import JupyterApp, base_aliases, base_flags
-from tornado.web import HTTPError
 from traitlets import Bool, Enum, Float, Integer, TraitError, Unicode, default
 from traitlets.config import Application
 from traitlets.config.loader import ConfigFileNotFound
@@ -65,9 +64,9 @@ from .archiver import (
     spool_candidates,
     utcnow_iso,
 )
+from .errors import BadRequest, BookstoreError
 from .history import (
     META_RESTORED_FROM,
-    HistoryError,
     VersionHistory,
     VersionRecord,
     contents_model,
@@ -327,11 +326,8 @@ class BookstoreCommand(JupyterApp):
         except CommandError as e:
             self.fail(str(e))
             return e.status
-        except (HistoryError, S3Error, TraitError, OSError) as e:
+        except (BookstoreError, TraitError, OSError) as e:
             self.fail(str(e))
-            return 1
-        except HTTPError as e:
-            self.fail(e.log_message or str(e))
             return 1
         finally:
             await store.close()
@@ -976,7 +972,7 @@ class RunCommand(BookstoreCommand):
         if self.version_id:
             try:
                 version_id = validate_version_id(self.version_id, "--version-id")
-            except HistoryError as e:
+            except BadRequest as e:
                 raise RunUsageError(str(e)) from e
         for name in ("cell_timeout", "timeout", "upload_timeout"):
             if getattr(self, name) < 0:

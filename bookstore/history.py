@@ -39,6 +39,15 @@ import nbformat
 from anyio.to_thread import run_sync
 
 from .archiver import ENTRY_SUFFIX, Spool, SpoolEntry, spool_candidates
+from .errors import (  # noqa: F401  (re-exported: the history errors' former home)
+    BadRequest,
+    Forbidden,
+    HistoryError,
+    InvalidNotebook,
+    NotANotebook,
+    NotFound,
+    TooLarge,
+)
 from .s3 import (
     META_RENAMED_FROM,
     META_SAVE_ID,
@@ -84,36 +93,6 @@ MAX_LIMIT = 1000
 #: S3 refuses signed requests from a clock more than 15 minutes off, so a version uploaded
 #: after a save is never dated more than this before the save (by the saving server's clock).
 MAX_CLOCK_SKEW = timedelta(minutes=15)
-
-
-class HistoryError(Exception):
-    """A request about history that cannot be served; ``status`` is the HTTP status."""
-
-    status = 400
-
-
-class BadRequest(HistoryError, ValueError):
-    status = 400
-
-
-class Forbidden(HistoryError, PermissionError):
-    status = 403
-
-
-class NotFound(HistoryError):
-    status = 404
-
-
-class NotANotebook(HistoryError):
-    status = 415
-
-
-class InvalidNotebook(HistoryError):
-    status = 422
-
-
-class TooLarge(HistoryError):
-    status = 413
 
 
 # --- argument checks ----------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The S3 store: one long-lived aiobotocore client per server, and the few S3 calls we make.
 
-Errors are translated into a small hierarchy so that handlers can answer with the
-right status and the archiver can tell "retry later" from "S3 refused us"::
+Errors are translated (:func:`translate_error`) into a small hierarchy, part of
+:mod:`bookstore.errors`, so that handlers can answer with the right status and the
+archiver can tell "retry later" from "S3 refused us"::
 
     S3Error
     ├── S3Unavailable   S3 cannot be reached or is overloaded (network, timeouts, 5xx)  -> 503
@@ -46,8 +47,18 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from .errors import (
+    ObjectTooLarge,
+    S3BadRequest,
+    S3Error,
+    S3NotFound,
+    S3Refused,
+    S3Unavailable,
+)
+
 if TYPE_CHECKING:
     from .settings import BookstoreSettings
+
 
 # Metadata stored on every object bookstore writes (as x-amz-meta-*).
 META_SHA256 = "sha256"
@@ -141,55 +152,6 @@ DELETE_BATCH_SIZE = 1000
 #: How many pin states (object tags, which can change) are cached, and for how long.
 PIN_CACHE_SIZE = 50_000
 PIN_CACHE_TTL = LISTING_CACHE_TTL
-
-
-class S3Error(Exception):
-    """Base class of bookstore's S3 errors; ``str()`` says what happened."""
-
-    status = 502
-    #: Whether the same request can succeed later (see the module docstring).
-    retryable = True
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class S3Unavailable(S3Error):
-    """S3 could not be reached, timed out, or answered with a server error."""
-
-    status = 503
-
-
-class S3Refused(S3Error):
-    """S3 answered but refused the request: credentials, permissions, missing bucket."""
-
-    status = 502
-
-
-class S3NotFound(S3Error):
-    """The requested key or version does not exist."""
-
-    status = 404
-
-
-class S3BadRequest(S3Error):
-    """S3 rejected the request for what it is (malformed version id, key or metadata too
-    long, body too large...): sending it again cannot succeed."""
-
-    status = 400
-    retryable = False
-
-
-class ObjectTooLarge(S3Error):
-    """The object is larger than we agree to read (``BookstoreSettings.max_read_bytes``)."""
-
-    status = 413
-
-    def __init__(self, message: str, *, size: int | None = None, limit: int = 0) -> None:
-        super().__init__(message, code="TooLarge")
-        self.size = size
-        self.limit = limit
 
 
 async def gather_or_cancel(coros: Iterable[Awaitable[Any]]) -> None:

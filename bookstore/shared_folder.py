@@ -20,6 +20,8 @@ import os
 import stat
 from collections import deque
 
+from .errors import BookstoreError
+
 __all__ = [
     "NotInSharedFolder",
     "OutsideSharedFolder",
@@ -36,7 +38,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | _CLOEXEC
 
 
-class SharedFolderError(Exception):
+class SharedFolderError(BookstoreError):
     """A shared file that cannot be opened; ``status`` is the HTTP status to answer."""
 
     status = 400

@@ -1,4 +1,9 @@
-"""Shared base for bookstore's API handlers: auth, settings access, JSON errors."""
+"""Shared base for bookstore's handlers: auth, settings access, errors mapped to HTTP once.
+
+Bookstore's code raises :class:`bookstore.errors.BookstoreError` (never tornado's
+``HTTPError``); :class:`ClientErrorLogMixin`, a base of every API handler and page, turns
+it into the HTTP answer with the status it carries, in one place.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from jupyter_server.prometheus.log_functions import prometheus_log_method
 from jupyter_server.utils import ensure_async
 from tornado import httputil, web
 
-from ..s3 import S3Error
+from ..errors import BadRequest, BookstoreError, Forbidden, S3Error, TooLarge
 from .common import parse_json
 
 if TYPE_CHECKING:
@@ -38,8 +43,7 @@ async def require_contents_permission(handler: Any, action: str) -> None:
     )
     if not allowed:
         verb = "write files into" if action == "write" else "read files of"
-        raise web.HTTPError(
-            403,
+        raise Forbidden(
             f"this needs permission to {verb} the Jupyter root ({action!r} on 'contents'), "
             f"which this user does not have",
         )
@@ -50,8 +54,17 @@ def s3_log_level(e: S3Error) -> int:
     return logging.WARNING if e.status >= 500 else logging.DEBUG
 
 
+def to_http_error(e: BookstoreError) -> web.HTTPError:
+    """The HTTP error for a bookstore error: its own status, its message as the reason."""
+    return web.HTTPError(e.status, str(e))
+
+
 class ClientErrorLogMixin(web.RequestHandler):
-    """One log line per client error (4xx), at INFO, saying why; server errors as usual.
+    """Bookstore errors mapped to HTTP; one log line per client error (4xx), at INFO.
+
+    A :class:`~bookstore.errors.BookstoreError` raised anywhere below a handler method
+    becomes the HTTP error with its ``status`` and message (an S3 failure is logged first:
+    S3's own status never passes through).
 
     Left alone, tornado and jupyter_server log one rejected request up to three times at
     WARNING (the exception, the written error, the access line): noise for what is usually
@@ -59,6 +72,17 @@ class ClientErrorLogMixin(web.RequestHandler):
     """
 
     _client_error: str = ""
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, BookstoreError):
+            if isinstance(e, S3Error):
+                self.log.log(s3_log_level(e), "bookstore: %s", e)  # type: ignore[attr-defined]
+            try:
+                raise to_http_error(e) from e
+            except web.HTTPError as mapped:
+                super()._handle_request_exception(mapped)
+            return
+        super()._handle_request_exception(e)
 
     def log_exception(
         self,
@@ -121,13 +145,8 @@ class BookstoreAPIHandler(ClientErrorLogMixin, ExtensionHandlerMixin, APIHandler
         """The request body as a JSON object, or 400 saying what is wrong with it."""
         limit = self.bookstore_settings.max_request_body_size
         if len(self.request.body or b"") > limit:
-            raise web.HTTPError(413, f"request body is larger than {limit} bytes")
+            raise TooLarge(f"request body is larger than {limit} bytes")
         body = parse_json(self.request.body or b"null")
         if not isinstance(body, dict):
-            raise web.HTTPError(400, "request body must be a JSON object")
+            raise BadRequest("request body must be a JSON object")
         return body
-
-    def s3_http_error(self, e: S3Error) -> web.HTTPError:
-        """Our own status for an S3 failure; S3's status is never passed through."""
-        self.log.log(s3_log_level(e), "bookstore: %s", e)
-        return web.HTTPError(e.status, str(e))

@@ -35,9 +35,10 @@ from jupyter_server.extension.handler import ExtensionHandlerJinjaMixin, Extensi
 from jupyter_server.utils import ensure_async, url_escape, url_path_join
 from tornado import web
 
+from ..errors import BadRequest, BookstoreError, Conflict, Forbidden, InvalidNotebook, NotFound
 from ..s3 import S3Error, S3NotFound
 from ..settings import clean_api_path, describe_char, unsafe_path_char
-from ..shared_folder import SharedFolderError, open_beneath, read_beneath
+from ..shared_folder import open_beneath, read_beneath
 from .base import (
     AUTH_RESOURCE,
     BookstoreAPIHandler,
@@ -63,8 +64,7 @@ def check_bucket_allowed(settings: BookstoreSettings, bucket: str) -> None:
     """403 unless the server may clone from ``bucket``."""
     allowed = settings.allowed_clone_buckets
     if bucket not in allowed:
-        raise web.HTTPError(
-            403,
+        raise Forbidden(
             f"cloning from bucket {bucket!r} is not allowed: this server clones only from "
             f"{', '.join(repr(b) for b in allowed) or 'no bucket'} (s3_bucket and "
             f"c.BookstoreSettings.clone_allowed_buckets)",
@@ -75,19 +75,19 @@ def check_readable(settings: BookstoreSettings, bucket: str, key: str) -> None:
     """403 unless ``readable_prefixes`` lets this user read ``key`` of ``bucket``."""
     reason = settings.unreadable_reason(key, bucket)
     if reason:
-        raise web.HTTPError(403, reason)
+        raise Forbidden(reason)
 
 
 def check_s3_key(key: Any) -> str:
     if not isinstance(key, str) or not key.strip("/"):
-        raise web.HTTPError(400, 'give the S3 object to clone as a non-empty "s3_key"')
+        raise BadRequest('give the S3 object to clone as a non-empty "s3_key"')
     if key.endswith("/"):
-        raise web.HTTPError(400, f"s3_key {key!r} names a folder; give the key of one object")
+        raise BadRequest(f"s3_key {key!r} names a folder; give the key of one object")
     bad = next((c for c in key if unsafe_path_char(c)), None)
     if bad is not None:
-        raise web.HTTPError(400, f"s3_key must not contain {describe_char(bad)} (got {key!r})")
+        raise BadRequest(f"s3_key must not contain {describe_char(bad)} (got {key!r})")
     if len(key.encode("utf-8")) > _MAX_KEY_BYTES:
-        raise web.HTTPError(400, f"s3_key is longer than S3's limit of {_MAX_KEY_BYTES} bytes")
+        raise BadRequest(f"s3_key is longer than S3's limit of {_MAX_KEY_BYTES} bytes")
     return key
 
 
@@ -99,8 +99,7 @@ def check_version_id(version_id: Any) -> str | None:
         or len(version_id) > _MAX_KEY_BYTES
         or not all(33 <= ord(c) < 127 for c in version_id)
     ):
-        raise web.HTTPError(
-            400,
+        raise BadRequest(
             f"s3_version_id {version_id!r} is not a valid S3 version id (printable ASCII, "
             f"as listed by the versions API or `aws s3api list-object-versions`)",
         )
@@ -109,13 +108,11 @@ def check_version_id(version_id: Any) -> str | None:
 
 def check_relpath(relpath: Any) -> str:
     if not isinstance(relpath, str):
-        raise web.HTTPError(400, 'give the file to clone as "relpath", a string')
+        raise BadRequest('give the file to clone as "relpath", a string')
     try:
         return clean_api_path(relpath)
     except ValueError as e:
-        raise web.HTTPError(
-            400, f"relpath must be a path relative to the shared folder: {e}"
-        ) from e
+        raise BadRequest(f"relpath must be a path relative to the shared folder: {e}") from e
 
 
 def check_fs_source(basedir: str, relpath: str) -> None:
@@ -123,18 +120,12 @@ def check_fs_source(basedir: str, relpath: str) -> None:
 
     Blocking (opens the file, possibly on a network share): run it in a thread.
     """
-    try:
-        os.close(open_beneath(basedir, relpath))
-    except SharedFolderError as e:
-        raise web.HTTPError(e.status, str(e)) from e
+    os.close(open_beneath(basedir, relpath))
 
 
 def read_fs_source(basedir: str, relpath: str) -> bytes:
     """The bytes of shared file ``relpath``, opened without leaving ``basedir``. Blocking."""
-    try:
-        return read_beneath(basedir, relpath)
-    except SharedFolderError as e:
-        raise web.HTTPError(e.status, str(e)) from e
+    return read_beneath(basedir, relpath)
 
 
 def strip_trust(nb: dict[str, Any]) -> None:
@@ -162,7 +153,7 @@ def build_model(target: str, data: bytes, source: str) -> dict[str, Any]:
         try:
             content = json.loads(data)
         except ValueError as e:
-            raise web.HTTPError(422, f"{source} is not a notebook: it is not JSON ({e})") from e
+            raise InvalidNotebook(f"{source} is not a notebook: it is not JSON ({e})") from e
         nb = check_notebook(content, source)
         strip_trust(nb)
         return {"type": "notebook", "format": "json", "content": nb}
@@ -203,7 +194,7 @@ class _CloneAPIHandler(BoundedBodyMixin, BookstoreAPIHandler):
     def check_overwrite(body: dict[str, Any]) -> bool:
         overwrite = body.get("overwrite", False)
         if not isinstance(overwrite, bool):
-            raise web.HTTPError(400, f'"overwrite" must be true or false (got {overwrite!r})')
+            raise BadRequest(f'"overwrite" must be true or false (got {overwrite!r})')
         return overwrite
 
     async def check_target(self, target_path: Any, source_name: str) -> str:
@@ -212,26 +203,23 @@ class _CloneAPIHandler(BoundedBodyMixin, BookstoreAPIHandler):
         if target_path is None or target_path == "":
             target = source_name
         elif not isinstance(target_path, str):
-            raise web.HTTPError(400, f'"target_path" must be a string (got {target_path!r})')
+            raise BadRequest(f'"target_path" must be a string (got {target_path!r})')
         else:
             try:
                 target = clean_api_path(target_path)
             except ValueError as e:
-                raise web.HTTPError(
-                    400, f"target_path must be a path relative to the Jupyter root: {e}"
+                raise BadRequest(
+                    f"target_path must be a path relative to the Jupyter root: {e}"
                 ) from e
             if target_path.endswith("/") or await ensure_async(cm.dir_exists(target)):
                 target = posixpath.join(target, source_name)
         parent = posixpath.dirname(target)
         if parent and not await ensure_async(cm.dir_exists(parent)):
-            raise web.HTTPError(
-                404, f"folder {parent!r} does not exist in the Jupyter root: create it first"
-            )
+            raise NotFound(f"folder {parent!r} does not exist in the Jupyter root: create it first")
         if not getattr(cm, "allow_hidden", False) and any(
             part.startswith(".") for part in target.split("/")
         ):
-            raise web.HTTPError(
-                400,
+            raise BadRequest(
                 f"cannot clone to hidden path {target!r} (c.ContentsManager.allow_hidden is False)",
             )
         return target
@@ -243,7 +231,7 @@ class _CloneAPIHandler(BoundedBodyMixin, BookstoreAPIHandler):
         cm = self.contents_manager
         async with self._clone_lock():
             if await ensure_async(cm.dir_exists(target)):
-                raise web.HTTPError(409, f"{target!r} is a folder in the Jupyter root")
+                raise Conflict(f"{target!r} is a folder in the Jupyter root")
             if not overwrite and await ensure_async(cm.file_exists(target)):
                 parent, name = posixpath.split(target)
                 name = await ensure_async(cm.increment_filename(name, parent, insert="-"))
@@ -260,14 +248,14 @@ class _CloneAPIHandler(BoundedBodyMixin, BookstoreAPIHandler):
         try:
             async with self._clone_lock():
                 if await ensure_async(cm.dir_exists(target)):
-                    raise web.HTTPError(409, f"{target!r} is a folder in the Jupyter root")
+                    raise Conflict(f"{target!r} is a folder in the Jupyter root")
                 if not overwrite and await ensure_async(cm.file_exists(target)):
                     parent, name = posixpath.split(target)
                     name = await ensure_async(cm.increment_filename(name, parent, insert="-"))
                     target = posixpath.join(parent, name)
                 os_path = local_os_path(cm, target)
                 if os_path is None:  # pragma: no cover - the same manager gave one before
-                    raise web.HTTPError(500, f"cannot write {target!r} in the Jupyter root")
+                    raise BookstoreError(f"cannot write {target!r} in the Jupyter root")
                 await move_into_place(tmp, os_path)
         except BaseException:
             await discard(tmp)
@@ -311,7 +299,7 @@ class BookstoreCloneAPIHandler(_CloneAPIHandler):
         body = await self.request_model()
         bucket = body.get("s3_bucket") or settings.s3_bucket
         if not isinstance(bucket, str):
-            raise web.HTTPError(400, f'"s3_bucket" must be a string (got {bucket!r})')
+            raise BadRequest(f'"s3_bucket" must be a string (got {bucket!r})')
         check_bucket_allowed(settings, bucket)
         key = check_s3_key(body.get("s3_key"))
         version_id = check_version_id(body.get("s3_version_id"))
@@ -331,11 +319,10 @@ class BookstoreCloneAPIHandler(_CloneAPIHandler):
             else:
                 obj = await self.store.get_object(key, version_id, bucket=bucket)
         except S3Error as e:
-            err = e
             if version_id and e.code == "MethodNotAllowed":
                 # S3's answer for a version that is a delete marker: nothing to clone.
-                err = S3NotFound(f"version {version_id} of {s3_path} is a delete marker")
-            raise self.s3_http_error(err) from e
+                raise S3NotFound(f"version {version_id} of {s3_path} is a delete marker") from e
+            raise
         if os_path is not None:
             saved = await self.place_download(tmp, target, overwrite=overwrite)
             got_version = info.version_id

@@ -12,6 +12,7 @@ from jupyter_server.base.handlers import APIHandler
 from nbformat.corpus.words import generate_corpus_id
 from tornado import web
 
+from ..errors import BadRequest, InvalidNotebook, TooLarge
 from ..publisher import NOTEBOOK_CONTENT_TYPE
 
 __all__ = [
@@ -35,7 +36,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def parse_json(raw: bytes, what: str = "request body") -> Any:
-    """Parse a JSON request body; 400 saying what is wrong with it.
+    """Parse a JSON request body; :class:`BadRequest` (400) saying what is wrong with it.
 
     Besides malformed JSON this refuses what ``json.loads`` accepts but nothing after it
     can handle: invalid UTF-8, lone surrogates written as ``\\ud800`` escapes (they
@@ -45,15 +46,13 @@ def parse_json(raw: bytes, what: str = "request body") -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise web.HTTPError(400, f"{what} is not valid UTF-8: {e}") from e
+        raise BadRequest(f"{what} is not valid UTF-8: {e}") from e
     try:
         value = json.loads(text)
     except RecursionError as e:
-        raise web.HTTPError(
-            400, f"{what} is nested too deeply (limit: {MAX_JSON_DEPTH} levels)"
-        ) from e
+        raise BadRequest(f"{what} is nested too deeply (limit: {MAX_JSON_DEPTH} levels)") from e
     except ValueError as e:
-        raise web.HTTPError(400, f"{what} is not valid JSON: {e}") from e
+        raise BadRequest(f"{what} is not valid JSON: {e}") from e
     _check_json_tree(value, what)
     return value
 
@@ -80,7 +79,7 @@ def _check_json_tree(value: Any, what: str) -> None:
 
 
 def _too_deep(what: str) -> None:
-    raise web.HTTPError(400, f"{what} is nested too deeply (limit: {MAX_JSON_DEPTH} levels)")
+    raise BadRequest(f"{what} is nested too deeply (limit: {MAX_JSON_DEPTH} levels)")
 
 
 def _json_path(where: Any) -> str:
@@ -97,8 +96,7 @@ def _check_string(text: str, what: str, where: Any) -> None:
     if match is None:
         return
     # Paired surrogates become one code point in json.loads, so any match is lone.
-    raise web.HTTPError(
-        400,
+    raise BadRequest(
         f"{what} holds a lone surrogate (U+{ord(match.group()):04X}) at "
         f"{_json_path(where)}: JSON strings must be valid Unicode",
     )
@@ -138,10 +136,9 @@ class BoundedBodyMixin(APIHandler):
             try:
                 size = int(declared)
             except ValueError as e:
-                raise web.HTTPError(400, f"invalid Content-Length header {declared!r}") from e
+                raise BadRequest(f"invalid Content-Length header {declared!r}") from e
             if size > limit:
-                raise web.HTTPError(
-                    413,
+                raise TooLarge(
                     f"request body of {size} bytes is larger than the limit of {limit} bytes "
                     f"(c.BookstoreSettings.max_request_body_size)",
                 )
@@ -176,9 +173,7 @@ class BoundedBodyMixin(APIHandler):
     def collect_body(self) -> None:
         """Put the received bytes in ``self.request.body``; 413 if they were over the limit."""
         if self._body_size > self.body_limit:
-            raise web.HTTPError(
-                413, f"request body is larger than the limit of {self.body_limit} bytes"
-            )
+            raise TooLarge(f"request body is larger than the limit of {self.body_limit} bytes")
         self._body_collected = True
         self.request.body = b"".join(self._body_chunks)
         self._body_chunks = []
@@ -190,19 +185,18 @@ def check_notebook(content: Any, what: str = "the notebook") -> nbformat.Noteboo
     Blocking (schema validation of a large notebook takes a while): run it in a thread.
     """
     if not isinstance(content, dict) or not content:
-        raise web.HTTPError(422, f"{what} is empty or not a JSON object")
+        raise InvalidNotebook(f"{what} is empty or not a JSON object")
     major = content.get("nbformat")
     if major != 4 or not isinstance(content.get("nbformat_minor"), int):
-        raise web.HTTPError(
-            422,
+        raise InvalidNotebook(
             f"{what} must be an nbformat 4 notebook (got nbformat={major!r}, "
             f"nbformat_minor={content.get('nbformat_minor')!r}); convert it with "
             f"`jupyter nbconvert --to notebook` or nbformat.convert()",
         )
     cells = content.get("cells")
     if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
-        raise web.HTTPError(
-            422, f"{what} is not a valid notebook: at $.cells: must be a list of cell objects"
+        raise InvalidNotebook(
+            f"{what} is not a valid notebook: at $.cells: must be a list of cell objects"
         )
     nb = nbformat.from_dict(content)
     if nb.nbformat_minor >= 5:
@@ -214,9 +208,9 @@ def check_notebook(content: Any, what: str = "the notebook") -> nbformat.Noteboo
         if len(message) > _MAX_MESSAGE:
             message = message[:_MAX_MESSAGE] + "..."
         where = getattr(e, "json_path", None) or "$"
-        raise web.HTTPError(422, f"{what} is not a valid notebook: at {where}: {message}") from e
+        raise InvalidNotebook(f"{what} is not a valid notebook: at {where}: {message}") from e
     except (KeyError, TypeError, ValueError) as e:
-        raise web.HTTPError(422, f"{what} is not a valid notebook: {e}") from e
+        raise InvalidNotebook(f"{what} is not a valid notebook: {e}") from e
     return nb
 
 

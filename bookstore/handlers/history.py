@@ -33,7 +33,6 @@ from tornado import web
 from ..history import (
     MAX_LIMIT,
     RESTORABLE_PREFIXES,
-    HistoryError,
     NotFound,
     VersionListing,
     VersionRecord,
@@ -55,7 +54,6 @@ from ..render import (
     metadata_changed,
     render_notebook,
 )
-from ..s3 import S3Error
 from .base import AUTH_RESOURCE, ClientErrorLogMixin, require_contents_permission
 from .frontend import frontend_links
 from .versions_common import HistoryMixin
@@ -136,9 +134,6 @@ class BookstorePageHandler(
             ns.setdefault("open_url", links.open(path, ns["is_notebook"]))
         self.finish(self.render_template(template, **ns))
 
-    def page_error(self, e: Exception) -> web.HTTPError:
-        return self.history_error(e)
-
 
 class HistoryPageHandler(BookstorePageHandler):
     """The timeline, one version's view, and the restore form's target."""
@@ -147,24 +142,18 @@ class HistoryPageHandler(BookstorePageHandler):
     @authorized
     async def get(self, path: str = "") -> None:
         path = self.api_path(path, "/bookstore/versions/")
-        try:
-            if self.get_query_argument("version_id", None) is not None:
-                await self._view(path)
-            else:
-                await self._timeline(path)
-        except (HistoryError, S3Error) as e:
-            raise self.page_error(e) from e
+        if self.get_query_argument("version_id", None) is not None:
+            await self._view(path)
+        else:
+            await self._timeline(path)
 
     @web.authenticated
     @authorized
     async def post(self, path: str = "") -> None:
         path = self.api_path(path, "/bookstore/versions/")
-        try:
-            version_id = validate_version_id(self.get_body_argument("version_id", None))
-            prefix = validate_prefix(self.get_body_argument("prefix", None), RESTORABLE_PREFIXES)
-            saved = await self.restore(path, version_id, prefix)
-        except (HistoryError, S3Error) as e:
-            raise self.page_error(e) from e
+        version_id = validate_version_id(self.get_body_argument("version_id", None))
+        prefix = validate_prefix(self.get_body_argument("prefix", None), RESTORABLE_PREFIXES)
+        saved = await self.restore(path, version_id, prefix)
         self.redirect(
             self.page_url(
                 "versions",
@@ -404,10 +393,7 @@ class DiffPageHandler(BookstorePageHandler):
     @authorized
     async def get(self, path: str = "") -> None:
         path = self.api_path(path, "/bookstore/diff/")
-        try:
-            asked = await self.requested_diff(path, self.get_query_argument)
-        except (HistoryError, S3Error) as e:
-            raise self.page_error(e) from e
+        asked = await self.requested_diff(path, self.get_query_argument)
         prefix, from_id, to_id, diff = asked.prefix, asked.from_id, asked.to_id, asked.diff
         if diff.diff is None:  # over a max_diff_* cap: the summary only
             changes = []

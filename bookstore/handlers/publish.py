@@ -17,9 +17,9 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import path_regex
 from tornado import web
 
+from ..errors import BadRequest, InvalidNotebook, NotANotebook
 from ..history import is_notebook_path
 from ..publisher import publish_bytes
-from ..s3 import S3Error
 from ..settings import clean_api_path
 from .base import BookstoreAPIHandler
 from .common import BoundedBodyMixin, check_notebook, notebook_bytes
@@ -38,34 +38,27 @@ class BookstorePublishHandler(BoundedBodyMixin, BookstoreAPIHandler):
         try:
             path = clean_api_path(path[1:] if path.startswith("/") else path)
         except ValueError as e:
-            raise web.HTTPError(
-                400, f"give the notebook's path after /api/bookstore/publish/: {e}"
-            ) from e
+            raise BadRequest(f"give the notebook's path after /api/bookstore/publish/: {e}") from e
         if not is_notebook_path(path):
-            raise web.HTTPError(
-                415,
+            raise NotANotebook(
                 f"only notebooks can be published: {path!r} does not end in .ipynb; "
                 f"give the path of a notebook after /api/bookstore/publish/",
             )
         self.collect_body()
         model = self.get_json_object()
         if model.get("type") != "notebook":
-            raise web.HTTPError(
-                415,
+            raise NotANotebook(
                 f"only notebooks can be published: the body must be a contents model with "
                 f'"type": "notebook" (got type {model.get("type")!r})',
             )
         if "content" not in model:
-            raise web.HTTPError(422, 'the body has no "content": put the notebook JSON there')
+            raise InvalidNotebook('the body has no "content": put the notebook JSON there')
         data = await run_sync(_serialise, model["content"])
 
-        try:
-            answer = await publish_bytes(self.store, self.bookstore_settings, path, data)
-            gallery = self.settings.get("bookstore_gallery")
-            if gallery is not None:
-                gallery.invalidate()
-        except S3Error as e:
-            raise self.s3_http_error(e) from e
+        answer = await publish_bytes(self.store, self.bookstore_settings, path, data)
+        gallery = self.settings.get("bookstore_gallery")
+        if gallery is not None:
+            gallery.invalidate()
         self.log.info(
             "bookstore: published %s to %s (version %s)",
             path,

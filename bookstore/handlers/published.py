@@ -17,9 +17,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from ..gallery import Gallery, GalleryPage, validate_filter, validate_gallery_limit
-from ..history import HistoryError
 from ..render import human_size
-from ..s3 import S3Error
 from .base import BookstoreAPIHandler
 from .history import BookstorePageHandler
 
@@ -48,12 +46,7 @@ class PublishedAPIHandler(_GalleryMixin, BookstoreAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        try:
-            page, _ = await self.requested_page()
-        except HistoryError as e:
-            raise web.HTTPError(e.status, str(e)) from e
-        except S3Error as e:
-            raise self.s3_http_error(e) from e
+        page, _ = await self.requested_page()
         self.set_header("Cache-Control", "no-store")
         self.finish(page.to_json())
 
@@ -64,10 +57,7 @@ class PublishedPageHandler(_GalleryMixin, BookstorePageHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        try:
-            page, query = await self.requested_page()
-        except (HistoryError, S3Error) as e:
-            raise self.page_error(e) from e
+        page, query = await self.requested_page()
         settings = self.settings["bookstore_settings"]
         own_published = settings.published + "/"
         here = url_path_join(self.base_url, "bookstore/published")

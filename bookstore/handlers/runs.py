@@ -20,8 +20,8 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import path_regex
 from tornado import web
 
+from ..errors import BadRequest, Forbidden, NotANotebook, NotFound, TooManyRequests
 from ..history import (
-    HistoryError,
     contents_model,
     is_notebook_path,
     parse_notebook,
@@ -40,7 +40,7 @@ from ..runs import (
     notebook_kernel,
     run_from_metadata,
 )
-from ..s3 import S3BadRequest, S3Error, S3NotFound
+from ..s3 import S3BadRequest, S3NotFound
 from .base import BookstoreAPIHandler
 from .history import BookstorePageHandler
 from .versions_common import HistoryMixin
@@ -56,7 +56,7 @@ class RunsMixin(HistoryMixin):
     @staticmethod
     def notebook_path(path: str) -> str:
         if not is_notebook_path(path):
-            raise web.HTTPError(415, f"{path!r} is not a notebook (.ipynb): only notebooks run")
+            raise NotANotebook(f"{path!r} is not a notebook (.ipynb): only notebooks run")
         return path
 
     async def start_run(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -68,39 +68,35 @@ class RunsMixin(HistoryMixin):
             version_id = None if version_id in (None, "") else validate_version_id(version_id)
             parameters = check_parameters(body.get("parameters"))
             kernel = check_kernel_name(body.get("kernel"))
-        except (HistoryError, RunError) as e:
-            raise web.HTTPError(400, str(e)) from e
+        except RunError as e:
+            raise BadRequest(str(e)) from e
         unknown = set(body) - {"version_id", "parameters", "kernel"}
         if unknown:
-            raise web.HTTPError(
-                400,
+            raise BadRequest(
                 f"unknown field(s) {', '.join(sorted(unknown))}: give version_id, "
                 f"parameters and kernel",
             )
         key = settings.s3_key("published", path)
         reason = settings.unreadable_reason(key)
         if reason:
-            raise web.HTTPError(403, reason)
+            raise Forbidden(reason)
         try:
             got = await store.get_object(key, version_id)
         except (S3NotFound, S3BadRequest) as e:
             if version_id:
-                raise web.HTTPError(
-                    404, f"published version {version_id!r} of {path!r} does not exist"
+                raise NotFound(
+                    f"published version {version_id!r} of {path!r} does not exist"
                 ) from e
-            raise web.HTTPError(
-                404,
+            raise NotFound(
                 f"{path!r} has no published version (s3://{settings.s3_bucket}/{key}): "
                 f"publish it first",
             ) from e
-        except S3Error as e:
-            raise self.history_error(e) from e
         nb = await run_sync(parse_notebook, got.body, f"published version of {path}")
         try:
             kernel = notebook_kernel(nb, kernel)
             await run_sync(check_kernel, kernel)
         except RunError as e:
-            raise web.HTTPError(404, str(e)) from e
+            raise NotFound(str(e)) from e
         import hashlib
 
         source = {
@@ -113,7 +109,7 @@ class RunsMixin(HistoryMixin):
         try:
             run = await self.run_manager.start(path, source, parameters, kernel)
         except TooManyRuns as e:
-            raise web.HTTPError(429, str(e)) from e
+            raise TooManyRequests(str(e)) from e
         return {
             "run_id": run.run_id,
             "path": path,
@@ -132,27 +128,22 @@ class RunsHandler(RunsMixin, BookstoreAPIHandler):
     @authorized
     async def get(self, path: str = "") -> None:
         path = self.notebook_path(self.api_path(path, "/api/bookstore/runs/"))
-        try:
-            version_id = self.get_query_argument("version_id", None)
-            if version_id is not None:
-                record, result = await self.history.record(
-                    path, validate_version_id(version_id), "runs"
-                )
-                model = await run_sync(
-                    contents_model, path, result.body, record, result.content_type
-                )
-                model["run"] = run_from_metadata(
-                    path, record.version_id, record.last_modified, record.size, result.metadata
-                )
-                self.finish(json.dumps(model, default=json_default))
-                return
-            limit = validate_limit(self.get_query_argument("limit", None))
-            token = self.get_query_argument("page_token", None)
-            listing = await list_runs(
-                self.bookstore_settings, self.store, path, limit=limit, page_token=token
+        version_id = self.get_query_argument("version_id", None)
+        if version_id is not None:
+            record, result = await self.history.record(
+                path, validate_version_id(version_id), "runs"
             )
-        except (HistoryError, S3Error) as e:
-            raise self.history_error(e) from e
+            model = await run_sync(contents_model, path, result.body, record, result.content_type)
+            model["run"] = run_from_metadata(
+                path, record.version_id, record.last_modified, record.size, result.metadata
+            )
+            self.finish(json.dumps(model, default=json_default))
+            return
+        limit = validate_limit(self.get_query_argument("limit", None))
+        token = self.get_query_argument("page_token", None)
+        listing = await list_runs(
+            self.bookstore_settings, self.store, path, limit=limit, page_token=token
+        )
         data = listing.to_json()
         if not token:
             archived = {r["run_id"] for r in listing.runs}
@@ -179,7 +170,7 @@ class RunPageHandler(RunsMixin, BookstorePageHandler):
         path = self.notebook_path(self.api_path(path, "/bookstore/runs/"))
         version_id = self.get_body_argument("version_id", None)
         if not version_id:
-            raise web.HTTPError(400, "give the published version to run (version_id)")
+            raise BadRequest("give the published version to run (version_id)")
         answer = await self.start_run(path, {"version_id": version_id})
         self.redirect(self.page_url("versions", path, started=answer["run_id"]), status=303)
 

@@ -24,12 +24,10 @@ from tornado import web
 
 from ..history import (
     RESTORABLE_PREFIXES,
-    HistoryError,
     validate_limit,
     validate_prefix,
     validate_version_id,
 )
-from ..s3 import S3Error
 from .base import BookstoreAPIHandler, require_contents_permission
 from .history import page_handlers
 from .versions_common import HistoryMixin
@@ -42,23 +40,20 @@ class VersionsHandler(HistoryMixin, BookstoreAPIHandler):
     @authorized
     async def get(self, path: str = "") -> None:
         path = self.api_path(path, "/api/bookstore/versions/")
-        try:
-            prefix = validate_prefix(self.get_query_argument("prefix", None))
-            version_id = self.get_query_argument("version_id", None)
-            if version_id is not None:
-                await require_contents_permission(self, "read")
-                model = await self.history.read(path, validate_version_id(version_id), prefix)
-                self.finish(json.dumps(model, default=json_default))
-                return
-            limit = validate_limit(self.get_query_argument("limit", None))
-            listing = await self.history.listing(
-                path,
-                prefix=prefix,
-                limit=limit,
-                page_token=self.get_query_argument("page_token", None),
-            )
-        except (HistoryError, S3Error) as e:
-            raise self.history_error(e) from e
+        prefix = validate_prefix(self.get_query_argument("prefix", None))
+        version_id = self.get_query_argument("version_id", None)
+        if version_id is not None:
+            await require_contents_permission(self, "read")
+            model = await self.history.read(path, validate_version_id(version_id), prefix)
+            self.finish(json.dumps(model, default=json_default))
+            return
+        limit = validate_limit(self.get_query_argument("limit", None))
+        listing = await self.history.listing(
+            path,
+            prefix=prefix,
+            limit=limit,
+            page_token=self.get_query_argument("page_token", None),
+        )
         self.finish(listing.to_json())
 
     @web.authenticated
@@ -66,12 +61,9 @@ class VersionsHandler(HistoryMixin, BookstoreAPIHandler):
     async def post(self, path: str = "") -> None:
         path = self.api_path(path, "/api/bookstore/versions/")
         body = self.get_json_object()
-        try:
-            version_id = validate_version_id(body.get("version_id"))
-            prefix = validate_prefix(body.get("prefix"), RESTORABLE_PREFIXES)
-            saved = await self.restore(path, version_id, prefix)
-        except (HistoryError, S3Error) as e:
-            raise self.history_error(e) from e
+        version_id = validate_version_id(body.get("version_id"))
+        prefix = validate_prefix(body.get("prefix"), RESTORABLE_PREFIXES)
+        saved = await self.restore(path, version_id, prefix)
         self.finish(json.dumps(saved, default=json_default))
 
 
@@ -82,10 +74,7 @@ class DiffHandler(HistoryMixin, BookstoreAPIHandler):
     @authorized
     async def get(self, path: str = "") -> None:
         path = self.api_path(path, "/api/bookstore/diff/")
-        try:
-            asked = await self.requested_diff(path, self.get_query_argument)
-        except (HistoryError, S3Error) as e:
-            raise self.history_error(e) from e
+        asked = await self.requested_diff(path, self.get_query_argument)
         self.finish(json.dumps(asked.diff.to_json(), default=json_default))
 
 

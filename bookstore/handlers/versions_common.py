@@ -9,24 +9,21 @@ from typing import Any
 from anyio.to_thread import run_sync
 from jupyter_server.utils import ensure_async
 from nbformat.v4.rwbase import strip_transient
-from tornado import web
 
 from ..checkpoints import restore_model
+from ..errors import BadRequest, NotANotebook, NotFound, TooLarge
 from ..history import (
     META_RESTORED_FROM,
-    NotANotebook,
     NotebookDiff,
-    NotFound,
-    TooLarge,
     VersionHistory,
     is_notebook_path,
     save_model,
     validate_prefix,
     validate_version_id,
 )
-from ..s3 import S3BadRequest, S3Error, S3NotFound
+from ..s3 import S3BadRequest, S3NotFound
 from ..settings import clean_api_path
-from .base import require_contents_permission, s3_log_level
+from .base import require_contents_permission
 from .streaming import discard, download_into_folder, local_os_path, move_into_place
 
 
@@ -61,15 +58,7 @@ class HistoryMixin:
         try:
             return clean_api_path(path[1:] if path.startswith("/") else path)
         except ValueError as e:
-            raise web.HTTPError(400, f"give the file's Jupyter path after {route}: {e}") from e
-
-    def history_error(self, e: Exception) -> web.HTTPError:
-        """Our HTTP error for a history or S3 failure (S3's own status never passes)."""
-        if isinstance(e, S3Error):
-            self.log.log(s3_log_level(e), "bookstore: %s", e)
-            return web.HTTPError(e.status, str(e))
-        status = getattr(e, "status", 500)
-        return web.HTTPError(status, str(e))
+            raise BadRequest(f"give the file's Jupyter path after {route}: {e}") from e
 
     async def current_notebook(self, path: str) -> dict[str, Any]:
         """The notebook as it is now (through the contents manager), without trust marks."""
@@ -94,7 +83,7 @@ class HistoryMixin:
 
         Without ``to``, the version is compared with the file as it is now. A diff shows
         the file's content, so it needs ``("read", "contents")``.
-        Raises :class:`bookstore.history.HistoryError` or :class:`bookstore.s3.S3Error`.
+        Raises :class:`bookstore.errors.BookstoreError`.
         """
         await require_contents_permission(self, "read")
         prefix = validate_prefix(query("prefix", None))
@@ -136,9 +125,7 @@ class HistoryMixin:
         cm = self.contents_manager
         directory = path.rpartition("/")[0]
         if directory and not await ensure_async(cm.dir_exists(directory)):
-            raise web.HTTPError(
-                404, f"cannot restore {path}: directory {directory!r} does not exist"
-            )
+            raise NotFound(f"cannot restore {path}: directory {directory!r} does not exist")
         history = self.history
         validate_version_id(version_id)
         try:
