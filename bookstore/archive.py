@@ -27,7 +27,7 @@ from jupyter_server.utils import to_api_path
 from tornado import web
 from traitlets import default
 
-from .publisher import NOTEBOOK_CONTENT_TYPE as _NOTEBOOK_TYPE
+from .metadata import NOTEBOOK_CONTENT_TYPE as _NOTEBOOK_TYPE
 from .s3 import META_RENAMED_FROM
 from .settings import unarchivable_reason
 

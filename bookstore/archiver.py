@@ -42,7 +42,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
@@ -58,6 +57,7 @@ from .s3 import (
     S3NotFound,
     check_upload,
 )
+from .times import utcnow_iso
 
 if TYPE_CHECKING:
     from logging import Logger
@@ -104,10 +104,6 @@ def new_save_id() -> str:
         ns = max(time.time_ns(), _last_ns + 1)
         _last_ns = ns
     return f"{ns:020d}-{secrets.token_hex(3)}"
-
-
-def utcnow_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass

@@ -14,17 +14,18 @@ listed.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .history import BadRequest, isoformat
+from .codecs import decode_page_token, encode_page_token
+from .errors import BadRequest
 from .s3 import translate_error
 from .settings import decode_username, encode_username
+from .times import isoformat
+from .validators import validate_limit
 
 if TYPE_CHECKING:
     from .s3 import S3Store
@@ -81,17 +82,7 @@ class GalleryPage:
 
 
 def validate_gallery_limit(value: Any) -> int:
-    if value is None or value == "":
-        return DEFAULT_LIMIT
-    try:
-        limit = int(value)
-    except (TypeError, ValueError):
-        raise BadRequest(
-            f"limit must be a whole number from 1 to {MAX_LIMIT} (got {value!r})"
-        ) from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT} (got {value!r})")
-    return limit
+    return validate_limit(value, DEFAULT_LIMIT, MAX_LIMIT)
 
 
 def validate_filter(value: Any, name: str) -> str | None:
@@ -161,21 +152,13 @@ class Gallery:
 
     @staticmethod
     def encode_token(key: str) -> str:
-        return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+        return encode_page_token(key) or ""
 
     @staticmethod
     def decode_token(token: str | None, prefix: str) -> str | None:
-        if not token:
-            return None
-        try:
-            key = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            key = None
-        if key is None or not key.startswith(prefix):
-            raise BadRequest(
-                "page_token is not a next_token of this listing: start again without it"
-            )
-        return key
+        return decode_page_token(
+            token, accept=lambda key: key.startswith(prefix), hint="start again without it"
+        )
 
     # --- listing ---------------------------------------------------------------------------
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from .history import isoformat
 from .render import human_size
 from .retention import Decision, Item, PolicyRun, RetentionPolicy, as_utc
 from .s3 import DELETE_BATCH_SIZE, S3Error, S3NotFound, gather_or_cancel
+from .times import isoformat
 
 if TYPE_CHECKING:
     from .s3 import ObjectVersion, S3Store

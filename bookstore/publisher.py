@@ -5,15 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from .archiver import utcnow_iso
-from .s3 import META_PATH, META_SAVED_AT, META_SHA256, META_USER
+from .metadata import NOTEBOOK_CONTENT_TYPE, object_metadata
+from .times import utcnow_iso
 
 if TYPE_CHECKING:
     from .s3 import S3Store
     from .settings import BookstoreSettings
-
-#: What a notebook is stored as in S3.
-NOTEBOOK_CONTENT_TYPE = "application/x-ipynb+json"
 
 
 async def publish_bytes(
@@ -27,12 +24,9 @@ async def publish_bytes(
     """
     key = settings.s3_key("published", path)
     sha256 = hashlib.sha256(data).hexdigest()
-    metadata = {
-        META_SHA256: sha256,
-        META_SAVED_AT: utcnow_iso(),
-        META_USER: settings.username,
-        META_PATH: path,
-    }
+    metadata = object_metadata(
+        sha256=sha256, saved_at=utcnow_iso(), user=settings.username, path=path
+    )
     result = await store.put_object(key, data, metadata, content_type=NOTEBOOK_CONTENT_TYPE)
     return {
         "s3_path": f"s3://{result.bucket}/{key}",

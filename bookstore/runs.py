@@ -43,25 +43,28 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .history import (
-    MAX_LIMIT,
-    Forbidden,
-    decode_page_token,
-    encode_page_token,
-    isoformat,
-    parse_notebook,
-)
-from .s3 import (
-    META_PATH,
-    META_SAVED_AT,
+from .codecs import decode_page_token, encode_page_token
+from .errors import Forbidden
+from .metadata import (
+    META_RUN,
+    META_RUN_ID,
+    META_RUN_STATUS,
     META_SHA256,
+    META_SOURCE_SHA256,
+    META_SOURCE_VERSION_ID,
     META_USER,
+    object_metadata,
+)
+from .notebooks import parse_notebook
+from .s3 import (
     S3BadRequest,
     S3Error,
     S3NotFound,
     S3Unavailable,
 )
 from .settings import jupyter_username
+from .times import isoformat
+from .validators import MAX_LIMIT
 
 if TYPE_CHECKING:
     import logging
@@ -99,13 +102,6 @@ _STATUS_EXIT = {
     STATUS_CANCELLED: EXIT_CANCELLED,
 }
 
-# Metadata on every run output object (x-amz-meta-*), besides sha256/user/jupyter-path/saved-at.
-META_RUN_ID = "run-id"
-META_RUN_STATUS = "run-status"
-META_SOURCE_VERSION_ID = "source-version-id"
-META_SOURCE_SHA256 = "source-sha256"
-#: Compact JSON with the rest of the run record (parameters dropped if too large).
-META_RUN = "run"
 #: S3 allows 2 KB of user metadata per object; keep well under it once percent-encoded.
 MAX_RUN_METADATA = 1400
 
@@ -705,16 +701,18 @@ def run_metadata(record: Mapping[str, Any], sha256: str) -> dict[str, str]:
     from urllib.parse import quote
 
     source = record.get("source") or {}
-    meta = {
-        META_SHA256: sha256,
-        META_USER: str(record.get("user") or ""),
-        META_PATH: str(record.get("path") or ""),
-        META_SAVED_AT: str(record.get("finished") or ""),
-        META_RUN_ID: str(record["run_id"]),
-        META_RUN_STATUS: str(record["status"]),
-        META_SOURCE_VERSION_ID: str(source.get("version_id") or ""),
-        META_SOURCE_SHA256: str(source.get("sha256") or ""),
-    }
+    meta = object_metadata(
+        sha256=sha256,
+        saved_at=str(record.get("finished") or ""),
+        user=str(record.get("user") or ""),
+        path=str(record.get("path") or ""),
+        extra={
+            META_RUN_ID: str(record["run_id"]),
+            META_RUN_STATUS: str(record["status"]),
+            META_SOURCE_VERSION_ID: str(source.get("version_id") or ""),
+            META_SOURCE_SHA256: str(source.get("sha256") or ""),
+        },
+    )
     compact: dict[str, Any] = {
         "source": {k: source.get(k) for k in ("bucket", "key", "prefix")},
         "parameters": record.get("parameters") or {},

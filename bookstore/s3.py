@@ -47,6 +47,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from .codecs import split_store_token, store_token
 from .errors import (
     ObjectTooLarge,
     S3BadRequest,
@@ -55,19 +56,20 @@ from .errors import (
     S3Refused,
     S3Unavailable,
 )
+from .metadata import (  # noqa: F401  (their former home: kept importable from here)
+    META_DROPPED_SAVES,
+    META_PATH,
+    META_RENAMED_FROM,
+    META_SAVE_ID,
+    META_SAVED_AT,
+    META_SHA256,
+    META_USER,
+    NOTEBOOK_CONTENT_TYPE,
+)
 
 if TYPE_CHECKING:
     from .settings import BookstoreSettings
 
-
-# Metadata stored on every object bookstore writes (as x-amz-meta-*).
-META_SHA256 = "sha256"
-META_SAVED_AT = "saved-at"
-META_USER = "user"
-META_PATH = "jupyter-path"
-META_SAVE_ID = "save-id"
-META_RENAMED_FROM = "renamed-from"
-META_DROPPED_SAVES = "dropped-saves"
 
 #: S3's limits on one PUT: key length (UTF-8 bytes), user metadata (keys and values, UTF-8
 #: bytes) and body size. Checked before an upload is attempted.
@@ -481,7 +483,7 @@ class S3Store:
         metadata: Mapping[str, str] | None = None,
         *,
         bucket: str | None = None,
-        content_type: str = "application/x-ipynb+json",
+        content_type: str = NOTEBOOK_CONTENT_TYPE,
         resend: bool = True,
         storage_class: str = "",
     ) -> PutResult:
@@ -670,7 +672,7 @@ class S3Store:
         what = f"listing versions of s3://{bucket}/{key}"
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": key, "MaxKeys": min(limit, 1000)}
         if page_token:
-            key_marker, _, version_marker = page_token.partition("\n")
+            key_marker, version_marker = split_store_token(page_token)
             kwargs["KeyMarker"] = key_marker
             if version_marker:
                 kwargs["VersionIdMarker"] = version_marker
@@ -701,7 +703,7 @@ class S3Store:
                     next_token = None
                     break
                 if len(versions) >= limit:
-                    next_token = f"{next_key}\n{next_version or ''}"
+                    next_token = store_token(next_key, next_version)
                     break
                 kwargs["KeyMarker"] = next_key
                 if next_version:

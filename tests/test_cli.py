@@ -271,6 +271,24 @@ def test_restore_writes_the_local_file_and_archives_it(
     assert latest["Metadata"]["sha256"] == hashlib.sha256(good_bytes).hexdigest()
 
 
+def test_restore_stores_the_file_type_as_the_archiver_does(
+    env: Any, s3: Any, s3_bucket: str, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = s3.put_object(Bucket=s3_bucket, Key="workspace/data.csv", Body=b"a,b\n1,2\n")
+    s3.put_object(Bucket=s3_bucket, Key="workspace/data.csv", Body=b"a,b\n3,4\n")
+
+    code, _, err = run(
+        capsys, "restore", "data.csv", f"--version={first['VersionId']}", f"--root-dir={root}"
+    )
+
+    assert code == 0, err
+    latest = s3.get_object(Bucket=s3_bucket, Key="workspace/data.csv")
+    assert latest["Body"].read() == b"a,b\n1,2\n"
+    # What a save of data.csv through Jupyter stores (mimetypes), not application/octet-stream.
+    assert latest["ContentType"] == "text/csv"
+    assert latest["Metadata"]["restored-from"] == first["VersionId"]
+
+
 def test_restore_local_only_does_not_upload(
     env: Any, s3: Any, s3_bucket: str, root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

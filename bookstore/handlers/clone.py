@@ -21,11 +21,10 @@ anything is written, so a refused clone leaves the Jupyter root untouched.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
 import posixpath
 import secrets
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from anyio.to_thread import run_sync
@@ -35,26 +34,25 @@ from jupyter_server.extension.handler import ExtensionHandlerJinjaMixin, Extensi
 from jupyter_server.utils import ensure_async, url_escape, url_path_join
 from tornado import web
 
-from ..errors import BadRequest, BookstoreError, Conflict, Forbidden, InvalidNotebook, NotFound
-from ..s3 import S3Error, S3NotFound
+from ..errors import BadRequest, BookstoreError, Conflict, Forbidden, NotFound
+from ..notebooks import file_model
+from ..s3 import MAX_KEY_BYTES, S3Error, S3NotFound
 from ..settings import clean_api_path, describe_char, unsafe_path_char
 from ..shared_folder import open_beneath, read_beneath
+from ..validators import optional_version_id
 from .base import (
     AUTH_RESOURCE,
     BookstoreAPIHandler,
     ClientErrorLogMixin,
     require_contents_permission,
 )
-from .common import BoundedBodyMixin, check_notebook, dumps
+from .common import BoundedBodyMixin, dumps
 from .frontend import Links, frontend_links
 from .history import jupyter_logo_data_uri
 from .streaming import discard, download_into_folder, local_os_path, move_into_place
 
 if TYPE_CHECKING:
     from ..settings import BookstoreSettings
-
-#: S3's limit on key and version id lengths (bytes).
-_MAX_KEY_BYTES = 1024
 
 
 # --- request checks -------------------------------------------------------------------------
@@ -86,24 +84,9 @@ def check_s3_key(key: Any) -> str:
     bad = next((c for c in key if unsafe_path_char(c)), None)
     if bad is not None:
         raise BadRequest(f"s3_key must not contain {describe_char(bad)} (got {key!r})")
-    if len(key.encode("utf-8")) > _MAX_KEY_BYTES:
-        raise BadRequest(f"s3_key is longer than S3's limit of {_MAX_KEY_BYTES} bytes")
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise BadRequest(f"s3_key is longer than S3's limit of {MAX_KEY_BYTES} bytes")
     return key
-
-
-def check_version_id(version_id: Any) -> str | None:
-    if version_id is None or version_id == "":
-        return None
-    if (
-        not isinstance(version_id, str)
-        or len(version_id) > _MAX_KEY_BYTES
-        or not all(33 <= ord(c) < 127 for c in version_id)
-    ):
-        raise BadRequest(
-            f"s3_version_id {version_id!r} is not a valid S3 version id (printable ASCII, "
-            f"as listed by the versions API or `aws s3api list-object-versions`)",
-        )
-    return version_id
 
 
 def check_relpath(relpath: Any) -> str:
@@ -126,41 +109,6 @@ def check_fs_source(basedir: str, relpath: str) -> None:
 def read_fs_source(basedir: str, relpath: str) -> bytes:
     """The bytes of shared file ``relpath``, opened without leaving ``basedir``. Blocking."""
     return read_beneath(basedir, relpath)
-
-
-def strip_trust(nb: dict[str, Any]) -> None:
-    """Drop every trust mark a notebook carries, so nothing in it is trusted on arrival.
-
-    A cell marked ``"trusted": true`` would make Jupyter sign the notebook on save; the
-    ``signature`` field is where nbformat 3 kept the signature.
-    """
-    for cell in nb.get("cells") or []:
-        metadata = cell.get("metadata")
-        if isinstance(metadata, dict):
-            metadata.pop("trusted", None)
-    metadata = nb.get("metadata")
-    if isinstance(metadata, dict):
-        metadata.pop("signature", None)
-
-
-def build_model(target: str, data: bytes, source: str) -> dict[str, Any]:
-    """A contents model for ``data`` saved at ``target``: a notebook for ``.ipynb``, else a file.
-
-    Notebooks are validated (422 if invalid); other files are text when they are UTF-8,
-    base64 otherwise. Blocking: run it in a thread.
-    """
-    if target.endswith(".ipynb"):
-        try:
-            content = json.loads(data)
-        except ValueError as e:
-            raise InvalidNotebook(f"{source} is not a notebook: it is not JSON ({e})") from e
-        nb = check_notebook(content, source)
-        strip_trust(nb)
-        return {"type": "notebook", "format": "json", "content": nb}
-    try:
-        return {"type": "file", "format": "text", "content": data.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"type": "file", "format": "base64", "content": base64.b64encode(data).decode()}
 
 
 # --- API handlers ---------------------------------------------------------------------------
@@ -302,7 +250,7 @@ class BookstoreCloneAPIHandler(_CloneAPIHandler):
             raise BadRequest(f'"s3_bucket" must be a string (got {bucket!r})')
         check_bucket_allowed(settings, bucket)
         key = check_s3_key(body.get("s3_key"))
-        version_id = check_version_id(body.get("s3_version_id"))
+        version_id = optional_version_id(body.get("s3_version_id"), "s3_version_id")
         overwrite = self.check_overwrite(body)
         target = await self.check_target(body.get("target_path"), posixpath.basename(key))
         check_readable(settings, bucket, key)
@@ -328,7 +276,7 @@ class BookstoreCloneAPIHandler(_CloneAPIHandler):
             got_version = info.version_id
         else:
             source = f"{s3_path}" + (f" (version {version_id})" if version_id else "")
-            model = await run_sync(build_model, target, obj.body, source)
+            model = await run_sync(partial(file_model, target, obj.body, source, untrusted=True))
             saved = await self.save_clone(target, model, overwrite=overwrite)
             got_version = obj.version_id
         self.log.info("bookstore: cloned %s version %s to %s", s3_path, got_version, saved["path"])
@@ -348,7 +296,9 @@ class BookstoreFSCloneAPIHandler(_CloneAPIHandler):
         await run_sync(check_fs_source, basedir, relpath)
         target = await self.check_target(body.get("target_path"), posixpath.basename(relpath))
         data = await run_sync(read_fs_source, basedir, relpath)
-        model = await run_sync(build_model, target, data, f"shared file {relpath!r}")
+        model = await run_sync(
+            partial(file_model, target, data, f"shared file {relpath!r}", untrusted=True)
+        )
         saved = await self.save_clone(target, model, overwrite=overwrite)
         self.log.info("bookstore: cloned shared file %s to %s", relpath, saved["path"])
         self.finish_clone(saved, relpath=relpath)
@@ -461,7 +411,7 @@ class BookstoreClonePageHandler(_ClonePageHandler):
         check_bucket_allowed(settings, bucket)
         key = check_s3_key(self.get_argument("s3_key", ""))
         check_readable(settings, bucket, key)
-        version_id = check_version_id(self.get_argument("s3_version_id", None))
+        version_id = optional_version_id(self.get_argument("s3_version_id", None), "s3_version_id")
         rows = [("Bucket", bucket), ("Key", key)]
         post_model: dict[str, Any] = {"s3_bucket": bucket, "s3_key": key}
         if version_id:

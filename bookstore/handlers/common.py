@@ -1,4 +1,4 @@
-"""Pieces shared by the publish and clone handlers: bounded request bodies, notebook checks."""
+"""Pieces shared by the handlers that take a body: bounded request bodies, JSON parsing."""
 
 from __future__ import annotations
 
@@ -6,26 +6,17 @@ import json
 import re
 from typing import Any
 
-import nbformat
 from jupyter_client.jsonutil import json_default
 from jupyter_server.base.handlers import APIHandler
-from nbformat.corpus.words import generate_corpus_id
 from tornado import web
 
-from ..errors import BadRequest, InvalidNotebook, TooLarge
-from ..publisher import NOTEBOOK_CONTENT_TYPE
+from ..errors import BadRequest, TooLarge
 
 __all__ = [
-    "NOTEBOOK_CONTENT_TYPE",
     "BoundedBodyMixin",
-    "check_notebook",
-    "notebook_bytes",
+    "dumps",
     "parse_json",
 ]
-
-#: Longest nbformat validation message we send back (some embed a whole cell).
-_MAX_MESSAGE = 600
-
 
 #: Deepest nesting of arrays and objects a request body may have. Notebooks need about
 #: ten levels plus what their JSON outputs hold; deeper input would exhaust the stack of
@@ -177,61 +168,6 @@ class BoundedBodyMixin(APIHandler):
         self._body_collected = True
         self.request.body = b"".join(self._body_chunks)
         self._body_chunks = []
-
-
-def check_notebook(content: Any, what: str = "the notebook") -> nbformat.NotebookNode:
-    """Validate an nbformat 4 notebook given as a JSON dict; 422 with nbformat's message.
-
-    Blocking (schema validation of a large notebook takes a while): run it in a thread.
-    """
-    if not isinstance(content, dict) or not content:
-        raise InvalidNotebook(f"{what} is empty or not a JSON object")
-    major = content.get("nbformat")
-    if major != 4 or not isinstance(content.get("nbformat_minor"), int):
-        raise InvalidNotebook(
-            f"{what} must be an nbformat 4 notebook (got nbformat={major!r}, "
-            f"nbformat_minor={content.get('nbformat_minor')!r}); convert it with "
-            f"`jupyter nbconvert --to notebook` or nbformat.convert()",
-        )
-    cells = content.get("cells")
-    if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
-        raise InvalidNotebook(
-            f"{what} is not a valid notebook: at $.cells: must be a list of cell objects"
-        )
-    nb = nbformat.from_dict(content)
-    if nb.nbformat_minor >= 5:
-        _repair_cell_ids(nb.cells)
-    try:
-        nbformat.validate(nb)
-    except nbformat.ValidationError as e:
-        message = str(getattr(e, "message", e))
-        if len(message) > _MAX_MESSAGE:
-            message = message[:_MAX_MESSAGE] + "..."
-        where = getattr(e, "json_path", None) or "$"
-        raise InvalidNotebook(f"{what} is not a valid notebook: at {where}: {message}") from e
-    except (KeyError, TypeError, ValueError) as e:
-        raise InvalidNotebook(f"{what} is not a valid notebook: {e}") from e
-    return nb
-
-
-def _repair_cell_ids(cells: list[Any]) -> None:
-    """Give missing or duplicate cell ids a fresh one, as Jupyter does when it saves.
-
-    nbformat would do the same inside ``validate``, with a warning each time.
-    """
-    seen: set[Any] = set()
-    for cell in cells:
-        if "id" not in cell or cell["id"] in seen:
-            cell["id"] = generate_corpus_id()
-        seen.add(cell["id"])
-
-
-def notebook_bytes(nb: nbformat.NotebookNode) -> bytes:
-    """The bytes the archive stores for ``nb``: nbformat's own serialisation plus a newline."""
-    text = nbformat.writes(nb, version=nbformat.NO_CONVERT)
-    if not text.endswith("\n"):
-        text += "\n"
-    return text.encode("utf-8")
 
 
 def dumps(model: dict[str, Any]) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from datetime import timezone
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -30,6 +29,7 @@ from jupyter_server.extension.handler import ExtensionHandlerJinjaMixin, Extensi
 from jupyter_server.utils import url_escape, url_path_join
 from tornado import web
 
+from ..codecs import store_token
 from ..history import (
     MAX_LIMIT,
     RESTORABLE_PREFIXES,
@@ -54,6 +54,7 @@ from ..render import (
     metadata_changed,
     render_notebook,
 )
+from ..times import human_time as format_time
 from .base import AUTH_RESOURCE, ClientErrorLogMixin, require_contents_permission
 from .frontend import frontend_links
 from .versions_common import HistoryMixin
@@ -72,14 +73,7 @@ PAGE_CSP = (
 
 def _human_iso(value: str | None) -> str:
     """``2024-05-01 14:03:22 UTC`` from an ISO 8601 time."""
-    from ..history import parse_time
-
-    when = parse_time(value)
-    if when is None:
-        return "—"
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return format_time(value, " UTC", empty="—")
 
 
 @lru_cache(maxsize=1)
@@ -94,12 +88,7 @@ def jupyter_logo_data_uri() -> str | None:
 
 def human_time(record: VersionRecord) -> str:
     """``2024-05-01 14:03:22 UTC``."""
-    when = record.last_modified
-    if when is None:
-        return "—"
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return format_time(record.last_modified, " UTC", empty="—")
 
 
 class BookstorePageHandler(
@@ -182,7 +171,7 @@ class HistoryPageHandler(BookstorePageHandler):
         after = uploaded[limit] if len(uploaded) > limit else None
         if after is not None and uploaded[limit - 1].version_id:
             # The next page starts right after the last version shown.
-            raw = f"{listing.key}\n{uploaded[limit - 1].version_id}"
+            raw = store_token(listing.key, uploaded[limit - 1].version_id)
             listing.next_token = encode_page_token(raw)
         listing.versions = pending + uploaded[:limit]
         return listing, after

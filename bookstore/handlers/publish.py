@@ -18,11 +18,11 @@ from jupyter_server.base.handlers import path_regex
 from tornado import web
 
 from ..errors import BadRequest, InvalidNotebook, NotANotebook
-from ..history import is_notebook_path
+from ..notebooks import check_notebook, is_notebook_path, notebook_bytes
 from ..publisher import publish_bytes
 from ..settings import clean_api_path
 from .base import BookstoreAPIHandler
-from .common import BoundedBodyMixin, check_notebook, notebook_bytes
+from .common import BoundedBodyMixin
 
 
 def _serialise(content: Any) -> bytes:

@@ -13,17 +13,7 @@ from typing import Any
 from jupyter_client.jsonutil import json_default
 from traitlets import Bool, Enum, Unicode
 
-from .cli import (
-    BookstoreCommand,
-    CommandError,
-    Progress,
-    UsageError,
-    common_aliases,
-    common_flags,
-    table,
-)
-from .history import isoformat, parse_time, validate_version_id
-from .prune import (
+from ..prune import (
     PRUNE_PREFIXES,
     PathSummary,
     PruneListener,
@@ -34,14 +24,18 @@ from .prune import (
     set_pin,
     usage,
 )
-from .render import human_size
-from .retention import COUNT_RULES, WITHIN_RULES, PolicyError, RetentionPolicy
-from .s3 import S3NotFound, S3Store
-from .settings import BookstoreSettings
+from ..render import human_size
+from ..retention import COUNT_RULES, WITHIN_RULES, PolicyError, RetentionPolicy
+from ..s3 import S3NotFound, S3Store
+from ..settings import BookstoreSettings
+from ..times import human_time, isoformat, parse_time
+from ..validators import validate_version_id
+from .base import BookstoreCommand, CommandError, UsageError, common_aliases, common_flags
+from .output import Progress, table
 
 
 def _when(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return human_time(value)
 
 
 def parse_now(text: str) -> datetime:

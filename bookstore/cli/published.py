@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timezone
-
 from traitlets import Integer, Unicode
 
-from .cli import BookstoreCommand, common_aliases, table
-from .gallery import MAX_LIMIT, Gallery, PublishedNotebook, validate_filter
-from .render import human_size
-from .s3 import S3Store
-from .settings import BookstoreSettings
+from ..gallery import MAX_LIMIT, Gallery, PublishedNotebook, validate_filter
+from ..render import human_size
+from ..s3 import S3Store
+from ..settings import BookstoreSettings
+from ..times import human_time
+from .base import BookstoreCommand, common_aliases
+from .output import table
 
 
 class PublishedCommand(BookstoreCommand):
@@ -69,7 +69,4 @@ class PublishedCommand(BookstoreCommand):
 
 def short_time_of(n: PublishedNotebook) -> str:
     """``2024-05-01 14:03:22`` (UTC)."""
-    when = (
-        n.last_modified if n.last_modified.tzinfo else n.last_modified.replace(tzinfo=timezone.utc)
-    )
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return human_time(n.last_modified)

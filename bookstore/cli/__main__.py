@@ -1,0 +1,7 @@
+"""``python -m bookstore.cli``: the ``bookstore`` command."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())

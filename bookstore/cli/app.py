@@ -1,0 +1,125 @@
+"""``bookstore``: the entry point, dispatching to one module per group of subcommands."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from jupyter_core.application import JupyterApp
+
+from .._version import __version__
+from ..settings import BookstoreSettings
+from .base import BookstoreCommand
+from .doctor import DoctorCommand
+from .history import DiffCommand, RestoreCommand, ShowCommand, VersionsCommand
+from .published import PublishedCommand
+from .run import RunCommand, RunsCommand
+from .sharing import CloneCommand, PublishCommand
+
+DESCRIPTION = """\
+bookstore: Jupyter notebook versions, publishing and cloning on versioned S3.
+
+List, show, diff and restore the versions that the bookstore server extension archived at each
+save; publish a notebook; clone any S3 object (any version) into your Jupyter folder; check the
+setup. It reads the server's config (c.BookstoreSettings and c.ServerApp.root_dir in
+jupyter_server_config.py or .json, in JUPYTER_CONFIG_DIR), then the JPYNB_S3_* environment
+variables, then flags.
+
+Usage:
+    bookstore SUBCOMMAND [ARGS] [OPTIONS]
+    bookstore SUBCOMMAND --help     what it does, its options, examples
+"""
+
+
+SUBCOMMANDS: dict[str, type[BookstoreCommand]] = {
+    "versions": VersionsCommand,
+    "show": ShowCommand,
+    "diff": DiffCommand,
+    "restore": RestoreCommand,
+    "publish": PublishCommand,
+    "clone": CloneCommand,
+    "doctor": DoctorCommand,
+    "run": RunCommand,
+    "runs": RunsCommand,
+    "published": PublishedCommand,
+}
+
+#: Subcommands of other modules, which build on this one: imported when used.
+LAZY_SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "prune": (
+        "bookstore.cli.prune.PruneCommand",
+        "Thin out old versions under a retention policy (a dry run unless --yes).",
+    ),
+    "pin": ("bookstore.cli.prune.PinCommand", "Pin a version: bookstore prune never deletes it."),
+    "unpin": (
+        "bookstore.cli.prune.UnpinCommand",
+        "Unpin a version, so bookstore prune may delete it again.",
+    ),
+    "usage": (
+        "bookstore.cli.prune.UsageCommand",
+        "Bytes and versions per path and in total, and growth per day over the last week.",
+    ),
+}
+
+
+class BookstoreApp(JupyterApp):
+    """``bookstore``: the entry point, dispatching to the subcommands."""
+
+    name = "bookstore"
+    version = __version__
+    description = DESCRIPTION
+    # `bookstore --help-all` lists every server option: `jupyter server --help-all` cannot
+    # (Jupyter prints it before it loads any extension).
+    classes = [BookstoreSettings]
+    examples = """
+    bookstore versions analysis/report.ipynb --limit=5
+    bookstore diff analysis/report.ipynb VERSION_ID
+    bookstore restore analysis/report.ipynb --version=VERSION_ID
+    JUPYTER_CONFIG_DIR=.demo/jupyter/config bookstore doctor
+    """
+    subcommands = {
+        **{
+            name: (cls, (cls.__doc__ or "").strip().splitlines()[0])
+            for name, cls in SUBCOMMANDS.items()
+        },
+        **LAZY_SUBCOMMANDS,
+    }
+
+    def _find_subcommand(self, name: str) -> str:
+        return ""
+
+    def migrate_config(self) -> None:
+        pass
+
+    def start(self) -> None:
+        if self.subapp is None:
+            self.print_subcommands()
+            sys.stderr.write("bookstore: give a subcommand, e.g. `bookstore versions PATH`\n")
+            self.exit(2)
+        super().start()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return its exit status."""
+    from jupyter_core.application import NoStart
+
+    app = BookstoreApp()
+    try:
+        app.initialize(list(argv) if argv is not None else None)
+        app.start()
+    except NoStart:
+        return 0
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        apps: list[type[JupyterApp]] = [*SUBCOMMANDS.values(), BookstoreApp]
+        retention = sys.modules.get("bookstore.cli.prune")
+        if retention is not None:
+            apps += list(retention.SUBCOMMANDS.values())
+        for cls in apps:
+            cls.clear_instance()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
