@@ -1,4 +1,12 @@
-"""The bookstore server extension: owns the settings, the S3 client and the archiver."""
+"""The bookstore server extension: builds the shared objects once and registers handlers.
+
+At start it builds the settings, the S3 store, the archiver, the version history, the
+gallery, the run manager and the clone lock, each once, and keeps them in the tornado
+settings (``bookstore_*``) where handlers read them. The classes are ``Type`` traits
+(``c.BookstoreExtension.store_class`` ...), so a deployment or a test swaps one through
+config alone. The features reported by ``GET /api/bookstore`` are the ones whose
+handlers were registered.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +16,29 @@ import time
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinjaMixin
+from traitlets import Type
 
 from .archive import BookstoreContentsArchiver
-from .archiver import Archiver, utcnow_iso
+from .archiver import Archiver
 from .gallery import Gallery
+from .history import VersionHistory
 from .runs import RunManager
 from .s3 import S3Error, S3Store
 from .settings import BookstoreSettings
+from .times import utcnow_iso
 
 _HERE = os.path.dirname(__file__)
 
-#: How long a bucket check result is reused by ``GET /api/bookstore``.
+#: How long a bucket check result is reused by ``GET /api/bookstore``; an older one is
+#: still answered at once while a check in the background refreshes it.
 CHECK_TTL = 30.0
+#: Only the first status requests after start, while no check has finished yet, wait for
+#: the start-up check, at most this long; they then answer ``bucket_ok: null`` (not known
+#: yet). Once a result exists no status request waits on S3.
+FIRST_CHECK_WAIT = 10.0
+
+#: The feature flags of ``GET /api/bookstore``.
+FEATURES = ("bookstore_valid", "archive_valid", "publish_valid", "s3_clone_valid", "fs_clone_valid")
 
 
 class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
@@ -32,19 +51,61 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
     template_paths = [os.path.join(_HERE, "templates")]
     static_paths = [os.path.join(_HERE, "static")]
 
+    store_class = Type(
+        S3Store,
+        klass=S3Store,
+        config=True,
+        help="The S3 store: the one aiobotocore client of the server and the S3 calls. "
+        "A subclass of bookstore.s3.S3Store, given by import string.",
+    )
+    archiver_class = Type(
+        Archiver,
+        klass=Archiver,
+        config=True,
+        help="The durable spool and background uploader of saves (bookstore.archiver.Archiver "
+        "or a subclass).",
+    )
+    history_class = Type(
+        VersionHistory,
+        klass=VersionHistory,
+        config=True,
+        help="Lists, reads and diffs versions for the API, the pages and the checkpoints "
+        "(bookstore.history.VersionHistory or a subclass).",
+    )
+    gallery_class = Type(
+        Gallery,
+        klass=Gallery,
+        config=True,
+        help="The published-notebooks gallery (bookstore.gallery.Gallery or a subclass).",
+    )
+    run_manager_class = Type(
+        RunManager,
+        klass=RunManager,
+        config=True,
+        help="Starts, watches and cancels `bookstore run` subprocesses "
+        "(bookstore.runs.RunManager or a subclass).",
+    )
+
     def initialize_settings(self) -> None:
         # The settings object reads c.BookstoreSettings.* from the server's config.
         self.bookstore_settings = BookstoreSettings(parent=self.serverapp, log=self.log)
-        self.store = S3Store(self.bookstore_settings, log=self.log)
-        self.archiver = Archiver(self.bookstore_settings, self.store, self.log)
-        self.gallery = Gallery(self.bookstore_settings, self.store)
+        self.store = self.store_class(self.bookstore_settings, log=self.log)
+        self.archiver = self.archiver_class(self.bookstore_settings, self.store, self.log)
+        self.history = self.history_class(self.bookstore_settings, self.store, self.archiver)
+        self.gallery = self.gallery_class(self.bookstore_settings, self.store)
         assert self.serverapp is not None
-        self.runs = RunManager(
+        self.runs = self.run_manager_class(
             self.bookstore_settings, os.path.abspath(self.serverapp.root_dir), self.log
         )
+        #: One server-wide lock, so two clones cannot both pick the same free name.
+        self.clone_lock = asyncio.Lock()
+        #: What ``GET /api/bookstore`` reports: set by initialize_handlers from what it
+        #: registers.
+        self.features = {name: False for name in FEATURES}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._check: dict[str, Any] = {"checked_at": None}
         self._check_lock: asyncio.Lock | None = None
+        self._check_task: asyncio.Task[Any] | None = None
 
         assert self.serverapp is not None
         cm = self.serverapp.contents_manager
@@ -69,6 +130,8 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
                 "bookstore_settings": self.bookstore_settings,
                 "bookstore_store": self.store,
                 "bookstore_archiver": self.archiver,
+                "bookstore_history": self.history,
+                "bookstore_clone_lock": self.clone_lock,
                 "bookstore_gallery": self.gallery,
                 "bookstore_runs": self.runs,
             }
@@ -76,8 +139,8 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
 
     # --- features ------------------------------------------------------------------
 
-    @property
-    def features(self) -> dict[str, bool]:
+    def available_features(self) -> dict[str, bool]:
+        """What the settings allow (before any handler is registered)."""
         s = self.bookstore_settings
         general = bool(s.s3_bucket)
         archive_valid = general and self.archiving
@@ -95,18 +158,25 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
     def initialize_handlers(self) -> None:
         from .handlers import clone, publish, published, runs, status, versions
 
-        features = self.features
+        allowed = self.available_features()
         self.handlers.append((r"/api/bookstore/?", status.BookstoreStatusHandler))
-        if features["publish_valid"]:
+        registered = {name: False for name in FEATURES}
+        registered["archive_valid"] = allowed["archive_valid"]  # the contents manager's
+        if allowed["publish_valid"]:
             self.handlers.extend(publish.default_handlers)
-        if features["s3_clone_valid"]:
+            registered["publish_valid"] = True
+        if allowed["s3_clone_valid"]:
             self.handlers.extend(clone.s3_handlers)
-        if features["fs_clone_valid"]:
+            registered["s3_clone_valid"] = True
+        if allowed["fs_clone_valid"]:
             self.handlers.extend(clone.fs_handlers)
-        if features["bookstore_valid"] and self.bookstore_settings.s3_bucket:
+            registered["fs_clone_valid"] = True
+        if allowed["bookstore_valid"] and self.bookstore_settings.s3_bucket:
             self.handlers.extend(versions.default_handlers)
             self.handlers.extend(published.default_handlers)
             self.handlers.extend(runs.default_handlers)
+        registered["bookstore_valid"] = any(registered.values())
+        self.features = registered
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -135,7 +205,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
                     self.archiver.spool.directory,
                     e,
                 )
-        self._track(self.check_bucket(log_problems=True))
+        self._check_task = self._track(self.check_bucket(log_problems=True))
 
     async def stop_extension(self) -> None:
         for task in list(self._tasks):
@@ -184,6 +254,20 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
             self._check = result
             return result
 
+    async def _fresh_enough_check(self) -> None:
+        """Keep the bucket check fresh without making the caller wait on S3.
+
+        A stale result starts one check in the background and is answered meanwhile;
+        only before the first result does the caller wait, at most
+        :data:`FIRST_CHECK_WAIT` seconds.
+        """
+        checked_at = self._check.get("checked_at")
+        running = self._check_task is not None and not self._check_task.done()
+        if not running and (checked_at is None or time.time() - checked_at > CHECK_TTL):
+            self._check_task = self._track(self.check_bucket())
+        if checked_at is None and self._check_task is not None:
+            await asyncio.wait({self._check_task}, timeout=FIRST_CHECK_WAIT)
+
     async def status(self) -> dict[str, Any]:
         from .handlers.status import status_payload
 
@@ -195,12 +279,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
             cm.not_archivable() if isinstance(cm, BookstoreContentsArchiver) else []
         )
         if self.bookstore_settings.s3_bucket:
-            checked_at = self._check.get("checked_at")
-            if checked_at is None or time.time() - checked_at > CHECK_TTL:
-                try:
-                    await asyncio.wait_for(self.check_bucket(), timeout=10)
-                except asyncio.TimeoutError:
-                    pass
+            await self._fresh_enough_check()
             archive["bucket"] = self.bookstore_settings.s3_bucket
             archive["prefix"] = self.bookstore_settings.workspace
             archive["bucket_ok"] = self._check.get("bucket_ok")

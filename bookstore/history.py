@@ -234,23 +234,31 @@ class VersionHistory:
                 return count
             token = page.next_token
 
+    async def _get(self, path: str, version_id: str, prefix: str) -> GetResult:
+        """One GET of a version's bytes and metadata; :class:`NotFound` if S3 has no such."""
+        validate_version_id(version_id)
+        key = self.read_key(path, prefix)
+        try:
+            return await self.store.get_object(key, version_id)
+        except (S3NotFound, S3BadRequest) as e:
+            # Our own check passed the id's format, so S3 refusing it means it does not
+            # know it.
+            raise NotFound(
+                f"version {version_id!r} of {path!r} does not exist under the {prefix} prefix"
+            ) from e
+
     async def record(
         self, path: str, version_id: str, prefix: str = "workspace"
     ) -> tuple[VersionRecord, GetResult]:
-        """Read one version: its record (with ``is_latest``) and its bytes."""
+        """Read one version: its record (with ``is_latest`` and ``pinned``) and its bytes."""
         validate_version_id(version_id)
         key = self.read_key(path, prefix)
         got, head, pins = await asyncio.gather(
-            self.store.get_object(key, version_id),
+            self._get(path, version_id, prefix),
             self.store.head_object(key),
             self.store.pinned_versions(key, [version_id]),
             return_exceptions=True,
         )
-        # Our own check passed the id's format, so S3 refusing it means it does not know it.
-        if isinstance(got, (S3NotFound, S3BadRequest)):
-            raise NotFound(
-                f"version {version_id!r} of {path!r} does not exist under the {prefix} prefix"
-            ) from got
         if isinstance(got, BaseException):
             raise got
         result = got
@@ -274,9 +282,8 @@ class VersionHistory:
         return await run_sync(contents_model, path, result.body, record, result.content_type)
 
     async def read_bytes(self, path: str, version_id: str, prefix: str = "workspace") -> bytes:
-        """The stored bytes of one version."""
-        _record, result = await self.record(path, version_id, prefix)
-        return result.body
+        """The stored bytes of one version: one GET (no HEAD for ``is_latest``, no pins)."""
+        return (await self._get(path, version_id, prefix)).body
 
     async def read_notebook(
         self, path: str, version_id: str, prefix: str = "workspace"

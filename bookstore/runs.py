@@ -63,6 +63,7 @@ from .s3 import (
     S3Unavailable,
 )
 from .settings import jupyter_username
+from .threads import in_thread
 from .times import isoformat
 from .validators import MAX_LIMIT
 
@@ -532,7 +533,7 @@ class Runner:
             )
         if not opts.path.endswith(".ipynb"):
             raise RunUsageError(f"{opts.path} is not a notebook (.ipynb): only notebooks run")
-        if opts.cwd and not await asyncio.to_thread(os.path.isdir, opts.cwd):
+        if opts.cwd and not await in_thread(os.path.isdir, opts.cwd):
             raise RunUsageError(f"--cwd {opts.cwd} is not a directory")
         source = await resolve_source(
             self.settings,
@@ -546,13 +547,16 @@ class Runner:
         try:
             # Only to check it is a notebook and read its kernel: papermill validates it when
             # it reads the source file (as it does when run alone).
-            nb = await asyncio.to_thread(
-                parse_notebook, source.body, f"s3://{source.bucket}/{source.key}", validate=False
+            nb = await in_thread(
+                parse_notebook,
+                source.body,
+                f"s3://{source.bucket}/{source.key}",
+                validate=False,
             )
         except Exception as e:
             raise RunUsageError(str(e)) from e
         kernel = notebook_kernel(nb, opts.kernel)
-        await asyncio.to_thread(check_kernel, kernel)
+        await in_thread(check_kernel, kernel)
         return source, nb, kernel
 
     def _provenance(
@@ -590,13 +594,13 @@ class Runner:
         source, _nb, kernel = await self.prepare()
         opts = self.options
         out_dir = opts.output_dir or default_output_dir()
-        await asyncio.to_thread(os.makedirs, out_dir, exist_ok=True)
+        await in_thread(os.makedirs, out_dir, exist_ok=True)
         out_file = os.path.join(out_dir, f"{self.run_id}.ipynb")
         # papermill reads the source from a file, as when it runs alone: handed a notebook
         # object, it would serialize and re-read (and validate) it, and keep the whole source
         # notebook in the output's metadata.papermill.input_path.
         src_file = os.path.join(out_dir, f"{self.run_id}.source.ipynb")
-        await asyncio.to_thread(_write, src_file, source.body)
+        await in_thread(_write, src_file, source.body)
         src_url = f"s3://{source.bucket}/{source.key}"
         started = utcnow()
         stamped: dict[str, Any] = {}
@@ -615,7 +619,7 @@ class Runner:
             execution.cancel(self._cancel_reason)
         self.record = self._provenance(source, kernel, started, None, STATUS_RUNNING, None, None)
         worker = asyncio.ensure_future(
-            asyncio.to_thread(
+            asyncio.to_thread(  # not run_sync: cancelling must not wait for the cell
                 _papermill_execute,
                 src_file,
                 out_file,
@@ -642,9 +646,9 @@ class Runner:
         finally:
             waiter.cancel()
             if worker.done():
-                await asyncio.to_thread(_remove, src_file)
+                await in_thread(_remove, src_file)
         exc = worker.exception() if worker.done() and not worker.cancelled() else None
-        if not stamped or not await asyncio.to_thread(os.path.exists, out_file):
+        if not stamped or not await in_thread(os.path.exists, out_file):
             # papermill stopped before executing anything (e.g. the kernel did not start).
             raise RunUsageError(f"the notebook could not be executed: {exc}") from exc
         self.record = dict(stamped)
@@ -675,7 +679,7 @@ class Runner:
         return STATUS_SUCCEEDED, None, None
 
     async def _archive(self, out_file: str, source: RunSource) -> RunResult:
-        data = await asyncio.to_thread(_read, out_file)
+        data = await in_thread(_read, out_file)
         sha = hashlib.sha256(data).hexdigest()
         record = self.record
         record.update(
@@ -704,7 +708,7 @@ class Runner:
                 ),
             )
         record["output_version_id"] = version_id
-        await asyncio.to_thread(_remove, out_file)
+        await in_thread(_remove, out_file)
         return RunResult(record, _STATUS_EXIT[record["status"]])
 
 
@@ -1060,8 +1064,8 @@ class RunManager:
         try:
             params_file = None
             if parameters:
-                params_file = await asyncio.to_thread(_write_params, parameters)
-            cwd = await asyncio.to_thread(self._cwd, path)
+                params_file = await in_thread(_write_params, parameters)
+            cwd = await in_thread(self._cwd, path)
             run.process = await asyncio.create_subprocess_exec(
                 *self._argv(run, params_file, cwd),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -1095,7 +1099,7 @@ class RunManager:
             code = await proc.wait()
         finally:
             if params_file:
-                await asyncio.to_thread(_remove, params_file)
+                await in_thread(_remove, params_file)
             self.active.pop(run.run_id, None)
         if code in (EXIT_SUCCEEDED, EXIT_FAILED, EXIT_CANCELLED):
             self.log.info("bookstore: run %s of %s archived (exit %s)", run.run_id, run.path, code)

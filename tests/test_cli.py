@@ -351,9 +351,12 @@ def test_clone_a_version_into_the_local_folder(
     assert code == 0, err
     assert "old  # 0" in (root / "shared.ipynb").read_text()
 
-    code, _, err = run(capsys, "clone", "published/shared.ipynb", f"--root-dir={root}")
-    assert code == 1
-    assert "--force" in err
+    # The local file is kept: as the clone API does, the first free name is used.
+    code, out, err = run(capsys, "clone", "published/shared.ipynb", f"--root-dir={root}")
+    assert code == 0, err
+    assert "old  # 0" in (root / "shared.ipynb").read_text()
+    assert "new  # 0" in (root / "shared-1.ipynb").read_text()
+    assert str(root / "shared-1.ipynb") in out
 
     code, _, _ = run(
         capsys, "clone", "published/shared.ipynb", f"--root-dir={root}", "--to=copy/new.ipynb"

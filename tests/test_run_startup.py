@@ -24,7 +24,7 @@ SERVER_MODULES = (
     "jupyter_server",
     "bookstore.extension",
     "bookstore.handlers",
-    "bookstore.cli_prune",
+    "bookstore.cli.prune",
     "bookstore.prune",
 )
 

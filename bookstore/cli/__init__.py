@@ -38,6 +38,29 @@ share, :mod:`.output` what they print with, :mod:`.files` the local files they w
 
 from __future__ import annotations
 
-from .app import BookstoreApp, main
+from .app import SUBCOMMANDS, BookstoreApp, main
+from .base import BookstoreCommand, CommandError, UsageError
+from .doctor import DoctorCommand
+from .history import DiffCommand, RestoreCommand, ShowCommand, VersionsCommand
+from .published import PublishedCommand
+from .run import RunCommand, RunsCommand
+from .sharing import CloneCommand, PublishCommand
 
-__all__ = ["BookstoreApp", "main"]
+__all__ = [
+    "SUBCOMMANDS",
+    "BookstoreApp",
+    "BookstoreCommand",
+    "CloneCommand",
+    "CommandError",
+    "DiffCommand",
+    "DoctorCommand",
+    "PublishCommand",
+    "PublishedCommand",
+    "RestoreCommand",
+    "RunCommand",
+    "RunsCommand",
+    "ShowCommand",
+    "UsageError",
+    "VersionsCommand",
+    "main",
+]

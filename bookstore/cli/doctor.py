@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import tempfile
@@ -27,6 +26,7 @@ from ..s3 import (
     S3Unavailable,
 )
 from ..settings import BookstoreSettings
+from ..threads import in_thread
 from .base import (
     BookstoreCommand,
     CommandError,
@@ -92,7 +92,7 @@ class DoctorCommand(BookstoreCommand):
                 except S3Error as e:
                     add("retention", "WARN", f"cannot measure the workspace: {e}", "")
             progress.advance()
-            await asyncio.to_thread(self._check_spool, settings, add)
+            await in_thread(self._check_spool, settings, add)
             progress.advance()
         ok = all(c["status"] != "FAIL" for c in checks)
         rows = [[c["status"], c["check"], c["detail"]] for c in checks]

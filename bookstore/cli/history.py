@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import sys
 from typing import Any
@@ -27,6 +26,7 @@ from ..s3 import (
     S3Store,
 )
 from ..settings import BookstoreSettings
+from ..threads import in_thread
 from ..times import utcnow_iso
 from .base import (
     BookstoreCommand,
@@ -263,10 +263,10 @@ class DiffCommand(BookstoreCommand):
         if b is None:
             local = self.local_path(path)
             try:
-                data = await asyncio.to_thread(read_local_file, local, settings.max_read_bytes)
+                data = await in_thread(read_local_file, local, settings.max_read_bytes)
             except FileNotFoundError as e:
                 raise CommandError(f"no local file {local} to compare with: give B") from e
-            current = await asyncio.to_thread(parse_notebook, data, local)
+            current = await in_thread(parse_notebook, data, local)
         with Progress("reading versions", total=1 if b is None else 2):
             diff = await history.diff(path, a, b, prefix=self.prefix, current=current)
         target = f"version {b}" if b else f"local file {self.local_path(path)}"
@@ -328,9 +328,9 @@ class RestoreCommand(BookstoreCommand):
             data = await history.read_bytes(path, version_id, self.prefix)
             progress.advance()
             if is_notebook_path(path):
-                await asyncio.to_thread(parse_notebook, data, f"version {version_id}")
+                await in_thread(parse_notebook, data, f"version {version_id}")
             local = self.local_path(path)
-            await asyncio.to_thread(write_local_file, local, data)
+            await in_thread(write_local_file, local, data)
             result = None
             if not self.local_only:
                 key = settings.s3_key("workspace", path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import posixpath
@@ -14,12 +13,13 @@ from ..history import (
     parse_notebook,
     validate_version_id,
 )
-from ..publisher import publish_bytes
 from ..s3 import (
     S3NotFound,
     S3Store,
 )
+from ..services import clone_target, publish_notebook
 from ..settings import BookstoreSettings
+from ..threads import in_thread
 from .base import (
     BookstoreCommand,
     CommandError,
@@ -52,19 +52,15 @@ class PublishCommand(BookstoreCommand):
             raise CommandError(f"{path} is not a notebook (.ipynb): only notebooks are published")
         local = self.local_path(path)
         try:
-            raw = await asyncio.to_thread(read_local_file, local)
+            raw = await in_thread(read_local_file, local)
         except FileNotFoundError as e:
             raise CommandError(f"no such file: {local}") from e
-        from ..notebooks import check_notebook, notebook_bytes
-
         try:
             content = json.loads(raw)
         except ValueError as e:
             raise CommandError(f"{local} is not a notebook: {e}") from e
-        nb = await asyncio.to_thread(check_notebook, content, local)
-        data = notebook_bytes(nb)
         with Progress("uploading", total=1) as progress:
-            answer = await publish_bytes(store, settings, path, data)
+            answer = await publish_notebook(store, settings, path, content, local)
             progress.advance()
         self.emit(
             answer,
@@ -81,7 +77,8 @@ class CloneCommand(BookstoreCommand):
         "Copy the S3 object s3://BUCKET/KEY (the configured bucket unless --source-bucket; "
         "any version with --version) into the local folder (the server's root_dir, or "
         "--root-dir) as PATH (default: the key's file name). Never overwrites an existing "
-        "file unless --force.",
+        "file unless --force: as the clone API does, the first free name (PATH-1.ipynb, "
+        "PATH-2.ipynb...) is used instead.",
         [
             "bookstore clone published/alice/report.ipynb",
             "bookstore clone published/alice/report.ipynb --version=VERSION_ID --to=copy.ipynb",
@@ -104,7 +101,9 @@ class CloneCommand(BookstoreCommand):
     target = Unicode("", help="Local Jupyter path to write (default: the key's name).").tag(
         config=True
     )
-    force = Bool(False, help="Overwrite the local file if it exists.").tag(config=True)
+    force = Bool(
+        False, help="Overwrite the local file if it exists (default: use a free name)."
+    ).tag(config=True)
 
     async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
         key = args[0].lstrip("/")
@@ -117,12 +116,22 @@ class CloneCommand(BookstoreCommand):
         if reason:
             raise CommandError(reason)
         version_id = validate_version_id(self.version_id, "--version") if self.version_id else None
-        target = self.api_path(self.target or posixpath.basename(key))
+        asked = self.api_path(self.target or posixpath.basename(key))
+
+        async def file_exists(path: str) -> bool:
+            return await in_thread(os.path.isfile, self.local_path(path))
+
+        async def dir_exists(path: str) -> bool:
+            return await in_thread(os.path.isdir, self.local_path(path))
+
+        # As the API and the clone page: an existing file is kept and the first free name
+        # (name-1.ipynb, ...) used, unless --force.
+        target = await clone_target(
+            asked, overwrite=self.force, file_exists=file_exists, dir_exists=dir_exists
+        )
         local = self.local_path(target)
-        if not self.force and await asyncio.to_thread(os.path.exists, local):
-            raise CommandError(f"{local} exists: pass --force to overwrite it, or --to NEW_PATH")
         directory = os.path.dirname(local) or "."
-        await asyncio.to_thread(os.makedirs, directory, exist_ok=True)
+        await in_thread(os.makedirs, directory, exist_ok=True)
         # Streamed into a temporary file next to the target, checked, then moved there.
         with Progress("downloading", total=1) as progress:
             try:
@@ -136,12 +145,12 @@ class CloneCommand(BookstoreCommand):
             progress.advance()
         try:
             if is_notebook_path(target):
-                data = await asyncio.to_thread(read_local_file, tmp)
-                await asyncio.to_thread(parse_notebook, data, f"s3://{bucket}/{key}")
+                data = await in_thread(read_local_file, tmp)
+                await in_thread(parse_notebook, data, f"s3://{bucket}/{key}")
                 del data
-            await asyncio.to_thread(move_into_place, tmp, local)
+            await in_thread(move_into_place, tmp, local)
         except BaseException:
-            await asyncio.to_thread(remove_quietly, tmp)
+            await in_thread(remove_quietly, tmp)
             raise
         self.emit(
             {

@@ -12,6 +12,7 @@ import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
 
+from anyio.to_thread import run_sync
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.prometheus.log_functions import prometheus_log_method
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 
 #: The authorization resource of every bookstore endpoint.
 AUTH_RESOURCE = "bookstore"
+
+#: Request bodies up to this size are parsed on the event loop (a thread costs more).
+INLINE_JSON_BYTES = 64 * 1024
 
 
 async def require_contents_permission(handler: Any, action: str) -> None:
@@ -141,12 +145,20 @@ class BookstoreAPIHandler(ClientErrorLogMixin, ExtensionHandlerMixin, APIHandler
     def archiver(self) -> Archiver:
         return self.settings["bookstore_archiver"]
 
-    def get_json_object(self) -> dict[str, Any]:
-        """The request body as a JSON object, or 400 saying what is wrong with it."""
+    async def get_json_object(self) -> dict[str, Any]:
+        """The request body as a JSON object, or 400 saying what is wrong with it.
+
+        A body over :data:`INLINE_JSON_BYTES` is parsed in a thread: a notebook of up to
+        ``max_request_body_size`` takes long enough to stall every other request.
+        """
         limit = self.bookstore_settings.max_request_body_size
-        if len(self.request.body or b"") > limit:
+        raw = self.request.body or b"null"
+        if len(raw) > limit:
             raise TooLarge(f"request body is larger than {limit} bytes")
-        body = parse_json(self.request.body or b"null")
+        if len(raw) > INLINE_JSON_BYTES:
+            body = await run_sync(parse_json, raw)
+        else:
+            body = parse_json(raw)
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object")
         return body

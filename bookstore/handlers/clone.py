@@ -34,9 +34,10 @@ from jupyter_server.extension.handler import ExtensionHandlerJinjaMixin, Extensi
 from jupyter_server.utils import ensure_async, url_escape, url_path_join
 from tornado import web
 
-from ..errors import BadRequest, BookstoreError, Conflict, Forbidden, NotFound
+from ..errors import BadRequest, BookstoreError, Forbidden, NotFound
 from ..notebooks import file_model
 from ..s3 import MAX_KEY_BYTES, S3Error, S3NotFound
+from ..services import clone_target
 from ..settings import clean_api_path, describe_char, unsafe_path_char
 from ..shared_folder import open_beneath, read_beneath
 from ..validators import optional_version_id
@@ -126,17 +127,16 @@ class _CloneAPIHandler(BoundedBodyMixin, BookstoreAPIHandler):
     """Shared by both clone APIs: target checks, free-name choice, the save itself."""
 
     def _clone_lock(self) -> asyncio.Lock:
-        # One server-wide lock, so two clones cannot both pick the same free name.
-        lock = self.settings.get("bookstore_clone_lock")
-        if lock is None:
-            lock = self.settings["bookstore_clone_lock"] = asyncio.Lock()
+        """The server-wide lock (built by the extension): two clones cannot both pick
+        the same free name."""
+        lock: asyncio.Lock = self.settings["bookstore_clone_lock"]
         return lock
 
     async def request_model(self) -> dict[str, Any]:
         """The JSON body, once the user is known to be allowed to write files."""
         await require_contents_permission(self, "write")
         self.collect_body()
-        return self.get_json_object()
+        return await self.get_json_object()
 
     @staticmethod
     def check_overwrite(body: dict[str, Any]) -> bool:
@@ -172,18 +172,27 @@ class _CloneAPIHandler(BoundedBodyMixin, BookstoreAPIHandler):
             )
         return target
 
+    async def free_target(self, target: str, *, overwrite: bool) -> str:
+        """Where the clone lands (:func:`bookstore.services.clone_target`); under the lock."""
+        cm = self.contents_manager
+
+        async def file_exists(path: str) -> bool:
+            return bool(await ensure_async(cm.file_exists(path)))
+
+        async def dir_exists(path: str) -> bool:
+            return bool(await ensure_async(cm.dir_exists(path)))
+
+        return await clone_target(
+            target, overwrite=overwrite, file_exists=file_exists, dir_exists=dir_exists
+        )
+
     async def save_clone(
         self, target: str, model: dict[str, Any], *, overwrite: bool
     ) -> dict[str, Any]:
         """Save ``model`` at ``target``, or at the first free name unless ``overwrite``."""
         cm = self.contents_manager
         async with self._clone_lock():
-            if await ensure_async(cm.dir_exists(target)):
-                raise Conflict(f"{target!r} is a folder in the Jupyter root")
-            if not overwrite and await ensure_async(cm.file_exists(target)):
-                parent, name = posixpath.split(target)
-                name = await ensure_async(cm.increment_filename(name, parent, insert="-"))
-                target = posixpath.join(parent, name)
+            target = await self.free_target(target, overwrite=overwrite)
             saved = await ensure_async(cm.save(model, target))
             if saved.get("type") == "notebook":
                 await self.distrust(saved["path"])
@@ -195,12 +204,7 @@ class _CloneAPIHandler(BoundedBodyMixin, BookstoreAPIHandler):
         cm = self.contents_manager
         try:
             async with self._clone_lock():
-                if await ensure_async(cm.dir_exists(target)):
-                    raise Conflict(f"{target!r} is a folder in the Jupyter root")
-                if not overwrite and await ensure_async(cm.file_exists(target)):
-                    parent, name = posixpath.split(target)
-                    name = await ensure_async(cm.increment_filename(name, parent, insert="-"))
-                    target = posixpath.join(parent, name)
+                target = await self.free_target(target, overwrite=overwrite)
                 os_path = local_os_path(cm, target)
                 if os_path is None:  # pragma: no cover - the same manager gave one before
                     raise BookstoreError(f"cannot write {target!r} in the Jupyter root")

@@ -12,21 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyio.to_thread import run_sync
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import path_regex
 from tornado import web
 
 from ..errors import BadRequest, InvalidNotebook, NotANotebook
-from ..notebooks import check_notebook, is_notebook_path, notebook_bytes
-from ..publisher import publish_bytes
+from ..notebooks import is_notebook_path
+from ..services import publish_notebook
 from ..settings import clean_api_path
 from .base import BookstoreAPIHandler
 from .common import BoundedBodyMixin
-
-
-def _serialise(content: Any) -> bytes:
-    return notebook_bytes(check_notebook(content, "the published notebook"))
 
 
 class BookstorePublishHandler(BoundedBodyMixin, BookstoreAPIHandler):
@@ -45,7 +40,7 @@ class BookstorePublishHandler(BoundedBodyMixin, BookstoreAPIHandler):
                 f"give the path of a notebook after /api/bookstore/publish/",
             )
         self.collect_body()
-        model = self.get_json_object()
+        model = await self.get_json_object()
         if model.get("type") != "notebook":
             raise NotANotebook(
                 f"only notebooks can be published: the body must be a contents model with "
@@ -53,9 +48,7 @@ class BookstorePublishHandler(BoundedBodyMixin, BookstoreAPIHandler):
             )
         if "content" not in model:
             raise InvalidNotebook('the body has no "content": put the notebook JSON there')
-        data = await run_sync(_serialise, model["content"])
-
-        answer = await publish_bytes(self.store, self.bookstore_settings, path, data)
+        answer = await publish_notebook(self.store, self.bookstore_settings, path, model["content"])
         gallery = self.settings.get("bookstore_gallery")
         if gallery is not None:
             gallery.invalidate()

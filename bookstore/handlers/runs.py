@@ -155,7 +155,7 @@ class RunsHandler(RunsMixin, BookstoreAPIHandler):
     @authorized
     async def post(self, path: str = "") -> None:
         path = self.notebook_path(self.api_path(path, "/api/bookstore/runs/"))
-        body = self.get_json_object() if self.request.body else {}
+        body = await self.get_json_object() if self.request.body else {}
         answer = await self.start_run(path, body)
         self.set_status(202)
         self.finish(json.dumps(answer))

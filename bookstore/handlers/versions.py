@@ -60,7 +60,7 @@ class VersionsHandler(HistoryMixin, BookstoreAPIHandler):
     @authorized
     async def post(self, path: str = "") -> None:
         path = self.api_path(path, "/api/bookstore/versions/")
-        body = self.get_json_object()
+        body = await self.get_json_object()
         version_id = validate_version_id(body.get("version_id"))
         prefix = validate_prefix(body.get("prefix"), RESTORABLE_PREFIXES)
         saved = await self.restore(path, version_id, prefix)

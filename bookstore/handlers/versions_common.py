@@ -46,11 +46,9 @@ class HistoryMixin:
 
     @property
     def history(self) -> VersionHistory:
-        return VersionHistory(
-            self.settings["bookstore_settings"],
-            self.settings["bookstore_store"],
-            self.settings["bookstore_archiver"],
-        )
+        """The server's version history, built once by the extension."""
+        history: VersionHistory = self.settings["bookstore_history"]
+        return history
 
     @staticmethod
     def api_path(path: str, route: str) -> str:

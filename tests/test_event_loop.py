@@ -1,0 +1,166 @@
+"""Requests that must not hold the event loop or S3 longer than they need."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import list_versions, notebook
+from history_helpers import get_json, save_versions
+
+
+class S3Operations:
+    """The S3 operations sent by the server's request handlers (botocore's ``before-send``);
+    the archiver's background uploads (tasks named ``bookstore:<key>``) are left out."""
+
+    def __init__(self) -> None:
+        self.ops: list[str] = []
+
+    def __call__(self, event_name: str, **kwargs: Any) -> None:
+        task = asyncio.current_task()
+        if task is not None and task.get_name().startswith("bookstore:"):
+            return
+        self.ops.append(event_name.rsplit(".", 1)[-1])
+
+
+@pytest.fixture
+def s3_ops(bookstore_ext: Any, jp_asyncio_loop: Any) -> Any:
+    client = jp_asyncio_loop.run_until_complete(bookstore_ext.store.client())
+    counter = S3Operations()
+    client.meta.events.register("before-send.s3", counter)
+    try:
+        yield counter
+    finally:
+        client.meta.events.unregister("before-send.s3", counter)
+
+
+async def test_a_diff_reads_each_version_with_one_get(
+    jp_fetch: Any, bookstore_ext: Any, s3: Any, s3_bucket: str, s3_ops: S3Operations
+) -> None:
+    await save_versions(bookstore_ext, jp_fetch, "one-get.ipynb", ["x = 1", "x = 2"])
+    new, old = list_versions(s3, s3_bucket, "workspace/one-get.ipynb")
+    s3_ops.ops.clear()
+
+    body = await get_json(
+        jp_fetch,
+        "api",
+        "bookstore",
+        "diff",
+        "one-get.ipynb",
+        **{"from": old["VersionId"], "to": new["VersionId"]},
+    )
+
+    assert body["from"] == old["VersionId"]
+    # Two versions, two GETs: no HEAD for "is it the latest", no tag reads for pins.
+    assert sorted(s3_ops.ops) == ["GetObject", "GetObject"]
+
+
+# --- a status request does not wait on S3 -------------------------------------------------------
+
+
+class SilentS3:
+    """A TCP server on loopback that accepts connections and never answers (a hung S3)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)  # so the accepting thread sees ``stop`` promptly
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        self.stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join(10)
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+class TestHungS3:
+    @pytest.fixture
+    def silent_s3(self) -> Iterator[SilentS3]:
+        server = SilentS3()
+        yield server
+        server.close()
+
+    @pytest.fixture
+    def bookstore_config(
+        self, bookstore_config: dict[str, Any], silent_s3: SilentS3
+    ) -> dict[str, Any]:
+        return {**bookstore_config, "s3_endpoint_url": silent_s3.url, "s3_read_timeout": 120.0}
+
+    async def test_status_answers_a_stale_check_without_waiting_on_s3(
+        self, jp_fetch: Any, bookstore_ext: Any, silent_s3: SilentS3
+    ) -> None:
+        # A result from long ago, as if the last check was made before S3 hung.
+        bookstore_ext._check = {
+            "checked_at": 1.0,
+            "bucket_ok": True,
+            "versioning": "Enabled",
+            "problems": [],
+        }
+
+        # The old status waited up to 10 s for a fresh check: well past this bound.
+        resp = await jp_fetch("api", "bookstore", request_timeout=8)
+
+        archive = json.loads(resp.body)["archive"]
+        assert archive["bucket_ok"] is True  # the last result, answered at once
+        assert archive["versioning"] == "Enabled"
+        # ... while the refresh is still waiting on S3, in the background.
+        assert bookstore_ext._check_task is not None
+        assert not bookstore_ext._check_task.done()
+
+
+# --- request bodies are parsed off the event loop ----------------------------------------------
+
+
+async def test_a_large_request_body_is_parsed_in_a_thread(
+    jp_fetch: Any, bookstore_ext: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bookstore.handlers import base
+
+    threads: list[str] = []
+    real = base.parse_json
+
+    def spy(raw: bytes, what: str = "request body") -> Any:
+        threads.append(threading.current_thread().name)
+        return real(raw, what)
+
+    monkeypatch.setattr(base, "parse_json", spy)
+    big = notebook("x = 1\n" * 40_000)  # about 240 KB of JSON
+    small = notebook("y = 2")
+
+    for nb in (big, small):
+        resp = await jp_fetch(
+            "api",
+            "bookstore",
+            "publish",
+            "parsed.ipynb",
+            method="PUT",
+            body=json.dumps({"type": "notebook", "content": nb}),
+        )
+        assert resp.code == 200
+
+    main = threading.main_thread().name
+    assert len(threads) == 2
+    assert threads[0] != main  # the large body: in a worker thread
+    assert threads[1] == main  # a small one is not worth a thread
