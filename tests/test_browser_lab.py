@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from helpers import list_versions, notebook
 from jupyter_subprocess import JupyterSubprocess
+from labext_helpers import ENV, assert_serves_this_build, link_build
 
-import bookstore
 from bookstore.testing import S3Server, TcpProxy
 
 pytestmark = pytest.mark.browser
@@ -26,16 +26,6 @@ pytestmark = pytest.mark.browser
 TIMEOUT_MS = 60_000
 EXTENSION = "jupyterlab-bookstore"
 SCREENSHOTS = os.environ.get("BOOKSTORE_SCREENSHOTS")
-
-
-def built_extension() -> Path:
-    """The prebuilt extension next to the imported package (source tree or installed wheel)."""
-    path = Path(bookstore.__file__).parent / "labextension"
-    if not (path / "package.json").exists():
-        pytest.fail(
-            f"no built frontend at {path}: run `jlpm install && jlpm build` (or pip install .)"
-        )
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +69,12 @@ def lab(
     # No news pop-up over the status bar.
     news = "lab/user-settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings"
     jp = JupyterSubprocess(
-        "lab", base, config=config, config_files={news: '{"fetchNews": "false"}'}
+        "lab", base, config=config, config_files={news: '{"fetchNews": "false"}'}, env=ENV
     )
-    # This tree's build, ahead of any installed copy on the labextensions path.
-    target = jp.data_dir / "labextensions" / EXTENSION
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.symlink_to(built_extension(), target_is_directory=True)
+    link_build(jp)  # this tree's build, ahead of any installed copy
     with jp:
+        assert_serves_this_build(jp, "lab")
+        assert_serves_this_build(jp, "tree")  # Notebook 7
         yield jp
 
 
