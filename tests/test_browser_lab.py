@@ -277,7 +277,11 @@ def test_status_bar_warns_while_s3_is_cut_and_recovers(
         )
         lab_proxy.cut()
         set_cell_and_save(page, "print('saved while S3 is down')")
-        page.wait_for_selector(".jp-bookstore-StatusItem.jp-mod-warning")
+        # The bucket check may report first ("Archive problem"); the failed upload follows.
+        page.wait_for_function(
+            "() => { const e = document.querySelector('.jp-bookstore-StatusItem.jp-mod-warning');"
+            " return e && e.innerText.includes('S3 unreachable'); }"
+        )
         assert "S3 unreachable" in item.inner_text()
         assert "1 save waiting" in item.inner_text()
         shot(page, "status-warning.png", page.locator("#jp-main-statusbar"))
