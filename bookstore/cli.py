@@ -1489,11 +1489,11 @@ LAZY_SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "bookstore.cli_prune.UsageCommand",
         "Bytes and versions per path and in total, and growth per day over the last week.",
     ),
+    "published": (
+        "bookstore.cli_published.PublishedCommand",
+        "List every user's published notebooks (--owner, --q filter them).",
+    ),
 }
-
-from .cli_published import PublishedCommand  # noqa: E402  (it subclasses BookstoreCommand)
-
-SUBCOMMANDS["published"] = PublishedCommand
 
 
 class BookstoreApp(JupyterApp):
@@ -1550,6 +1550,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         retention = sys.modules.get("bookstore.cli_prune")
         if retention is not None:
             apps += list(retention.SUBCOMMANDS.values())
+        gallery = sys.modules.get("bookstore.cli_published")
+        if gallery is not None:
+            apps.append(gallery.PublishedCommand)
         for cls in apps:
             cls.clear_instance()
     return 0
