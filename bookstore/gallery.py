@@ -268,7 +268,9 @@ class Gallery:
         kwargs: dict[str, Any] = {
             "Bucket": self.settings.s3_bucket,
             "Prefix": prefix,
-            "MaxKeys": LIST_PAGE_KEYS,
+            # Unfiltered, a page needs about ``limit`` keys (a short S3 answer); a ``q`` may
+            # skip most keys, so it reads full S3 pages.
+            "MaxKeys": LIST_PAGE_KEYS if q else min(LIST_PAGE_KEYS, 2 * limit + 10),
         }
         if start:
             kwargs["StartAfter"] = start
@@ -386,8 +388,9 @@ class Gallery:
             resp = await client.list_object_versions(**kwargs)
             versions = resp.get("Versions", [])
             n += sum(1 for v in versions if v["Key"] == key)
-            beyond = [v for v in versions if v["Key"] > key]
-            if not resp.get("IsTruncated") or beyond:
+            # No early stop at a longer key (``a.ipynb.bak``): not every S3 server lists a
+            # key before the keys it is a prefix of.
+            if not resp.get("IsTruncated"):
                 break
             kwargs["KeyMarker"] = resp.get("NextKeyMarker")
             if resp.get("NextVersionIdMarker"):

@@ -36,6 +36,8 @@ from bookstore.testing import S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "jupyterhub.md"
+pytestmark = pytest.mark.slow  # a hub, a proxy and two Jupyter servers, once per module
+
 STARTUP = 240.0  # seconds: the hub, then each user's server, on a busy machine
 
 
