@@ -9,11 +9,14 @@ always uses, from a thread pool), starts ``jupyter server``
 with bookstore in a subprocess (``published_prefix = 'published/{username}'``) and times,
 from a keep-alive HTTP client:
 
+* ``s3 list``: one ``ListObjectsV2`` request of 110 keys sent straight to the S3 server,
+  the floor under any listing (moto scans its whole bucket for every list request);
 * ``first``: the first page (50 notebooks), with the gallery's cache turned off
-  (``published_cache_seconds = 0``), so every request lists S3;
+  (``published_cache_seconds = 0``), so every request lists S3 (version counts stay cached
+  per newest version; how many entries of each answer had one is printed);
 * ``owner``: the first page of one user's notebooks (``?owner=``, a narrower S3 prefix);
-* ``q``: the first page of a path filter that matches one notebook in 100 (it reads up to
-  20 S3 list pages, then answers with what it found and a token);
+* ``q``: the first page of a path filter that matches one notebook in 100 (it reads S3
+  list pages until 50 match, 20 at most, then answers with what it found and a token);
 * ``cached``: the first page again on a second server with the default 10 s cache.
 
 Usage::
@@ -91,15 +94,33 @@ def store_notebooks(s3: Any, n: int, owners: int, workers: int) -> float:
     return time.perf_counter() - started
 
 
-def timed(jp: JupyterSubprocess, params: dict[str, str], expect_at_least: int) -> float:
+COUNTED: dict[str, list[int]] = {}
+
+
+def timed(
+    jp: JupyterSubprocess, params: dict[str, str], expect_at_least: int, name: str = ""
+) -> float:
     started = time.perf_counter()
     r = jp.request("GET", "/api/bookstore/published", params=params)
     elapsed = time.perf_counter() - started
     r.raise_for_status()
-    got = len(r.json()["published"])
+    entries = r.json()["published"]
+    got = len(entries)
     if got < expect_at_least:
         raise SystemExit(f"wrong page for {params}: {got} notebooks (expected ≥{expect_at_least})")
+    if name:
+        counted = sum(1 for e in entries if e["versions"] is not None)
+        COUNTED.setdefault(name, []).append(counted)
     return elapsed * 1000
+
+
+def raw_list(s3: Any) -> float:
+    """One ListObjectsV2 request of 110 keys (what a first page of 50 asks for) straight to
+    the S3 server: its own cost."""
+    client = s3.boto3_client()
+    started = time.perf_counter()
+    client.list_objects_v2(Bucket=BUCKET, Prefix="published/", MaxKeys=110)
+    return (time.perf_counter() - started) * 1000
 
 
 def summary(name: str, values: list[float]) -> str:
@@ -155,7 +176,8 @@ def main() -> int:
             results: dict[str, list[float]] = {}
             with server("nocache", 0.0) as jp:
                 jp.request("GET", "/api/bookstore").raise_for_status()
-                results["first"] = [timed(jp, {}, 50) for _ in range(args.runs)]
+                results["s3 list"] = [raw_list(s3) for _ in range(args.runs)]
+                results["first"] = [timed(jp, {}, 50, "first") for _ in range(args.runs)]
                 per_owner = min(50, args.notebooks // args.owners)
                 results["owner"] = [
                     timed(jp, {"owner": f"user{r % args.owners:03d}"}, per_owner)
@@ -175,6 +197,8 @@ def main() -> int:
     )
     for name, values in results.items():
         print(summary(name, values))
+    for name, counted in COUNTED.items():
+        print(f"{name}: entries with a version count per answer: {counted}")
     first = statistics.median(results["first"])
     print(
         f"cached/first median ratio {statistics.median(results['cached']) / first:.3f}; "

@@ -1,11 +1,14 @@
 """The gallery: every notebook published in the bucket, newest version first per key.
 
 One :class:`Gallery` per server serves ``GET /api/bookstore/published``, the page
-``/bookstore/published`` and ``bookstore published``. It lists with S3's own pagination
-(``ListObjectVersions``, one key range per page, resumed from the last key shown), reads at
-most :data:`MAX_SCAN_PAGES` S3 pages per answer (a ``?q=`` that matches rarely answers
-with what it found and a token to go on), and keeps each answer for
-``BookstoreSettings.published_cache_seconds`` so a busy gallery costs S3 little.
+``/bookstore/published`` and ``bookstore published``. It lists current objects with S3's
+own pagination (``ListObjectsV2``, 1,000 keys a request, resumed after the last key shown),
+reads at most :data:`MAX_SCAN_PAGES` S3 pages per answer (a ``?q=`` that matches rarely
+answers with what it found and a token to go on), then asks S3 for the details of the
+entries shown only (a HEAD for the newest version id, a ``ListObjectVersions`` of that one
+key for the number of versions), a few at a time. Each answer is kept for
+``BookstoreSettings.published_cache_seconds`` so a busy gallery costs S3 little, and
+version counts are kept while a key's newest version stays the same.
 
 Owners come from the key: with ``published_prefix = 'published/{username}'`` the segment
 after ``published/`` is the (encoded) owner. Keys outside ``readable_prefixes`` are never
@@ -14,6 +17,7 @@ listed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .codecs import decode_page_token, encode_page_token
 from .errors import BadRequest
-from .s3 import translate_error
+from .s3 import S3NotFound, gather_or_cancel, translate_error
 from .settings import decode_username, encode_username
 from .times import isoformat
 from .validators import validate_limit
@@ -34,8 +38,24 @@ if TYPE_CHECKING:
 #: Entries on one page unless ``limit`` says otherwise; the most one page may hold.
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-#: S3 list pages read for one answer at most (each lists up to 1,000 versions).
+#: Keys per ListObjectsV2 / ListObjectVersions request (S3's most).
+LIST_PAGE_KEYS = 1000
+#: S3 list pages read for one answer at most (20,000 keys): a ``?q=`` that matches rarely
+#: answers with what it found and a token to go on.
 MAX_SCAN_PAGES = 20
+#: Per-entry requests (HEAD, version count) in flight at once for one answer.
+DETAIL_CONCURRENCY = 8
+#: Seconds one answer waits for version counts; the ones not back are left out (None).
+COUNT_BUDGET = 0.5
+#: Seconds a version count is reused while the key's newest version stays the same.
+COUNT_TTL = 300.0
+#: Seconds without new version counts after some were not back within the budget (an S3
+#: server that counts slowly is not asked again on every request).
+COUNT_BACKOFF = 60.0
+#: Version counts kept at most.
+COUNT_CACHE_ENTRIES = 10_000
+#: ListObjectVersions pages read to count one key's versions at most (10,000 versions).
+MAX_COUNT_PAGES = 10
 #: Answers kept in the cache at most.
 CACHE_ENTRIES = 256
 #: Longest ``?q=`` and ``?owner=``.
@@ -52,7 +72,7 @@ class PublishedNotebook:
     version_id: str
     last_modified: datetime
     size: int
-    versions: int
+    versions: int | None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,10 +116,21 @@ def validate_filter(value: Any, name: str) -> str | None:
 class Gallery:
     """Pages of the published notebooks of ``settings.s3_bucket``, cached briefly."""
 
-    def __init__(self, settings: BookstoreSettings, store: S3Store) -> None:
+    def __init__(
+        self,
+        settings: BookstoreSettings,
+        store: S3Store,
+        *,
+        count_budget: float | None = COUNT_BUDGET,
+    ) -> None:
         self.settings = settings
         self.store = store
+        #: Seconds an answer waits for version counts (None: until all are counted).
+        self.count_budget = count_budget
+        self._count_backoff_until = 0.0
         self._cache: OrderedDict[tuple[Any, ...], tuple[float, GalleryPage]] = OrderedDict()
+        #: (bucket, key) -> (newest version id, number of versions, reuse until)
+        self._counts: OrderedDict[tuple[str, str], tuple[str, int, float]] = OrderedDict()
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -197,81 +228,156 @@ class Gallery:
     ) -> GalleryPage:
         bucket = self.settings.s3_bucket
         what = f"listing published notebooks under s3://{bucket}/{prefix}"
-        kwargs: dict[str, Any] = {
-            "Bucket": bucket,
-            "Prefix": prefix,
-            "MaxKeys": min(1000, 2 * limit + 10),
-        }
-        if start:
-            kwargs["KeyMarker"] = start
-        found: list[PublishedNotebook] = []
-        q_folded = q.casefold() if q else None
-        # The key being read: its versions may continue on the next S3 page.
-        current: dict[str, Any] | None = None
-        last_done: str | None = None
-
-        def finish(entry: dict[str, Any]) -> None:
-            nonlocal last_done
-            last_done = entry["key"]
-            latest = entry["latest"]
-            if latest is None or entry["deleted"]:
-                return  # unpublished: its newest version is a delete marker
-            parsed = self.parse_key(entry["key"])
-            if parsed is None or self.settings.unreadable_reason(entry["key"]):
-                return
-            owner, path = parsed
-            if q_folded and q_folded not in path.casefold():
-                return
-            found.append(
-                PublishedNotebook(
-                    owner=owner,
-                    path=path,
-                    key=entry["key"],
-                    version_id=latest["VersionId"],
-                    last_modified=latest["LastModified"],
-                    size=int(latest.get("Size", 0)),
-                    versions=entry["count"],
-                )
-            )
-
         try:
-            client = await self.store.client()
-            for _ in range(MAX_SCAN_PAGES):
-                resp = await client.list_object_versions(**kwargs)
-                items = [(v, False) for v in resp.get("Versions", [])] + [
-                    (m, True) for m in resp.get("DeleteMarkers", [])
-                ]
-                items.sort(key=lambda it: it[0]["Key"])  # stable: S3 order within a key
-                for item, is_marker in items:
-                    key = item["Key"]
-                    if current is None or current["key"] != key:
-                        if current is not None:
-                            done_key = current["key"]
-                            finish(current)
-                            if len(found) >= limit:
-                                return GalleryPage(bucket, found, self.encode_token(done_key))
-                        current = {"key": key, "latest": None, "deleted": False, "count": 0}
-                    if not is_marker:
-                        current["count"] += 1
-                    if item.get("IsLatest"):
-                        current["deleted"] = is_marker
-                        if not is_marker:
-                            current["latest"] = item
-                if not resp.get("IsTruncated"):
-                    if current is not None:
-                        finish(current)
-                    return GalleryPage(bucket, found, None)
-                kwargs["KeyMarker"] = resp.get("NextKeyMarker")
-                if resp.get("NextVersionIdMarker"):
-                    kwargs["VersionIdMarker"] = resp["NextVersionIdMarker"]
-                else:
-                    kwargs.pop("VersionIdMarker", None)
+            chosen, next_after = await self._scan(prefix, q, limit, start)
+            found = await self._details(chosen)
         except BadRequest:
             raise
         except Exception as e:
             raise translate_error(e, what) from e
-        # Scan budget spent (a rare ?q=): answer with what was found, and where to go on.
-        if last_done is None and current is not None:
-            # One key with more versions than the budget lists: show it (count so far).
-            finish(current)
-        return GalleryPage(bucket, found, self.encode_token(last_done) if last_done else None)
+        return GalleryPage(bucket, found, self.encode_token(next_after) if next_after else None)
+
+    async def _scan(
+        self, prefix: str, q: str | None, limit: int, start: str | None
+    ) -> tuple[list[tuple[str | None, str, str]], str | None]:
+        """(owner, path, key) of the next ``limit`` matching current objects after ``start``,
+        and the key to go on after (None: the listing is complete).
+
+        ListObjectsV2 lists current objects only (an unpublished key, whose newest version is
+        a delete marker, is not listed), in key order, 1,000 per request. At most
+        :data:`MAX_SCAN_PAGES` requests are read: a rare ``q`` answers with fewer entries
+        (maybe none) and the key to resume after.
+        """
+        kwargs: dict[str, Any] = {
+            "Bucket": self.settings.s3_bucket,
+            "Prefix": prefix,
+            # Unfiltered, a page needs about ``limit`` keys (a short S3 answer); a ``q`` may
+            # skip most keys, so it reads full S3 pages.
+            "MaxKeys": LIST_PAGE_KEYS if q else min(LIST_PAGE_KEYS, 2 * limit + 10),
+        }
+        if start:
+            kwargs["StartAfter"] = start
+        q_folded = q.casefold() if q else None
+        chosen: list[tuple[str | None, str, str]] = []
+        last_seen: str | None = None
+        client = await self.store.client()
+        for _ in range(MAX_SCAN_PAGES):
+            resp = await client.list_objects_v2(**kwargs)
+            contents = resp.get("Contents", [])
+            truncated = bool(resp.get("IsTruncated"))
+            for i, obj in enumerate(contents):
+                key = obj["Key"]
+                last_seen = key
+                parsed = self.parse_key(key)
+                if parsed is None or self.settings.unreadable_reason(key):
+                    continue
+                owner, path = parsed
+                if q_folded and q_folded not in path.casefold():
+                    continue
+                chosen.append((owner, path, key))
+                if len(chosen) >= limit:
+                    more = truncated or i + 1 < len(contents)
+                    return chosen, key if more else None
+            token = resp.get("NextContinuationToken")
+            if not truncated or not token:
+                return chosen, None
+            kwargs.pop("StartAfter", None)
+            kwargs["ContinuationToken"] = token
+        return chosen, last_seen  # scan budget spent: go on after the last key read
+
+    async def _details(self, chosen: list[tuple[str | None, str, str]]) -> list[PublishedNotebook]:
+        """The newest version (a HEAD) and the number of versions of each chosen key.
+
+        Only the entries of the page shown cost requests, :data:`DETAIL_CONCURRENCY` at a time.
+        Counts are cached per newest version id; a count not known within
+        ``count_budget`` seconds is left out (``versions`` None) rather than holding the
+        page back, and no new count is asked for :data:`COUNT_BACKOFF` seconds.
+        """
+        bucket = self.settings.s3_bucket
+        gate = asyncio.Semaphore(DETAIL_CONCURRENCY)
+        heads: dict[str, dict[str, Any] | None] = {}
+
+        async def head(key: str) -> None:
+            async with gate:
+                try:
+                    heads[key] = await self.store.head_object(key)
+                except S3NotFound:  # unpublished since it was listed
+                    heads[key] = None
+
+        await gather_or_cancel(head(key) for _owner, _path, key in chosen)
+        now = time.monotonic()
+        counts: dict[str, int] = {}
+        to_count: list[tuple[str, str]] = []
+        for _owner, _path, key in chosen:
+            got = heads.get(key)
+            if got is None:
+                continue
+            version_id = str(got.get("VersionId") or "null")
+            hit = self._counts.get((bucket, key))
+            if hit is not None and hit[0] == version_id and hit[2] > now:
+                counts[key] = hit[1]
+            else:
+                to_count.append((key, version_id))
+
+        async def count(key: str, version_id: str) -> None:
+            async with gate:
+                n = await self.count_versions(key)
+            counts[key] = n
+            self._counts[(bucket, key)] = (version_id, n, time.monotonic() + COUNT_TTL)
+            self._counts.move_to_end((bucket, key))
+            while len(self._counts) > COUNT_CACHE_ENTRIES:
+                self._counts.popitem(last=False)
+
+        if to_count and now >= self._count_backoff_until:
+            tasks = [asyncio.ensure_future(count(k, v)) for k, v in to_count]
+            done, pending = await asyncio.wait(tasks, timeout=self.count_budget)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self._count_backoff_until = time.monotonic() + COUNT_BACKOFF
+                await asyncio.wait(pending)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        found = []
+        for owner, path, key in chosen:
+            got = heads.get(key)
+            if got is None:
+                continue
+            found.append(
+                PublishedNotebook(
+                    owner=owner,
+                    path=path,
+                    key=key,
+                    version_id=str(got.get("VersionId") or "null"),
+                    last_modified=got["LastModified"],
+                    size=int(got.get("ContentLength", 0)),
+                    versions=counts.get(key),
+                )
+            )
+        return found
+
+    async def count_versions(self, key: str) -> int:
+        """How many versions ``key`` has (delete markers not counted), up to
+        :data:`MAX_COUNT_PAGES` ListObjectVersions pages."""
+        client = await self.store.client()
+        kwargs: dict[str, Any] = {
+            "Bucket": self.settings.s3_bucket,
+            "Prefix": key,
+            "MaxKeys": LIST_PAGE_KEYS,
+        }
+        n = 0
+        for _ in range(MAX_COUNT_PAGES):
+            resp = await client.list_object_versions(**kwargs)
+            versions = resp.get("Versions", [])
+            n += sum(1 for v in versions if v["Key"] == key)
+            # No early stop at a longer key (``a.ipynb.bak``): not every S3 server lists a
+            # key before the keys it is a prefix of.
+            if not resp.get("IsTruncated"):
+                break
+            kwargs["KeyMarker"] = resp.get("NextKeyMarker")
+            if resp.get("NextVersionIdMarker"):
+                kwargs["VersionIdMarker"] = resp["NextVersionIdMarker"]
+            else:
+                kwargs.pop("VersionIdMarker", None)
+        return n

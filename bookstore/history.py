@@ -52,7 +52,7 @@ from .errors import (
 from .metadata import META_RESTORED_FROM, META_SAVE_ID
 from .notebooks import file_content, file_model, is_notebook_path, parse_notebook
 from .pending import read_pending_entries
-from .records import VersionListing, VersionRecord, contents_model
+from .records import VersionListing, VersionRecord, contents_model, dropped_count
 from .s3 import GetResult, ObjectVersion, S3BadRequest, S3NotFound
 from .times import isoformat, parse_time
 from .validators import (
@@ -100,6 +100,7 @@ __all__ = [
     "contents_model",
     "decode_page_token",
     "diff_notebooks",
+    "dropped_count",
     "encode_page_token",
     "file_content",
     "is_notebook_path",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .codecs import checkpoint_id_for_save, checkpoint_id_for_version
 from .metadata import (
+    META_DROPPED_SAVES,
     META_RENAMED_FROM,
     META_RESTORED_FROM,
     META_SAVE_ID,
@@ -22,6 +23,14 @@ from .times import isoformat, parse_time
 if TYPE_CHECKING:
     from .archiver import SpoolEntry
     from .s3 import ObjectVersion
+
+
+def dropped_count(value: str | None) -> int:
+    """The ``dropped-saves`` metadata as a count (0 when absent or not a count)."""
+    try:
+        return max(0, int(value or 0))
+    except ValueError:
+        return 0
 
 
 @dataclass
@@ -42,6 +51,8 @@ class VersionRecord:
     prefix: str = "workspace"
     #: Pinned with ``bookstore pin`` (never pruned).
     pinned: bool = False
+    #: Saves of this path made just before this one and dropped from a full spool.
+    dropped_saves: int = 0
 
     @property
     def checkpoint_id(self) -> str:
@@ -67,6 +78,8 @@ class VersionRecord:
             out["renamed_from"] = self.renamed_from
         if self.restored_from:
             out["restored_from"] = self.restored_from
+        if self.dropped_saves:
+            out["dropped_saves"] = self.dropped_saves
         return out
 
     @classmethod
@@ -86,6 +99,7 @@ class VersionRecord:
             renamed_from=meta.get(META_RENAMED_FROM),
             restored_from=meta.get(META_RESTORED_FROM),
             prefix=prefix,
+            dropped_saves=dropped_count(meta.get(META_DROPPED_SAVES)),
         )
 
     @classmethod
@@ -102,6 +116,7 @@ class VersionRecord:
             renamed_from=entry.extra.get(META_RENAMED_FROM),
             restored_from=entry.extra.get(META_RESTORED_FROM),
             pending=True,
+            dropped_saves=entry.dropped,
         )
 
 

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -11,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from helpers import notebook
 
+from bookstore import gallery
 from bookstore.cli import main
 
 
@@ -199,3 +203,109 @@ def test_cli_published(
     assert "2 published notebook(s)" in out
     assert "sub/Analysis.ipynb" in out
     assert "mine.ipynb" not in out
+
+
+def test_python_m_bookstore_cli_runs_published(
+    s3_server: Any, s3_bucket: str, bucket_contents: dict[str, list[str]], tmp_path: Path
+) -> None:
+    """``python -m bookstore.cli`` (how the server starts ``bookstore run``) loads every
+    subcommand, ``published`` included, without an import cycle."""
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path),
+        "JUPYTER_CONFIG_PATH": str(tmp_path),
+        "JPYNB_S3_BUCKET": s3_bucket,
+        "JPYNB_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "JPYNB_S3_ACCESS_KEY_ID": s3_server.access_key_id,
+        "JPYNB_S3_SECRET_ACCESS_KEY": s3_server.secret_access_key,
+        "BOOKSTORE_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    env.pop("JUPYTERHUB_USER", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bookstore.cli",
+            "published",
+            "--published-prefix=published/{username}",
+            "--json",
+            "--owner=alice",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    paths = sorted(n["path"] for n in json.loads(done.stdout)["published"])
+    assert paths == ["report.ipynb", "sub/Analysis.ipynb"]
+
+
+async def test_a_rare_q_pages_through_the_scan_budget(
+    jp_fetch: Any,
+    bookstore_ext: Any,
+    bucket_contents: dict[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A filtered answer reads at most MAX_SCAN_PAGES S3 list pages: it may hold fewer
+    entries than asked, even none, with a token; following the tokens finds every match once."""
+    monkeypatch.setattr(gallery, "LIST_PAGE_KEYS", 1)
+    monkeypatch.setattr(gallery, "MAX_SCAN_PAGES", 2)
+    answers: list[tuple[list[str], bool]] = []
+    token = None
+    for _ in range(20):
+        params = {"q": "REPORT", **({"page_token": token} if token else {})}
+        data = await get_json(jp_fetch, **params)
+        token = data["next_token"]
+        answers.append(([n["key"] for n in data["published"]], token is not None))
+        if not token:
+            break
+    # Keys in order: alice/report, alice/sub/Analysis | bob/mine, carol%2Fx/odd | loose.
+    assert answers == [
+        (["published/alice/report.ipynb"], True),
+        ([], True),  # no match in this answer's two S3 pages: not the end, go on
+        ([], False),
+    ]
+
+
+async def test_versions_are_counted_per_key_across_s3_pages(
+    jp_fetch: Any,
+    bookstore_ext: Any,
+    s3: Any,
+    s3_bucket: str,
+    bucket_contents: dict[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bookstore_ext.gallery.count_budget = None  # wait for every count (a busy test machine)
+    # A key that starts with another one: its versions are not the other's.
+    for i in range(3):
+        s3.put_object(
+            Bucket=s3_bucket, Key="published/alice/report.ipynb.bak", Body=nb_body(f"bak {i}")
+        )
+    for i in range(2):
+        s3.put_object(
+            Bucket=s3_bucket, Key="published/alice/sub/Analysis.ipynb", Body=nb_body(f"a {i}")
+        )
+    data = await get_json(jp_fetch, owner="alice")
+    counts = {n["path"]: n["versions"] for n in data["published"]}
+    assert counts == {"report.ipynb": 2, "report.ipynb.bak": 3, "sub/Analysis.ipynb": 3}
+
+    # Many versions: counted across ListObjectVersions pages (one version a page here).
+    bookstore_ext.gallery.invalidate()
+    bookstore_ext.gallery._counts.clear()
+    monkeypatch.setattr(gallery, "LIST_PAGE_KEYS", 1)
+    data = await get_json(jp_fetch, q="analysis")
+    assert [(n["path"], n["versions"]) for n in data["published"]] == [("sub/Analysis.ipynb", 3)]
+
+
+async def test_counts_not_back_in_time_are_left_out(
+    jp_fetch: Any, bookstore_ext: Any, bucket_contents: dict[str, list[str]]
+) -> None:
+    bookstore_ext.gallery.count_budget = 0.0  # no time to count: the page does not wait
+    data = await get_json(jp_fetch, owner="alice")
+    assert [n["versions"] for n in data["published"]] == [None, None]
+    assert data["published"][0]["version_id"] == bucket_contents["published/alice/report.ipynb"][-1]
+    html = (await jp_fetch("bookstore/published", params={"owner": "bob"})).body.decode()
+    assert "mine.ipynb" in html
+    assert 'title="Published versions"' not in html  # no "N versions" tag

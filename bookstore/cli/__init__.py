@@ -42,7 +42,6 @@ from .app import SUBCOMMANDS, BookstoreApp, main
 from .base import BookstoreCommand, CommandError, UsageError
 from .doctor import DoctorCommand
 from .history import DiffCommand, RestoreCommand, ShowCommand, VersionsCommand
-from .published import PublishedCommand
 from .run import RunCommand, RunsCommand
 from .sharing import CloneCommand, PublishCommand
 
@@ -55,7 +54,6 @@ __all__ = [
     "DiffCommand",
     "DoctorCommand",
     "PublishCommand",
-    "PublishedCommand",
     "RestoreCommand",
     "RunCommand",
     "RunsCommand",

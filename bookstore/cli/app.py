@@ -12,7 +12,6 @@ from ..settings import BookstoreSettings
 from .base import BookstoreCommand
 from .doctor import DoctorCommand
 from .history import DiffCommand, RestoreCommand, ShowCommand, VersionsCommand
-from .published import PublishedCommand
 from .run import RunCommand, RunsCommand
 from .sharing import CloneCommand, PublishCommand
 
@@ -41,7 +40,6 @@ SUBCOMMANDS: dict[str, type[BookstoreCommand]] = {
     "doctor": DoctorCommand,
     "run": RunCommand,
     "runs": RunsCommand,
-    "published": PublishedCommand,
 }
 
 #: Subcommands of other modules, which build on this one: imported when used.
@@ -58,6 +56,10 @@ LAZY_SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "usage": (
         "bookstore.cli.prune.UsageCommand",
         "Bytes and versions per path and in total, and growth per day over the last week.",
+    ),
+    "published": (
+        "bookstore.cli.published.PublishedCommand",
+        "List every user's published notebooks (--owner, --q filter them).",
     ),
 }
 
@@ -116,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         retention = sys.modules.get("bookstore.cli.prune")
         if retention is not None:
             apps += list(retention.SUBCOMMANDS.values())
+        gallery = sys.modules.get("bookstore.cli.published")
+        if gallery is not None:
+            apps.append(gallery.PublishedCommand)
         for cls in apps:
             cls.clear_instance()
     return 0

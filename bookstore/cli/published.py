@@ -38,7 +38,7 @@ class PublishedCommand(BookstoreCommand):
         self.need_bucket(settings)
         owner = validate_filter(self.owner, "--owner")
         q = validate_filter(self.q, "--q")
-        gallery = Gallery(settings, store)
+        gallery = Gallery(settings, store, count_budget=None)  # a command waits for counts
         found: list[PublishedNotebook] = []
         token: str | None = None
         while True:
@@ -56,7 +56,7 @@ class PublishedCommand(BookstoreCommand):
                 n.path,
                 short_time_of(n),
                 human_size(n.size),
-                str(n.versions),
+                "?" if n.versions is None else str(n.versions),
                 n.version_id,
             ]
             for n in found
