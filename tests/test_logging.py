@@ -53,7 +53,7 @@ async def test_a_missing_clone_key_logs_one_info_line(
     resp = await jp_fetch(
         "api/bookstore/clone",
         method="POST",
-        body=json.dumps({"s3_bucket": s3_bucket, "s3_key": "nope/missing.ipynb"}),
+        body=json.dumps({"s3_bucket": s3_bucket, "s3_key": "published/nobody/missing.ipynb"}),
         raise_error=False,
     )
 
