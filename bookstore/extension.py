@@ -10,10 +10,10 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinjaMixin
 
 from .archive import BookstoreContentsArchiver
-from .archiver import Archiver, utcnow_iso
 from .runs import RunManager
 from .s3 import S3Error, S3Store
 from .settings import BookstoreSettings
+from .spool import Archiver, utcnow_iso
 
 _HERE = os.path.dirname(__file__)
 

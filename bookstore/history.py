@@ -25,7 +25,6 @@ import asyncio
 import base64
 import binascii
 import json
-import os
 import posixpath
 import re
 from collections.abc import Callable
@@ -37,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 import nbformat
 from anyio.to_thread import run_sync
 
-from .archiver import ENTRY_SUFFIX, Spool, SpoolEntry, spool_candidates
 from .s3 import (
     META_RENAMED_FROM,
     META_SAVE_ID,
@@ -49,11 +47,12 @@ from .s3 import (
     S3BadRequest,
     S3NotFound,
 )
+from .spool import SpoolEntry, scan_entries, spool_candidates
 
 if TYPE_CHECKING:
-    from .archiver import Archiver
     from .s3 import S3Store
     from .settings import BookstoreSettings
+    from .spool import Archiver
 
 #: Metadata recorded on a version written by a restore (the version it came from).
 META_RESTORED_FROM = "restored-from"
@@ -67,7 +66,7 @@ RESTORABLE_PREFIXES = ("workspace", "published")
 #: SeaweedFS 32 hex digits. ``null`` is the id of objects written before versioning.
 VERSION_ID_RE = re.compile(r"^[A-Za-z0-9._+/=-]{1,1024}$")
 
-#: Ids of the spool's save entries (:func:`bookstore.archiver.new_save_id`).
+#: Ids of the spool's save entries (:func:`bookstore.spool.new_save_id`).
 SAVE_ID_RE = re.compile(r"^[0-9]{20}-[0-9a-f]{6}$")
 
 #: Jupyter's checkpoint ids must match ``[\w-]+``; ours are ``v-<escaped S3 version id>``
@@ -199,7 +198,7 @@ def checkpoint_id_for_save(save_id: str) -> str:
 
 
 def save_time(save_id: str) -> datetime | None:
-    """When a save was made, from its id (:func:`bookstore.archiver.new_save_id`), or None."""
+    """When a save was made, from its id (:func:`bookstore.spool.new_save_id`), or None."""
     if not SAVE_ID_RE.match(save_id):
         return None
     try:
@@ -368,18 +367,8 @@ def read_pending_entries(spool_dir: str, bucket: str, key: str) -> list[SpoolEnt
     """
     entries = []
     for directory in spool_candidates(spool_dir):
-        try:
-            names = sorted(os.listdir(directory))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for name in names:
-            if not name.endswith(ENTRY_SUFFIX):
-                continue
-            try:
-                entry = Spool.read_header(os.path.join(directory, name))
-            except (OSError, ValueError, TypeError):
-                continue
-            if entry.bucket == bucket and entry.key == key:
+        for _file, entry in scan_entries(directory):
+            if isinstance(entry, SpoolEntry) and entry.bucket == bucket and entry.key == key:
                 entries.append(entry)
     entries.sort(key=lambda e: e.save_id)
     return entries

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from .archiver import utcnow_iso
 from .s3 import META_PATH, META_SAVED_AT, META_SHA256, META_USER
+from .spool import utcnow_iso
 
 if TYPE_CHECKING:
     from .s3 import S3Store

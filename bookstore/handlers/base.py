@@ -17,9 +17,9 @@ from ..s3 import S3Error
 from .common import parse_json
 
 if TYPE_CHECKING:
-    from ..archiver import Archiver
     from ..s3 import S3Store
     from ..settings import BookstoreSettings
+    from ..spool import Archiver
 
 #: The authorization resource of every bookstore endpoint.
 AUTH_RESOURCE = "bookstore"
