@@ -50,7 +50,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .s3 import (
     META_DROPPED_SAVES,
@@ -463,6 +463,16 @@ class Spool:
                 f"spool entry {entry.save_id} is damaged (size or sha256 do not match its header)"
             )
         return data
+
+    def open_data(self, entry: SpoolEntry) -> BinaryIO:
+        """The entry's file, open at its first byte of data (blocking; the caller closes it)."""
+        f = open(self._path(entry.save_id, ENTRY_SUFFIX), "rb")  # noqa: SIM115
+        try:
+            f.readline()
+        except BaseException:
+            f.close()
+            raise
+        return f
 
     def entry_path(self, entry: SpoolEntry) -> str:
         return self._path(entry.save_id, ENTRY_SUFFIX)

@@ -28,6 +28,7 @@ from .s3 import META_SAVE_ID, S3Error, S3NotFound
 
 if TYPE_CHECKING:
     from logging import Logger
+    from typing import BinaryIO
 
     from .s3 import S3Store
     from .settings import BookstoreSettings
@@ -67,7 +68,7 @@ class QueuedSave(Protocol):
 class SpoolFiles(Protocol):
     """What the uploader needs of the spool: open an entry's bytes, remove it, keep it aside."""
 
-    def read_data(self, entry: Any) -> bytes: ...
+    def open_data(self, entry: Any) -> BinaryIO: ...
 
     def entry_path(self, entry: Any) -> str: ...
 
@@ -277,14 +278,16 @@ class Uploader:
         if entry.recovered and await self._already_uploaded(entry):
             self.log.info("bookstore: save %s of %s was already in S3", entry.save_id, entry.path)
             return
-        data = await run_sync(self.spool.read_data, entry)
-        result = await self.store.put_object(
+        # Streamed from the spool file; never re-sent blindly: a retry goes through
+        # _upload_with_retry, which asks S3 first.
+        result = await self.store.upload_file(
             entry.key,
-            data,
+            partial(self.spool.open_data, entry),
+            entry.size,
+            entry.sha256,
             entry.metadata(),
             bucket=entry.bucket,
             content_type=entry.content_type,
-            resend=False,  # a retry goes through _upload_with_retry, which checks first
             storage_class=self.settings.s3_storage_class,
         )
         self.uploaded += 1

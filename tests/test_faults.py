@@ -194,6 +194,55 @@ class TestAnswerLost:
         assert archived_save_ids(s3, s3_bucket, key) == [model["bookstore_save_id"]]
 
 
+# --- (d2) the connection is cut in the middle of a multipart upload ----------------------------
+
+
+class TestMultipartCut:
+    @pytest.fixture
+    def bookstore_config(self, bookstore_config: dict[str, Any], proxy: TcpProxy) -> dict[str, Any]:
+        return {**bookstore_config, "s3_endpoint_url": proxy.url}
+
+    async def test_cut_mid_multipart_leaves_no_incomplete_upload_and_the_save_lands(
+        self,
+        jp_fetch: Any,
+        bookstore_ext: Any,
+        proxy: TcpProxy,
+        s3: Any,
+        s3_bucket: str,
+        jp_root_dir: Path,
+    ) -> None:
+        archiver = bookstore_ext.archiver
+        client = await archiver.store.client()
+        parts: list[int] = []
+
+        def before_part(params: dict[str, Any], **_: Any) -> None:
+            parts.append(params["PartNumber"])
+            if len(parts) == 2:  # part 1 is in S3: cut before part 2 goes out
+                proxy.cut()
+
+        client.meta.events.register("before-parameter-build.s3.UploadPart", before_part)
+        try:
+            lines = "\n".join(os.urandom(32).hex() for _ in range(300_000))  # about 20 MB
+            code, model = await save_nb(jp_fetch, "cut.ipynb", lines)
+            assert code == 201
+            await wait_until_async(lambda: archiver.failed_attempts >= 1, 60)
+            # The upload begun is in S3, incomplete, and could not be aborted yet.
+            assert len(s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])) == 1
+        finally:
+            client.meta.events.unregister("before-parameter-build.s3.UploadPart", before_part)
+        proxy.restore()
+        assert await archiver.wait_idle(60), archiver.status()
+
+        assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+        versions = list_versions(s3, s3_bucket, "workspace/cut.ipynb")
+        assert len(versions) == 1
+        on_disk = (jp_root_dir / "cut.ipynb").read_bytes()
+        got = s3.get_object(Bucket=s3_bucket, Key="workspace/cut.ipynb")
+        assert got["Body"].read() == on_disk
+        assert got["Metadata"]["save-id"] == model["bookstore_save_id"]
+        assert parts[:2] == [1, 2]
+
+
 # --- (e) retries back off exponentially, capped -----------------------------------------------
 
 
