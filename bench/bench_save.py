@@ -108,7 +108,12 @@ class Jupyter:
         self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {self.token}"
-        wait_http(self.url + "/api/status", headers=dict(self.session.headers))
+        try:
+            wait_http(self.url + "/api/status", timeout=300, headers=dict(self.session.headers))
+        except RuntimeError:
+            self.log.flush()
+            print((workdir / f"{name}.log").read_text()[-3000:], file=sys.stderr)
+            raise
 
     def save(self, path: str, nb: dict[str, Any]) -> float:
         body = json.dumps({"type": "notebook", "content": nb})

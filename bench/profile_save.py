@@ -77,12 +77,12 @@ def profile(size: int, runs: int, workdir: str) -> dict[str, float]:
         s = spool.stage(entry(), data)
         spool.discard(s)
 
-    def commit_alone() -> float:
+    def commit_alone(deferred: bool) -> float:
         samples = []
         for _ in range(runs):
             s = spool.stage(entry(), data)
             t0 = time.perf_counter()
-            spool.commit(s)
+            spool.rename_staged(s) if deferred else spool.commit(s)
             samples.append(time.perf_counter() - t0)
             spool.remove(s.entry)
         return statistics.median(samples) * 1e3
@@ -97,7 +97,8 @@ def profile(size: int, runs: int, workdir: str) -> dict[str, float]:
         "sha256": timed(lambda: hashlib.sha256(data).hexdigest(), runs),
         "disk write (atomic_writing, fsync)": timed(write_disk, runs),
         "spool stage (write + fsync)": timed(stage, runs),
-        "spool commit (rename + dir fsync)": commit_alone(),
+        "spool commit, waiting (rename + dir fsync)": commit_alone(False),
+        "spool commit, fsync deferred (rename only)": commit_alone(True),
         "thread hop (run_in_executor)": asyncio.run(hop(runs)),
     }
     return out

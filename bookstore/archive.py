@@ -113,7 +113,7 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
                 raise
         for s in staged:
             try:
-                entry = await asyncio.shield(archiver.commit(s))
+                entry = await asyncio.shield(archiver.commit(s, file_unchanged_until_synced=True))
             except Exception as e:
                 self._archive_failed(archiver, path, e)
             else:
@@ -137,6 +137,8 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
         this version (metadata ``renamed-from``). A renamed directory archives each
         matching file inside it. Archiving never fails the rename.
         """
+        if self.bookstore_archiver is not None:
+            await self.bookstore_archiver.durable(old_path.strip("/"))
         await super().rename_file(old_path, new_path)
         old_path, new_path = old_path.strip("/"), new_path.strip("/")
         if old_path == new_path or self.bookstore_archiver is None:
@@ -154,6 +156,12 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
             await self._archive_existing(
                 archiver, path, model, extra={META_RENAMED_FROM: renamed_from}
             )
+
+    async def delete_file(self, path: str) -> None:
+        """Delete; first wait until the file's last save is durable in the spool."""
+        if self.bookstore_archiver is not None:
+            await self.bookstore_archiver.durable(path.strip("/"))
+        await super().delete_file(path)
 
     def _files_under(self, api_dir: str) -> list[str]:
         """API paths of the files below a directory, skipping hidden ones unless allowed."""
@@ -203,11 +211,13 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
         """Write ``data`` to ``os_path`` and, at the same time, stage it in the spool."""
         staged = current_stages()
         archiver = self.bookstore_archiver
+        path = to_api_path(os_path, self.root_dir)
+        if archiver is not None:
+            await archiver.durable(path)  # the file recovers the previous save until then
         write = run_sync(self._write_bytes, os_path, data)
         if staged is None or archiver is None:
             await write
             return
-        path = to_api_path(os_path, self.root_dir)
         results = await asyncio.gather(
             write,
             archiver.stage(path, data, content_type=content_type, extra=extra_metadata()),

@@ -229,6 +229,12 @@ class Spool:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self._lock_fd: int | None = None
+        # Group commit of the directory fsync: one fsync covers every rename made before
+        # it started (tickets: requested, done).
+        self._sync_cond = threading.Condition()
+        self._sync_requested = 0
+        self._sync_done = 0
+        self._syncing = False
 
     def _path(self, save_id: str, suffix: str) -> str:
         return os.path.join(self.directory, save_id + suffix)
@@ -445,9 +451,47 @@ class Spool:
 
     def commit(self, staged: StagedSave) -> None:
         """Make a staged entry part of the queue, durably (blocking)."""
+        self.rename_staged(staged)
+        self.sync_dir()
+
+    def rename_staged(self, staged: StagedSave) -> None:
+        """Make a staged entry part of the queue; durable once :meth:`sync_dir` returns.
+
+        Until then a crash may leave it a stage, which :meth:`open` commits when the file
+        on disk holds its bytes: the contents manager keeps the file unchanged until then.
+        """
         assert staged.tmp_path is not None
         os.replace(staged.tmp_path, self._path(staged.entry.save_id, ENTRY_SUFFIX))
-        self._fsync_dir()
+        staged.tmp_path = self._path(staged.entry.save_id, ENTRY_SUFFIX)
+
+    def sync_dir(self) -> None:
+        """Fsync the spool directory: the renames made before this call are durable.
+
+        Group commit: concurrent callers share one fsync. A caller that arrives while an
+        fsync runs waits for it and, if its own rename came too late for it, for the next
+        one, which one of the waiting callers makes for all of them.
+        """
+        with self._sync_cond:
+            self._sync_requested += 1
+            ticket = self._sync_requested
+            while self._sync_done < ticket:
+                if not self._syncing:
+                    self._syncing = True
+                    target = self._sync_requested
+                    break
+                self._sync_cond.wait()
+            else:
+                return
+        synced = False
+        try:
+            self._fsync_dir()
+            synced = True
+        finally:
+            with self._sync_cond:
+                self._syncing = False
+                if synced:
+                    self._sync_done = max(self._sync_done, target)
+                self._sync_cond.notify_all()
 
     def discard(self, staged: StagedSave) -> None:
         if staged.tmp_path is not None:
@@ -559,6 +603,9 @@ class Archiver:
         self.uploader.on_done = self._uploaded_one
         self.uploader.on_idle = self._drained
         self._started = False
+        # Background directory fsyncs of committed saves, by path (see commit()).
+        self._syncs: dict[str, asyncio.Future[None]] = {}
+        self._sync_tasks: set[asyncio.Future[None]] = set()
         self._start_lock: asyncio.Lock | None = None
         self._stopping = False
         self.spool_problems: list[str] = []
@@ -677,6 +724,8 @@ class Archiver:
             return
         timeout = self.settings.flush_timeout if flush_timeout is None else flush_timeout
         self._stopping = True
+        if self._sync_tasks:
+            await asyncio.gather(*self._sync_tasks, return_exceptions=True)
         await self.uploader.stop(timeout)
         if self.pending:
             self.log.warning(
@@ -785,8 +834,16 @@ class Archiver:
         await run_sync(self.spool.write_stats, self.stats)
         return StagedSave(entry, None, dropped=True)
 
-    async def commit(self, staged: StagedSave) -> SpoolEntry:
+    async def commit(
+        self, staged: StagedSave, *, file_unchanged_until_synced: bool = False
+    ) -> SpoolEntry:
         """Queue a staged save durably; return its entry.
+
+        ``file_unchanged_until_synced``: the caller (the contents manager) does not change
+        the file before :meth:`durable` says so. Then the entry's rename is made durable
+        in the background (the directory fsync, grouped with other saves'), not before
+        this returns: until it is, a crash leaves a stage whose bytes are the file's,
+        which :meth:`Spool.open` commits. The save does not wait for the fsync.
 
         With ``skip_identical_saves``, a save identical to the newest queued or uploaded
         save of its key is dropped instead, and that earlier entry is returned.
@@ -803,9 +860,42 @@ class Archiver:
                     "bookstore: %s unchanged since save %s", staged.entry.path, duplicate.save_id
                 )
                 return duplicate
-            await run_sync(self.spool.commit, staged)
+            if file_unchanged_until_synced:
+                await run_sync(self.spool.rename_staged, staged)
+                self._sync_in_background(staged.entry.path)
+            else:
+                await run_sync(self.spool.commit, staged)
             self.uploader.enqueue(staged.entry)
         return staged.entry
+
+    def _sync_in_background(self, path: str) -> None:
+        task = asyncio.ensure_future(run_sync(self.spool.sync_dir))
+        self._syncs[path] = task
+        self._sync_tasks.add(task)
+
+        def done(t: asyncio.Future[None]) -> None:
+            self._sync_tasks.discard(t)
+            if self._syncs.get(path) is t:
+                del self._syncs[path]
+            if not t.cancelled() and t.exception() is not None:
+                self.log.error(
+                    "bookstore: could not fsync the spool %s: %s",
+                    self.spool.directory,
+                    t.exception(),
+                )
+
+        task.add_done_callback(done)
+
+    async def durable(self, path: str) -> None:
+        """Wait until the saves of ``path`` committed so far are durable in the spool.
+
+        The contents manager calls it before it changes the file again (a save, a rename,
+        a delete): the file is what recovers a save whose commit is not durable yet.
+        """
+        task = self._syncs.get(path)
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
 
     def identical_to(self, entry: SpoolEntry) -> SpoolEntry | None:
         """The newest queued or uploaded save of ``entry``'s key, if it has the same bytes.

@@ -9,6 +9,8 @@ import hashlib
 import itertools
 import json
 import os
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -209,3 +211,62 @@ def test_backoff_doubles_up_to_the_cap_with_half_to_full_jitter(jitter: float) -
     waits = list(itertools.islice(uploader(0.5, 30, jitter).backoff(), 10))
     bases = [0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30]
     assert waits == [pytest.approx(b * (0.5 + jitter / 2)) for b in bases]
+
+
+# --- group commit of the directory fsync ---------------------------------------------------
+
+
+def test_concurrent_commits_share_one_directory_fsync(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one fsync runs, the commits that arrive wait and then share the next one."""
+    first_running = threading.Event()
+    release = threading.Event()
+    fsyncs: list[int] = []
+    real_fsync = spool._fsync_dir
+
+    def counting_fsync(directory: str | None = None) -> None:
+        fsyncs.append(spool._sync_requested)  # how many commits it may cover
+        if len(fsyncs) == 1:
+            first_running.set()
+            assert release.wait(30)
+        real_fsync(directory)
+
+    monkeypatch.setattr(spool, "_fsync_dir", counting_fsync)
+    stages = [spool.stage(make_entry(f"nb{i}.ipynb", b"x"), b"x") for i in range(6)]
+    first = threading.Thread(target=spool.commit, args=(stages[0],))
+    first.start()
+    assert first_running.wait(30)
+    others = [threading.Thread(target=spool.commit, args=(s,)) for s in stages[1:]]
+    for t in others:
+        t.start()
+    deadline = time.monotonic() + 30
+    while spool._sync_requested < 6:  # all five wait behind the running fsync
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    release.set()
+    for t in [first, *others]:
+        t.join(30)
+        assert not t.is_alive()
+    assert fsyncs == [1, 6]  # the second fsync covered the five renames that waited
+    assert len([n for n in names(spool.directory) if n.endswith(ENTRY_SUFFIX)]) == 6
+
+
+def test_a_failed_directory_fsync_is_not_counted_as_done(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real_fsync = spool._fsync_dir
+
+    def failing_once(directory: str | None = None) -> None:
+        calls.append("fsync")
+        if len(calls) == 1:
+            raise OSError("EIO")
+        real_fsync(directory)
+
+    monkeypatch.setattr(spool, "_fsync_dir", failing_once)
+    staged = spool.stage(make_entry("a.ipynb", b"x"), b"x")
+    with pytest.raises(OSError, match="EIO"):
+        spool.commit(staged)
+    spool.sync_dir()  # the next caller fsyncs again
+    assert calls == ["fsync", "fsync"]
