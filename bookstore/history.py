@@ -37,6 +37,7 @@ import nbformat
 from anyio.to_thread import run_sync
 
 from .s3 import (
+    META_DROPPED_SAVES,
     META_RENAMED_FROM,
     META_SAVE_ID,
     META_SAVED_AT,
@@ -252,6 +253,14 @@ def parse_time(value: str | datetime | None) -> datetime | None:
         return None
 
 
+def dropped_count(value: str | None) -> int:
+    """The ``dropped-saves`` metadata as a count (0 when absent or not a count)."""
+    try:
+        return max(0, int(value or 0))
+    except ValueError:
+        return 0
+
+
 @dataclass
 class VersionRecord:
     """One version of a path: an S3 object version, or a save still in the spool."""
@@ -270,6 +279,8 @@ class VersionRecord:
     prefix: str = "workspace"
     #: Pinned with ``bookstore pin`` (never pruned).
     pinned: bool = False
+    #: Saves of this path made just before this one and dropped from a full spool.
+    dropped_saves: int = 0
 
     @property
     def checkpoint_id(self) -> str:
@@ -295,6 +306,8 @@ class VersionRecord:
             out["renamed_from"] = self.renamed_from
         if self.restored_from:
             out["restored_from"] = self.restored_from
+        if self.dropped_saves:
+            out["dropped_saves"] = self.dropped_saves
         return out
 
     @classmethod
@@ -314,6 +327,7 @@ class VersionRecord:
             renamed_from=meta.get(META_RENAMED_FROM),
             restored_from=meta.get(META_RESTORED_FROM),
             prefix=prefix,
+            dropped_saves=dropped_count(meta.get(META_DROPPED_SAVES)),
         )
 
     @classmethod
@@ -330,6 +344,7 @@ class VersionRecord:
             renamed_from=entry.extra.get(META_RENAMED_FROM),
             restored_from=entry.extra.get(META_RESTORED_FROM),
             pending=True,
+            dropped_saves=entry.dropped,
         )
 
 

@@ -56,9 +56,24 @@ export interface IVersion {
   pending: boolean;
   renamed_from?: string;
   restored_from?: string;
+  /** A save set aside by the archiver (from the listing's `dropped`): not in S3. */
   dropped?: boolean;
+  /** Why it was set aside (dropped entries only). */
+  dropped_reason?: string;
+  /** Saves just before this one dropped from the archiver's full spool. */
+  dropped_saves?: number;
   uploading?: boolean;
   [key: string]: unknown;
+}
+
+/** A save the archiver set aside: S3 can never accept it (see docs/limits.md). */
+export interface IDroppedSave {
+  save_id: string;
+  saved_at: string | null;
+  size: number | null;
+  reason: string;
+  code: string | null;
+  set_aside_at: string | null;
 }
 
 export interface IVersionListing {
@@ -67,6 +82,8 @@ export interface IVersionListing {
   s3_path: string;
   versions: IVersion[];
   next_token: string | null;
+  /** Saves set aside by the archiver (first workspace page only). */
+  dropped?: IDroppedSave[];
 }
 
 export interface IPublishResult {

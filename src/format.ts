@@ -1,7 +1,13 @@
 /**
  * Pure formatting and status logic, shared by the panel and the status item (unit-tested).
  */
-import type { IArchiveStatus, IRun, IStatus, IVersion } from './api';
+import type {
+  IArchiveStatus,
+  IDroppedSave,
+  IRun,
+  IStatus,
+  IVersion
+} from './api';
 
 const UNITS: [number, string][] = [
   [60, 'second'],
@@ -86,8 +92,11 @@ export function versionMarkers(version: IVersion): IMarker[] {
   if (version.dropped) {
     out.push({
       kind: 'dropped',
-      label: 'dropped',
-      title: 'This save was dropped'
+      label: 'not archived',
+      title:
+        'The archiver set this save aside: S3 cannot accept it' +
+        (version.dropped_reason ? ` (${version.dropped_reason})` : '') +
+        '. The file on disk had it; the archive does not.'
     });
   } else if (version.uploading) {
     out.push({
@@ -100,6 +109,17 @@ export function versionMarkers(version: IVersion): IMarker[] {
       kind: 'pending',
       label: 'pending',
       title: 'Saved on the server, waiting to be uploaded to S3'
+    });
+  }
+  const lost = version.dropped_saves ?? 0;
+  if (lost > 0) {
+    out.push({
+      kind: 'dropped',
+      label: `${lost} dropped before`,
+      title:
+        `${lost} save${lost === 1 ? '' : 's'} made just before this one ` +
+        `${lost === 1 ? 'was' : 'were'} dropped from the archiver's full queue: ` +
+        'they never reached S3.'
     });
   }
   if (version.restored_from) {
@@ -325,6 +345,80 @@ export function parseParameters(text: string): { [name: string]: unknown } {
       // not JSON: keep the text
     }
     out[match[1]] = value;
+  }
+  return out;
+}
+
+/** A local time with seconds, as "2026-01-10 12:00:05" (sortable, unambiguous). */
+export function timeWithSeconds(iso: string | null | undefined): string {
+  if (!iso) {
+    return '';
+  }
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) {
+    return iso;
+  }
+  const two = (n: number) => String(n).padStart(2, '0');
+  return (
+    `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ` +
+    `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`
+  );
+}
+
+/** What a checkpoint is, as Jupyter's contents API lists it. */
+export interface ICheckpoint {
+  id: string;
+  last_modified: string;
+}
+
+/**
+ * The entries of *Revert to Checkpoint…*, newest first: "0. 2026-01-10 12:00:05 (just now)
+ * · v-3HL4kqtJ…". Seconds and a short id tell apart saves made within the same minute;
+ * the leading number is the entry's index in ``newestFirst``.
+ */
+export function checkpointLabels(
+  newestFirst: ICheckpoint[],
+  now: number = Date.now()
+): string[] {
+  return newestFirst.map((c, i) => {
+    const id = shortId(c.id, 12);
+    const when = `${timeWithSeconds(c.last_modified)} (${relativeTime(c.last_modified, now)})`;
+    return `${i}. ${when}${id ? ` · ${id}` : ''}${i === 0 ? ' · newest' : ''}`;
+  });
+}
+
+/** A set-aside save as a (not archived) entry of the versions list. */
+export function droppedVersion(save: IDroppedSave): IVersion {
+  return {
+    version_id: null,
+    last_modified: save.saved_at,
+    size: save.size ?? 0,
+    is_latest: false,
+    sha256: null,
+    user: null,
+    saved_at: save.saved_at,
+    save_id: save.save_id,
+    pending: false,
+    dropped: true,
+    dropped_reason: save.reason
+  };
+}
+
+/** The versions (newest first) with the set-aside saves placed by the time they were saved. */
+export function withDropped(
+  versions: IVersion[],
+  dropped: IDroppedSave[] | undefined
+): IVersion[] {
+  const out = versions.filter(v => !v.dropped);
+  const time = (v: IVersion) =>
+    Date.parse(v.saved_at || v.last_modified || '') || 0;
+  for (const save of dropped ?? []) {
+    const entry = droppedVersion(save);
+    if (out.some(v => versionKey(v) === versionKey(entry))) {
+      continue;
+    }
+    const at = out.findIndex(v => !v.pending && time(v) < time(entry));
+    out.splice(at < 0 ? out.length : at, 0, entry);
   }
   return out;
 }

@@ -41,6 +41,7 @@ import {
 } from './api';
 import { absoluteTime, parseParameters, relativeTime, shortId } from './format';
 import { HistoryPanel, IHistoryActions, IVersionRef } from './panel';
+import { installRevertDialog } from './revert';
 import { StatusItem, StatusPoller } from './status';
 import { diffWidget, IViewerServices, readOnlyNotebook } from './viewers';
 
@@ -156,6 +157,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
     const useNbdime = app.hasPlugin('nbdime-jupyterlab:plugin');
     const poller = new StatusPoller();
+    installRevertDialog(app, docManager);
 
     const openInMain = (widget: Widget) => {
       shell.add(widget, 'main');

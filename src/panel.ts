@@ -23,7 +23,8 @@ import {
   runProblem,
   shortId,
   versionKey,
-  versionMarkers
+  versionMarkers,
+  withDropped
 } from './format';
 
 /** A version as the panel's actions need it. */
@@ -258,6 +259,9 @@ export class HistoryPanel extends Widget {
       }
       this._s3Path = listing.s3_path;
       this._versions = mergePage(this._versions, listing.versions);
+      if (listing.dropped) {
+        this._versions = withDropped(this._versions, listing.dropped);
+      }
       this._nextToken = listing.next_token;
       this._versionsNote.textContent = this._nextToken
         ? 'Scroll for older versions'
@@ -332,6 +336,7 @@ export class HistoryPanel extends Widget {
       item.setAttribute('aria-selected', String(selected));
       item.classList.toggle('jp-mod-selected', selected);
       item.classList.toggle('jp-mod-pending', version.pending);
+      item.classList.toggle('jp-mod-dropped', !!version.dropped);
 
       const line1 = el('div', 'jp-bookstore-Version-line');
       const when = el(
@@ -354,7 +359,11 @@ export class HistoryPanel extends Widget {
       const id = el(
         'span',
         'jp-bookstore-Version-id',
-        version.version_id ? shortId(version.version_id) : 'not uploaded yet'
+        version.version_id
+          ? shortId(version.version_id)
+          : version.dropped
+            ? 'not in S3'
+            : 'not uploaded yet'
       );
       id.title = version.version_id
         ? `S3 version ${version.version_id}`

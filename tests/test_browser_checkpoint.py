@@ -10,6 +10,7 @@ disk behind Jupyter's back, so that reverting to a checkpoint is visible: the UI
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 from helpers import list_versions, notebook
 from jupyter_subprocess import JupyterSubprocess
+from labext_helpers import ENV, assert_serves_this_build, link_build
 
 from bookstore.history import checkpoint_id_for_version
 from bookstore.testing import S3Server
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.browser
 TIMEOUT_MS = 60_000
 REPO = Path(__file__).resolve().parent.parent
 SAVES = ("version one", "version two", "version three")
+SCREENSHOTS = os.environ.get("BOOKSTORE_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +74,15 @@ def jupyter(
         base / "jupyter",
         config=config,
         config_files={"nbconfig/notebook.d/bookstore.json": nbconfig.read_text()},
+        env=ENV,
     )
     nbextensions = jp.data_dir / "nbextensions" / "bookstore"
     nbextensions.mkdir(parents=True)
     shutil.copy(REPO / "bookstore" / "nbextension" / "checkpoints.js", nbextensions)
+    link_build(jp)  # this tree's JupyterLab / Notebook 7 build, ahead of any installed copy
     with jp:
+        assert_serves_this_build(jp, "lab")
+        assert_serves_this_build(jp, "tree")  # Notebook 7
         yield jp
 
 
@@ -180,6 +187,60 @@ def test_classic_menu_ends_with_the_newest_save(
     assert page.script_errors == []  # bookstore's nbextension included
 
 
+def open_revert_dialog(page: Any) -> Any:
+    """File > Revert Notebook to Checkpoint… in JupyterLab / Notebook 7: answers its select."""
+    page.get_by_role("menuitem", name="File").click()
+    page.get_by_role("menuitem", name=re.compile("Revert Notebook to Checkpoint")).click()
+    select = page.locator(".jp-Dialog select")
+    select.wait_for(state="visible")
+    return select
+
+
+def confirm_revert(page: Any) -> None:
+    page.locator(".jp-Dialog .jp-mod-accept").click()  # OK: that checkpoint
+    page.locator(".jp-Dialog .jp-mod-warn", has_text="Revert").click()
+    page.locator(".jp-Dialog").wait_for(state="detached")
+
+
+@pytest.mark.parametrize(
+    ("ui", "url"),
+    [("notebook7", "notebooks/{path}"), ("jupyterlab", "lab/tree/{path}")],
+)
+def test_revert_dialog_entries_are_distinct_and_the_newest_preselected(
+    jupyter: JupyterSubprocess, page: Any, s3: Any, revert_bucket: str, ui: str, url: str
+) -> None:
+    """Three saves within seconds: three entries that differ (seconds, short id), newest first
+    and preselected; reverting to the one chosen brings back that save."""
+    jp = jupyter
+    path = f"{ui}.ipynb"
+    checkpoints = three_saves_then_edit_on_disk(jp, s3, revert_bucket, path)
+
+    page.goto(f"{jp.url}{url.format(path=path)}?token={jp.token}")
+    page.locator(".jp-Notebook .jp-Cell", has_text="edited on disk").first.wait_for()
+
+    select = open_revert_dialog(page)
+    labels: list[str] = select.evaluate("s => [...s.options].map(o => o.textContent)")
+    assert len(labels) == 3, labels
+    assert len(set(labels)) == 3, labels
+    for i, (label, checkpoint) in enumerate(zip(labels, reversed(checkpoints), strict=True)):
+        assert label.startswith(f"{i}. "), labels
+        assert re.search(r"\d\d:\d\d:\d\d", label), labels  # seconds
+        assert checkpoint["id"][:12] in label, (checkpoint["id"], labels)  # short id
+    assert select.evaluate("s => s.selectedIndex") == 0  # the newest
+    assert labels[0].endswith("newest")
+    if SCREENSHOTS and ui == "jupyterlab":
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.locator(".jp-Dialog-content").screenshot(
+            path=str(Path(SCREENSHOTS) / "jupyterlab-revert-dialog.png")
+        )
+    select.select_option(label=labels[1])  # the middle save
+    confirm_revert(page)
+    page.locator(".jp-Notebook .jp-Cell", has_text="version two").first.wait_for()
+    assert source_on_disk(jp, path) == "print('version two')  # 0"
+    ours = [e for e in page.script_errors if "labextensions/jupyterlab-bookstore" in e]
+    assert ours == [], page.script_errors
+
+
 def revert_with_the_preselected_checkpoint(page: Any) -> str:
     """File > Revert to Checkpoint… in JupyterLab / Notebook 7: answers the preselected item."""
     page.get_by_role("menuitem", name="File").click()
@@ -201,7 +262,7 @@ def test_revert_dialog_preselects_the_newest_save(
     jupyter: JupyterSubprocess, page: Any, s3: Any, revert_bucket: str, ui: str, url: str
 ) -> None:
     jp = jupyter
-    path = f"{ui}.ipynb"
+    path = f"{ui}-default.ipynb"
     three_saves_then_edit_on_disk(jp, s3, revert_bucket, path)
 
     page.goto(f"{jp.url}{url.format(path=path)}?token={jp.token}")

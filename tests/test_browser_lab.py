@@ -17,25 +17,15 @@ from typing import Any
 import pytest
 from helpers import list_versions, notebook
 from jupyter_subprocess import JupyterSubprocess
+from labext_helpers import ENV, assert_serves_this_build, link_build
+from run_helpers import param_notebook, publish, run_versions
 
-import bookstore
 from bookstore.testing import S3Server, TcpProxy
 
 pytestmark = pytest.mark.browser
 
 TIMEOUT_MS = 60_000
-EXTENSION = "jupyterlab-bookstore"
 SCREENSHOTS = os.environ.get("BOOKSTORE_SCREENSHOTS")
-
-
-def built_extension() -> Path:
-    """The prebuilt extension next to the imported package (source tree or installed wheel)."""
-    path = Path(bookstore.__file__).parent / "labextension"
-    if not (path / "package.json").exists():
-        pytest.fail(
-            f"no built frontend at {path}: run `jlpm install && jlpm build` (or pip install .)"
-        )
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +69,12 @@ def lab(
     # No news pop-up over the status bar.
     news = "lab/user-settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings"
     jp = JupyterSubprocess(
-        "lab", base, config=config, config_files={news: '{"fetchNews": "false"}'}
+        "lab", base, config=config, config_files={news: '{"fetchNews": "false"}'}, env=ENV
     )
-    # This tree's build, ahead of any installed copy on the labextensions path.
-    target = jp.data_dir / "labextensions" / EXTENSION
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.symlink_to(built_extension(), target_is_directory=True)
+    link_build(jp)  # this tree's build, ahead of any installed copy
     with jp:
+        assert_serves_this_build(jp, "lab")
+        assert_serves_this_build(jp, "tree")  # Notebook 7
         yield jp
 
 
@@ -288,7 +277,11 @@ def test_status_bar_warns_while_s3_is_cut_and_recovers(
         )
         lab_proxy.cut()
         set_cell_and_save(page, "print('saved while S3 is down')")
-        page.wait_for_selector(".jp-bookstore-StatusItem.jp-mod-warning")
+        # The bucket check may report first ("Archive problem"); the failed upload follows.
+        page.wait_for_function(
+            "() => { const e = document.querySelector('.jp-bookstore-StatusItem.jp-mod-warning');"
+            " return e && e.innerText.includes('S3 unreachable'); }"
+        )
         assert "S3 unreachable" in item.inner_text()
         assert "1 save waiting" in item.inner_text()
         shot(page, "status-warning.png", page.locator("#jp-main-statusbar"))
@@ -346,5 +339,90 @@ def test_notebook7_publishes_and_opens_the_history_panel(
         assert set(ids) == {v["VersionId"] for v in archived}
         panel.locator(f".jp-bookstore-Published[data-version-id='{version_id}']").wait_for()
         shot(page, "notebook7-panel.png")
+    finally:
+        page.close()
+
+
+@pytest.mark.timeout(600)  # a run subprocess and its kernel
+def test_run_published_version_with_a_parameter_from_the_panel(
+    lab: JupyterSubprocess, browser: Any, s3: Any, lab_bucket: str
+) -> None:
+    """File > Bookstore > Run published version…: the run appears in the panel's Runs
+    section, succeeds, and its output (opened from the panel) has the parameter injected."""
+    path = "runme.ipynb"
+    put_notebook(lab, path, "print('workspace copy')")
+    published = publish(s3, lab_bucket, path, param_notebook("print('result', x + 1)"))
+    page = open_lab(browser, lab, path)
+    try:
+        menu(page, "File", "Bookstore", "Run published version…")
+        dialog = page.locator(".jp-Dialog")
+        select = dialog.locator("select.jp-bookstore-RunVersion")
+        assert select.input_value() == published
+        dialog.locator("textarea.jp-bookstore-RunParameters").fill("x = 41")
+        dialog.locator("button.jp-mod-accept", has_text="Run").click()
+        dialog.wait_for(state="detached")
+
+        panel = page.locator("#jp-bookstore-history")
+        panel.wait_for(state="visible")
+        run = panel.locator(".jp-bookstore-Run").first
+        run.wait_for()
+        try:  # the panel polls the runs while one is running
+            panel.locator(".jp-bookstore-Run[data-status=succeeded]").wait_for(timeout=300_000)
+        except Exception:
+            runs = panel.locator(".jp-bookstore-RunList").inner_text()
+            raise AssertionError(f"{runs}\n--- server log:\n{lab.log_text()[-6000:]}") from None
+        assert panel.locator(".jp-bookstore-Run").count() == 1
+        assert run.locator(".jp-bookstore-RunParams").inner_text() == "x=41"
+        assert published[:10] in run.locator(".jp-bookstore-RunSource").inner_text()
+        assert run.locator(".jp-bookstore-RunDuration").inner_text()
+        shot(page, "runs-section.png", panel)
+
+        run.locator("[data-action=open-output]").click()
+        output = page.locator(".jp-bookstore-ReadOnlyNotebook:visible")
+        output.wait_for()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.jp-bookstore-ReadOnlyNotebook')]"
+            ".some(e => e.innerText.includes('result 42'))"
+        )
+        text = output.inner_text()
+        assert "x = 41" in text  # papermill's injected-parameters cell
+        assert "result 42" in text
+    finally:
+        page.close()
+    (archived,) = run_versions(s3, lab_bucket, path)
+    assert archived["metadata"]["source-version-id"] == published
+    assert archived["metadata"]["run-status"] == "succeeded"
+
+
+def test_panel_marks_a_save_the_archiver_set_aside(
+    lab: JupyterSubprocess, browser: Any, s3: Any, lab_bucket: str
+) -> None:
+    """A save S3 can never take (its key is over 1,024 bytes) is listed as not archived."""
+    parts = [f"{i}" + "d" * 219 for i in range(5)]
+    for depth in range(1, len(parts) + 1):
+        r = lab.request(
+            "PUT", f"/api/contents/{'/'.join(parts[:depth])}", json={"type": "directory"}
+        )
+        assert r.status_code in (200, 201), r.text
+    path = "/".join(parts) + "/aside.ipynb"
+    put_notebook(lab, path, "print('set aside')")
+    wait_archived(lab)
+    aside = lab.request("GET", "/api/bookstore").json()["archive"]["set_aside"]
+    assert [a["path"] for a in aside if a["path"] == path] == [path]
+
+    page = open_lab(browser, lab, path)
+    try:
+        menu(page, "File", "Bookstore", "Version history")
+        row = page.locator("#jp-bookstore-history .jp-bookstore-Version.jp-mod-dropped")
+        row.wait_for()
+        assert versions(page).count() == 1
+        marker = row.locator(".jp-bookstore-Marker-dropped")
+        assert marker.inner_text() == "not archived"
+        assert "limit of 1024" in (marker.get_attribute("title") or "")
+        assert row.locator(".jp-bookstore-Version-id").inner_text() == "not in S3"
+        row.click()  # nothing to view or restore: it is not in S3
+        view = page.locator("#jp-bookstore-history .jp-bookstore-Actions [data-action=view]")
+        assert view.is_disabled()
+        shot(page, "panel-dropped-save.png", page.locator("#jp-bookstore-history"))
     finally:
         page.close()

@@ -3,6 +3,7 @@ once installed ``jupyter labextension list`` shows the frontend enabled and OK."
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -87,3 +88,28 @@ def test_wheel_installs_the_prebuilt_extension_enabled_and_ok(tmp_path: Path) ->
     out = no_colours(listing.stdout + listing.stderr)
     line = next((ln for ln in out.splitlines() if EXTENSION in ln), "")
     assert re.search(rf"{EXTENSION} v\S+ enabled\s+OK \(python, bookstore\)", line), out
+
+
+def npm_version(pep440: str) -> str:
+    """The npm (semver) spelling of a PEP 440 version: 3.0.0.dev0 → 3.0.0-dev.0."""
+    m = re.fullmatch(r"(\d+\.\d+\.\d+)(?:\.?(dev|a|b|rc)(\d+))?", pep440)
+    assert m, f"{pep440!r} is not a version this check knows how to spell for npm"
+    release, tag, n = m.groups()
+    if tag is None:
+        return release
+    npm_tag = {"a": "alpha", "b": "beta"}.get(tag, tag)
+    return f"{release}-{npm_tag}.{n}"
+
+
+def test_frontend_version_is_the_python_package_version() -> None:
+    """package.json (and so `jupyter labextension list`) names the same release as the wheel."""
+    from bookstore._version import __version__
+
+    assert npm_version("3.0.0.dev0") == "3.0.0-dev.0"
+    assert npm_version("3.1.0rc2") == "3.1.0-rc.2"
+    assert npm_version("3.1.0") == "3.1.0"
+    source = json.loads((ROOT / "package.json").read_text())
+    assert source["version"] == npm_version(__version__), (source["version"], __version__)
+    built = ROOT / "bookstore" / "labextension" / "package.json"
+    if built.exists():  # built by `jlpm build`: it must not be left from an older version
+        assert json.loads(built.read_text())["version"] == source["version"]

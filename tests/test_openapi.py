@@ -375,6 +375,7 @@ async def _versions(api: Api) -> None:
     one = await api.call("GET", "api/bookstore/versions/h/nb.ipynb", params={"version_id": ids[0]})
     assert (first.code, rest.code, one.code) == (200, 200, 200)
     assert len(json.loads(rest.body)["versions"]) == 1
+    assert json.loads(first.body)["dropped"] == []  # none set aside: test_versions_dropped
     assert json.loads(one.body)["type"] == "notebook"
     statuses = [
         (await api.call("GET", "api/bookstore/versions/h/none.ipynb")).code,

@@ -2,6 +2,9 @@
 
 * ``GET /api/bookstore/versions/<path>[?prefix=][&limit=][&page_token=]``: one page of
   versions, newest first, pending saves first (``"pending": true``).
+  The first workspace page also lists, under ``dropped``, the saves of the path that the
+  archiver set aside (S3 refused them for good); a version's ``dropped_saves`` counts the
+  saves dropped from a full spool just before it.
 * ``GET /api/bookstore/versions/<path>?version_id=ID[&prefix=]``: that version as a
   Jupyter contents model plus its version fields.
 * ``POST /api/bookstore/versions/<path>`` ``{"version_id", "prefix"?}``: write that version
@@ -25,6 +28,8 @@ from tornado import web
 from ..history import (
     RESTORABLE_PREFIXES,
     HistoryError,
+    NotFound,
+    VersionListing,
     validate_limit,
     validate_prefix,
     validate_version_id,
@@ -33,6 +38,20 @@ from ..s3 import S3Error
 from .base import BookstoreAPIHandler, require_contents_permission
 from .history import page_handlers
 from .versions_common import HistoryMixin
+
+#: What the versions listing tells of a set-aside save (the spool's own paths stay private).
+DROPPED_FIELDS = ("save_id", "saved_at", "size", "reason", "code", "set_aside_at")
+
+
+def dropped_saves(archiver: Any, listing: VersionListing) -> list[dict[str, Any]]:
+    """The saves of the listed file that the archiver set aside, newest first."""
+    if archiver is None or listing.prefix != "workspace":
+        return []
+    return [
+        {k: info.get(k) for k in DROPPED_FIELDS}
+        for info in reversed(archiver.set_aside)
+        if (info.get("bucket"), info.get("key")) == (listing.bucket, listing.key)
+    ]
 
 
 class VersionsHandler(HistoryMixin, BookstoreAPIHandler):
@@ -57,9 +76,19 @@ class VersionsHandler(HistoryMixin, BookstoreAPIHandler):
                 limit=limit,
                 page_token=self.get_query_argument("page_token", None),
             )
+        except NotFound as e:
+            # No version at all, but saves set aside: the listing says so.
+            listing = VersionListing(
+                path, prefix, self.history.bucket, self.history.key(path, prefix)
+            )
+            if not dropped_saves(self.history.archiver, listing):
+                raise self.history_error(e) from e
         except (HistoryError, S3Error) as e:
             raise self.history_error(e) from e
-        self.finish(listing.to_json())
+        answer = listing.to_json()
+        first_page = self.get_query_argument("page_token", None) is None
+        answer["dropped"] = dropped_saves(self.history.archiver, listing) if first_page else []
+        self.finish(answer)
 
     @web.authenticated
     @authorized

@@ -1,4 +1,5 @@
 import {
+  checkpointLabels,
   humanSize,
   mergePage,
   nextDelay,
@@ -7,7 +8,9 @@ import {
   runDuration,
   runProblem,
   summarize,
-  versionMarkers
+  timeWithSeconds,
+  versionMarkers,
+  withDropped
 } from '../format';
 
 const NOW = Date.parse('2026-01-10T12:00:00Z');
@@ -172,5 +175,66 @@ describe('runs', () => {
     expect(parseParameters('{"n": 3}')).toEqual({ n: 3 });
     expect(() => parseParameters('not a pair')).toThrow('name = value');
     expect(() => parseParameters('[1]')).toThrow();
+  });
+});
+
+describe('revert dialog entries', () => {
+  it('tells apart saves made within the same minute, newest first', () => {
+    const saves = [
+      {
+        id: 'v-3HL4kqtJlcpXroDTDmJ.ebHsa',
+        last_modified: '2026-01-10T11:59:58Z'
+      },
+      {
+        id: 'v-9aB7kqtJlcpXroDTDmJ.ebHsb',
+        last_modified: '2026-01-10T11:59:55Z'
+      },
+      { id: 'p-20260110T115950', last_modified: '2026-01-10T11:59:50Z' }
+    ];
+    const labels = checkpointLabels(saves, NOW);
+    expect(new Set(labels).size).toBe(3);
+    expect(labels[0]).toBe(
+      `0. ${timeWithSeconds(saves[0].last_modified)} (just now) · v-3HL4kqtJlc… · newest`
+    );
+    expect(labels[2].startsWith('2. ')).toBe(true);
+    expect(labels[2]).toContain('p-20260110T1…');
+    expect(timeWithSeconds('2026-01-10T11:59:55Z')).toMatch(
+      /^\d{4}-\d\d-\d\d \d\d:\d\d:55$/
+    );
+  });
+});
+
+describe('dropped saves', () => {
+  it('marks versions after saves dropped from a full spool', () => {
+    const marks = versionMarkers(version('a', { dropped_saves: 3 }));
+    expect(marks.map(m => m.label)).toContain('3 dropped before');
+    expect(versionMarkers(version('a')).map(m => m.kind)).not.toContain(
+      'dropped'
+    );
+  });
+
+  it('places set-aside saves among the versions by save time', () => {
+    const newer = version('new', { saved_at: '2026-01-10T11:30:00Z' });
+    const older = version('old', { saved_at: '2026-01-10T10:30:00Z' });
+    const aside = {
+      save_id: 's1',
+      saved_at: '2026-01-10T11:00:00Z',
+      size: 12,
+      reason: 'InvalidStorageClass: bad class',
+      code: 'InvalidStorageClass',
+      set_aside_at: '2026-01-10T11:00:01Z'
+    };
+    const listed = withDropped([newer, older], [aside]);
+    expect(listed.map(v => v.version_id ?? v.save_id)).toEqual([
+      'new',
+      's1',
+      'old'
+    ]);
+    expect(listed[1].dropped).toBe(true);
+    const marker = versionMarkers(listed[1])[0];
+    expect(marker.label).toBe('not archived');
+    expect(marker.title).toContain('InvalidStorageClass: bad class');
+    // Listed again (refresh): not twice.
+    expect(withDropped(listed, [aside]).length).toBe(3);
   });
 });
