@@ -249,9 +249,11 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
                 capture_validation_error=capture_validation_error,
             )
         )
-        if not text.endswith("\n"):
-            text += "\n"
-        await self._write_and_stage(os_path, text.encode("utf-8"), NOTEBOOK_CONTENT_TYPE)
+        data = text.encode("utf-8")
+        del text  # one copy of a big notebook in memory, not two, while it is written
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        await self._write_and_stage(os_path, data, NOTEBOOK_CONTENT_TYPE)
 
     async def _save_file(self, os_path: str, content: Any, format: Any) -> None:
         if current_stages() is None:
