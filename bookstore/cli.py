@@ -14,6 +14,7 @@ Subcommands::
     bookstore diff PATH A [B]           what changed from version A to B (or the local file)
     bookstore restore PATH --version ID write a version to the local file and archive it
     bookstore publish PATH              copy the local notebook to the published prefix
+    bookstore published                 list every user's published notebooks
     bookstore clone KEY [--version ID]  copy an S3 object into the local folder
     bookstore doctor                    check credentials, bucket, versioning, spool, retention
     bookstore run PATH [-p NAME VALUE]  run a published version, archive the output
@@ -783,6 +784,9 @@ class CloneCommand(BookstoreCommand):
         bucket = self.source_bucket or settings.s3_bucket
         if not bucket:
             self.need_bucket(settings)
+        reason = settings.unreadable_reason(key, bucket)
+        if reason:
+            raise CommandError(reason)
         version_id = validate_version_id(self.version_id, "--version") if self.version_id else None
         target = self.api_path(self.target or posixpath.basename(key))
         local = self.local_path(target)
@@ -1481,6 +1485,10 @@ LAZY_SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "bookstore.cli_prune.UsageCommand",
         "Bytes and versions per path and in total, and growth per day over the last week.",
     ),
+    "published": (
+        "bookstore.cli_published.PublishedCommand",
+        "List every user's published notebooks (--owner, --q filter them).",
+    ),
 }
 
 
@@ -1538,6 +1546,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         retention = sys.modules.get("bookstore.cli_prune")
         if retention is not None:
             apps += list(retention.SUBCOMMANDS.values())
+        gallery = sys.modules.get("bookstore.cli_published")
+        if gallery is not None:
+            apps.append(gallery.PublishedCommand)
         for cls in apps:
             cls.clear_instance()
     return 0

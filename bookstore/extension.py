@@ -10,6 +10,7 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinjaMixin
 
 from .archive import BookstoreContentsArchiver
+from .gallery import Gallery
 from .runs import RunManager
 from .s3 import S3Error, S3Store
 from .settings import BookstoreSettings
@@ -36,6 +37,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         self.bookstore_settings = BookstoreSettings(parent=self.serverapp, log=self.log)
         self.store = S3Store(self.bookstore_settings, log=self.log)
         self.archiver = Archiver(self.bookstore_settings, self.store, self.log)
+        self.gallery = Gallery(self.bookstore_settings, self.store)
         assert self.serverapp is not None
         self.runs = RunManager(
             self.bookstore_settings, os.path.abspath(self.serverapp.root_dir), self.log
@@ -67,6 +69,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
                 "bookstore_settings": self.bookstore_settings,
                 "bookstore_store": self.store,
                 "bookstore_archiver": self.archiver,
+                "bookstore_gallery": self.gallery,
                 "bookstore_runs": self.runs,
             }
         )
@@ -90,7 +93,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         }
 
     def initialize_handlers(self) -> None:
-        from .handlers import clone, publish, runs, status, versions
+        from .handlers import clone, publish, published, runs, status, versions
 
         features = self.features
         self.handlers.append((r"/api/bookstore/?", status.BookstoreStatusHandler))
@@ -102,6 +105,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
             self.handlers.extend(clone.fs_handlers)
         if features["bookstore_valid"] and self.bookstore_settings.s3_bucket:
             self.handlers.extend(versions.default_handlers)
+            self.handlers.extend(published.default_handlers)
             self.handlers.extend(runs.default_handlers)
 
     # --- lifecycle -----------------------------------------------------------------

@@ -6,6 +6,7 @@ checkpoints and the command line; nothing here knows about HTTP. Failures are ra
 * :class:`HistoryError` (``.status`` says which HTTP status fits)
 
   * :class:`BadRequest` (400): malformed version id, prefix, limit or page token
+  * :class:`Forbidden` (403): outside ``BookstoreSettings.readable_prefixes``
   * :class:`NotFound` (404): no such path, version or save
   * :class:`NotANotebook` (415): a notebook operation on another kind of file
   * :class:`InvalidNotebook` (422): stored bytes that do not parse as a notebook
@@ -93,6 +94,10 @@ class HistoryError(Exception):
 
 class BadRequest(HistoryError, ValueError):
     status = 400
+
+
+class Forbidden(HistoryError, PermissionError):
+    status = 403
 
 
 class NotFound(HistoryError):
@@ -489,6 +494,14 @@ class VersionHistory:
     def key(self, path: str, prefix: str = "workspace") -> str:
         return self.settings.s3_key(prefix, path)
 
+    def read_key(self, path: str, prefix: str = "workspace") -> str:
+        """The key of ``path`` under ``prefix``, if ``readable_prefixes`` lets us read it."""
+        key = self.key(path, prefix)
+        reason = self.settings.unreadable_reason(key)
+        if reason:
+            raise Forbidden(reason)
+        return key
+
     async def pending(self, path: str) -> list[SpoolEntry]:
         """Saves of ``path`` not uploaded yet, newest first."""
         key = self.key(path)
@@ -518,7 +531,7 @@ class VersionHistory:
         its sha256, user and save id, from the cache or a HEAD request. A path with no
         version at all raises :class:`NotFound`.
         """
-        key = self.key(path, prefix)
+        key = self.read_key(path, prefix)
         raw_token = decode_page_token(page_token, key)
         if raw_token is None:
             page = await self.store.list_versions_cached(key, limit=limit)
@@ -559,7 +572,7 @@ class VersionHistory:
 
     async def count_versions(self, path: str, prefix: str = "workspace") -> int:
         """How many S3 versions ``path`` has: listings only, no HEAD requests."""
-        key = self.key(path, prefix)
+        key = self.read_key(path, prefix)
         count = 0
         token: str | None = None
         while True:
@@ -574,7 +587,7 @@ class VersionHistory:
     ) -> tuple[VersionRecord, GetResult]:
         """Read one version: its record (with ``is_latest``) and its bytes."""
         validate_version_id(version_id)
-        key = self.key(path, prefix)
+        key = self.read_key(path, prefix)
         got, head, pins = await asyncio.gather(
             self.store.get_object(key, version_id),
             self.store.head_object(key),
@@ -630,7 +643,7 @@ class VersionHistory:
         save's upload), or after the newest ``within`` versions. Metadata already known
         (every version this server uploaded) costs no request; the rest a HEAD each.
         """
-        key = self.key(path)
+        key = self.read_key(path)
         made = save_time(save_id)
         earliest = made - MAX_CLOCK_SKEW if made is not None else None
         budget = within  # versions left to examine; None: all of them

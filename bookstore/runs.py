@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .history import (
     MAX_LIMIT,
+    Forbidden,
     decode_page_token,
     encode_page_token,
     isoformat,
@@ -277,6 +278,9 @@ async def resolve_source(
         bucket = settings.s3_bucket
         key, prefix = settings.s3_key(origin, path), origin
         what = f"{origin} notebook {path} (s3://{bucket}/{key})"
+    reason = settings.unreadable_reason(key, bucket)
+    if reason:
+        raise RunUsageError(reason)
     try:
         got = await store.get_object(key, version_id, bucket=bucket)
     except (S3NotFound, S3BadRequest) as e:
@@ -890,6 +894,9 @@ async def list_runs(
 ) -> RunListing:
     """One page of the archived runs of ``path``, newest first (none: an empty list)."""
     key = settings.s3_key("runs", path)
+    reason = settings.unreadable_reason(key)
+    if reason:
+        raise Forbidden(reason)
     raw = decode_page_token(page_token, key)
     if raw is None:
         page = await store.list_versions_cached(key, limit=limit)

@@ -102,6 +102,41 @@ def decode_username(segment: str) -> str:
     return unquote_to_bytes(segment).decode("utf-8", "surrogatepass")
 
 
+def published_root_template(published_prefix: str) -> str:
+    """Every user's published prefix: the part before ``{username}``, then ``*``.
+
+    ``published/{username}`` gives ``published/*``; a prefix without ``{username}`` is
+    shared by everyone already and is returned as it is.
+    """
+    if "{username}" not in published_prefix:
+        return published_prefix
+    head = published_prefix.split("{username}", 1)[0]
+    return head + "*"
+
+
+def default_readable_prefixes(
+    workspace_prefix: str, published_prefix: str, runs_prefix: str | None = None
+) -> list[str]:
+    """The default ``readable_prefixes``: own workspace, everyone's published, own runs."""
+    out = [workspace_prefix, published_root_template(published_prefix)]
+    if runs_prefix:
+        out.append(runs_prefix)
+    return out
+
+
+def prefix_matches(root: str, key: str) -> bool:
+    """Whether ``key`` is strictly under ``root``, a prefix where ``*`` matches in a segment.
+
+    ``*`` never matches ``/``, so ``published/*`` covers ``published/alice/a.ipynb`` but
+    ``workspace/alice`` does not cover ``workspace/alice2/a.ipynb``. ``*`` alone is the
+    whole bucket.
+    """
+    if root == "*":  # the whole bucket, top-level keys included
+        return bool(key)
+    pattern = "[^/]*".join(re.escape(part) for part in root.split("*"))
+    return re.match(f"(?:{pattern})/[^/]", key) is not None
+
+
 def normalize_prefix(value: str, trait_name: str) -> str:
     """Normalise an S3 key prefix: no leading/trailing slash, no '.' or '..' segments."""
     if "\\" in value:
@@ -214,6 +249,32 @@ class BookstoreSettings(LoggingConfigurable):
         help=(
             f"S3 secret access key. Defaults to the {ENV_SECRET_ACCESS_KEY} environment "
             f"variable; when neither is set, botocore's default chain is used. Never logged."
+        ),
+    ).tag(config=True)
+
+    readable_prefixes = List(
+        Unicode(),
+        help=(
+            "Key prefixes of s3_bucket that clone, history, diff and runs may read from; "
+            "anything else is refused with 403 (the API and pages), or an error (the CLI). "
+            "Each entry is a prefix template: `{username}` is the Jupyter user (encoded as "
+            "in the other prefixes) and `*` matches any part of one key segment, e.g. "
+            "'published/*' is every user's published notebooks, and '*' alone the whole "
+            "bucket. Default: the user's own "
+            "workspace_prefix, every user's published prefix (the part of published_prefix "
+            "before `{username}`, followed by `*`) and the user's own runs prefix, so drafts "
+            "stay private. A team that wants open drafts adds e.g. 'workspace/*'. Applies to "
+            "s3_bucket only: buckets of clone_allowed_buckets are read whole. This is a check "
+            "of bookstore's own, not isolation: see docs/jupyterhub.md."
+        ),
+    ).tag(config=True)
+
+    published_cache_seconds = Float(
+        10.0,
+        help=(
+            "How long (seconds) an answer of the published-notebooks gallery "
+            "(/api/bookstore/published, /bookstore/published) is reused before S3 is listed "
+            "again. 0 turns the cache off. Publishing from this server clears it."
         ),
     ).tag(config=True)
 
@@ -455,6 +516,12 @@ class BookstoreSettings(LoggingConfigurable):
     def _s3_secret_access_key_default(self) -> str | None:
         return os.environ.get(ENV_SECRET_ACCESS_KEY) or None
 
+    @default("readable_prefixes")
+    def _readable_prefixes_default(self) -> list[str]:
+        return default_readable_prefixes(
+            self.workspace_prefix, self.published_prefix, getattr(self, "runs_prefix", None)
+        )
+
     @default("spool_dir")
     def _spool_dir_default(self) -> str:
         return self._checked_default(
@@ -468,6 +535,20 @@ class BookstoreSettings(LoggingConfigurable):
     @validate("workspace_prefix", "published_prefix", "runs_prefix")
     def _validate_prefix(self, proposal: Any) -> str:
         return normalize_prefix(proposal["value"], proposal["trait"].name)
+
+    @validate("readable_prefixes")
+    def _validate_readable_prefixes(self, proposal: Any) -> list[str]:
+        out = []
+        for value in proposal["value"]:
+            if not isinstance(value, str):
+                raise TraitError(f"readable_prefixes: {value!r} is not a string")
+            prefix = normalize_prefix(value, "readable_prefixes")
+            if any(part.strip("*") == "" and part != "*" for part in prefix.split("/")):
+                raise TraitError(
+                    f"readable_prefixes: use a single '*' for a whole key segment (got {value!r})"
+                )
+            out.append(prefix)
+        return out
 
     @validate("s3_bucket")
     def _validate_s3_bucket(self, proposal: Any) -> str:
@@ -557,6 +638,14 @@ class BookstoreSettings(LoggingConfigurable):
             )
         return int(proposal["value"])
 
+    @validate("published_cache_seconds")
+    def _validate_published_cache_seconds(self, proposal: Any) -> float:
+        if proposal["value"] < 0:
+            raise TraitError(
+                f"published_cache_seconds must be >= 0 (0: no cache; got {proposal['value']})"
+            )
+        return float(proposal["value"])
+
     @validate("max_concurrent_uploads")
     def _validate_max_concurrent_uploads(self, proposal: Any) -> int:
         if proposal["value"] < 1:
@@ -639,6 +728,29 @@ class BookstoreSettings(LoggingConfigurable):
     def s3_key(self, which: str, path: str) -> str:
         """The S3 key of Jupyter path ``path`` under prefix ``which``; path must be clean."""
         return posixpath.join(self.prefix_for(which), path)
+
+    @property
+    def readable(self) -> list[str]:
+        """``readable_prefixes`` with ``{username}`` filled in."""
+        return [self._expand(t) for t in self.readable_prefixes]
+
+    def unreadable_reason(self, key: str, bucket: str | None = None) -> str | None:
+        """Why ``key`` of ``bucket`` may not be read (``readable_prefixes``), or None.
+
+        The one check behind clone, history, diff and runs, whichever door (API, pages,
+        CLI, client) asks. Only s3_bucket is restricted; ``bucket`` None means s3_bucket.
+        """
+        if bucket is not None and bucket != self.s3_bucket:
+            return None
+        roots = self.readable
+        if any(prefix_matches(root, key) for root in roots):
+            return None
+        where = ", ".join(f"{r}/" for r in roots) or "nowhere (the list is empty)"
+        return (
+            f"reading {key!r} is not allowed: this server reads only under {where} of "
+            f"bucket {self.s3_bucket!r} (c.BookstoreSettings.readable_prefixes; other users' "
+            f"drafts stay private unless a template such as 'workspace/*' is added)"
+        )
 
     @property
     def retention_policy(self) -> Any:

@@ -21,6 +21,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 
+# The hub tests (tests/test_hub.py) run JupyterHub, whose proxy is configurable-http-proxy
+# from npm: installed into the virtualenv when missing.
+if [ ! -x "$VENV/node_modules/.bin/configurable-http-proxy" ]; then
+  echo "==> installing configurable-http-proxy (npm) into $VENV/node_modules"
+  npm install --prefix "$VENV" --no-audit --no-fund --silent configurable-http-proxy@5
+fi
+
 sources_hash() {
   find pyproject.toml setup.py jupyter-config bookstore src style package.json yarn.lock \
     tsconfig.json install.json -type f -not -path '*/__pycache__/*' \

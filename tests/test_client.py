@@ -97,9 +97,9 @@ async def test_errors_are_typed(
     client: BookstoreClient, jp_fetch: Any, s3_server: S3Server, s3_bucket: str
 ) -> None:
     with pytest.raises(BookstoreNotFound) as missing:
-        await in_thread(client.clone, "no/such.ipynb")
+        await in_thread(client.clone, "published/no/such.ipynb")
     assert missing.value.status == 404
-    assert "no/such.ipynb" in missing.value.message
+    assert "published/no/such.ipynb" in missing.value.message
 
     with pytest.raises(BookstoreForbidden, match="not allowed"):
         await in_thread(client.clone, "a.ipynb", s3_bucket="some-other-bucket")
@@ -207,7 +207,7 @@ print("PUBLISHED", json.dumps(dataclasses.asdict(published)))
 cloned = client.clone(published.key, version_id=published.version_id)
 print("CLONED", json.dumps({"path": cloned.path, "version_id": cloned.version_id}))
 try:
-    client.clone("no/such/key.ipynb")
+    client.clone("published/no/such/key.ipynb")
 except BookstoreNotFound as e:
     print("NOTFOUND", e.status)
 print("URL", client.url)

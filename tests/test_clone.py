@@ -51,6 +51,13 @@ async def fs_clone(jp_fetch: Any, **body: Any) -> HTTPResponse:
     )
 
 
+@pytest.fixture
+def bookstore_config(bookstore_config: dict[str, Any]) -> dict[str, Any]:
+    """These tests are about cloning itself, from keys anywhere in the bucket; which keys
+    may be read (readable_prefixes) is tested in test_readable.py."""
+    return {**bookstore_config, "readable_prefixes": ["*"]}
+
+
 # --- clone from S3: success --------------------------------------------------------------------
 
 

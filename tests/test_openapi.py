@@ -231,7 +231,33 @@ async def _clone_page(api: Api) -> None:
     forbidden = await api.call(
         "GET", "bookstore/clone", params={"s3_key": "a.ipynb", "s3_bucket": "not-allowed-here"}
     )
-    assert (missing.code, forbidden.code) == (400, 403)
+    unreadable = await api.call("GET", "bookstore/clone", params={"s3_key": "elsewhere/a.ipynb"})
+    assert (missing.code, forbidden.code, unreadable.code) == (400, 403, 403)
+
+
+@scenario("listPublished")
+async def _published(api: Api) -> None:
+    version = api.put_object("published/g/a.ipynb", nb_bytes(notebook()))
+    ok = await api.call("GET", "api/bookstore/published", params={"limit": "10"})
+    assert ok.code == 200
+    (entry,) = json.loads(ok.body)["published"]
+    assert (entry["owner"], entry["path"], entry["version_id"]) == (None, "g/a.ipynb", version)
+    statuses = [
+        (await api.call("GET", "api/bookstore/published", params={"limit": "0"})).code,
+        # The default published_prefix has no {username}: there is no owner to filter on.
+        (await api.call("GET", "api/bookstore/published", params={"owner": "alice"})).code,
+        (await api.call("GET", "api/bookstore/published", token=False)).code,
+    ]
+    assert statuses == [400, 400, 403]
+
+
+@scenario("publishedPage")
+async def _published_page(api: Api) -> None:
+    api.put_object("published/g/b.ipynb", nb_bytes(notebook()))
+    ok = await api.call("GET", "bookstore/published", params={"q": "b.ipynb"})
+    assert ok.code == 200
+    assert b"g/b.ipynb" in ok.body
+    assert (await api.call("GET", "bookstore/published", params={"limit": "x"})).code == 400
 
 
 @scenario("cloneFromS3")

@@ -366,7 +366,9 @@ async def test_clone_landing_page_has_a_strict_csp(jp_fetch: Any) -> None:
     scripts = re.findall(r"<script(?![^>]*application/json)([^>]*)>", html)
     assert scripts
     assert all(f'nonce="{nonce}"' in s for s in scripts)
-    again = csp_directives(await jp_fetch("bookstore/clone", params={"s3_key": "x.ipynb"}))
+    again = csp_directives(
+        await jp_fetch("bookstore/clone", params={"s3_key": "published/y.ipynb"})
+    )
     assert again["script-src"] != csp["script-src"]  # a fresh nonce per page
 
 

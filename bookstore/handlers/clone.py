@@ -71,6 +71,13 @@ def check_bucket_allowed(settings: BookstoreSettings, bucket: str) -> None:
         )
 
 
+def check_readable(settings: BookstoreSettings, bucket: str, key: str) -> None:
+    """403 unless ``readable_prefixes`` lets this user read ``key`` of ``bucket``."""
+    reason = settings.unreadable_reason(key, bucket)
+    if reason:
+        raise web.HTTPError(403, reason)
+
+
 def check_s3_key(key: Any) -> str:
     if not isinstance(key, str) or not key.strip("/"):
         raise web.HTTPError(400, 'give the S3 object to clone as a non-empty "s3_key"')
@@ -310,6 +317,7 @@ class BookstoreCloneAPIHandler(_CloneAPIHandler):
         version_id = check_version_id(body.get("s3_version_id"))
         overwrite = self.check_overwrite(body)
         target = await self.check_target(body.get("target_path"), posixpath.basename(key))
+        check_readable(settings, bucket, key)
 
         s3_path = f"s3://{bucket}/{key}"
         # Files other than notebooks stream to disk; notebooks are parsed and validated.
@@ -465,6 +473,7 @@ class BookstoreClonePageHandler(_ClonePageHandler):
         bucket = self.get_argument("s3_bucket", "") or settings.s3_bucket
         check_bucket_allowed(settings, bucket)
         key = check_s3_key(self.get_argument("s3_key", ""))
+        check_readable(settings, bucket, key)
         version_id = check_version_id(self.get_argument("s3_version_id", None))
         rows = [("Bucket", bucket), ("Key", key)]
         post_model: dict[str, Any] = {"s3_bucket": bucket, "s3_key": key}

@@ -61,6 +61,9 @@ class BookstorePublishHandler(BoundedBodyMixin, BookstoreAPIHandler):
 
         try:
             answer = await publish_bytes(self.store, self.bookstore_settings, path, data)
+            gallery = self.settings.get("bookstore_gallery")
+            if gallery is not None:
+                gallery.invalidate()
         except S3Error as e:
             raise self.s3_http_error(e) from e
         self.log.info(

@@ -78,6 +78,9 @@ class RunsMixin(HistoryMixin):
                 f"parameters and kernel",
             )
         key = settings.s3_key("published", path)
+        reason = settings.unreadable_reason(key)
+        if reason:
+            raise web.HTTPError(403, reason)
         try:
             got = await store.get_object(key, version_id)
         except (S3NotFound, S3BadRequest) as e:

@@ -1,0 +1,400 @@
+"""The gallery: every notebook published in the bucket, newest version first per key.
+
+One :class:`Gallery` per server serves ``GET /api/bookstore/published``, the page
+``/bookstore/published`` and ``bookstore published``. It lists current objects with S3's
+own pagination (``ListObjectsV2``, 1,000 keys a request, resumed after the last key shown),
+reads at most :data:`MAX_SCAN_PAGES` S3 pages per answer (a ``?q=`` that matches rarely
+answers with what it found and a token to go on), then asks S3 for the details of the
+entries shown only (a HEAD for the newest version id, a ``ListObjectVersions`` of that one
+key for the number of versions), a few at a time. Each answer is kept for
+``BookstoreSettings.published_cache_seconds`` so a busy gallery costs S3 little, and
+version counts are kept while a key's newest version stays the same.
+
+Owners come from the key: with ``published_prefix = 'published/{username}'`` the segment
+after ``published/`` is the (encoded) owner. Keys outside ``readable_prefixes`` are never
+listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .history import BadRequest, isoformat
+from .s3 import S3NotFound, gather_or_cancel, translate_error
+from .settings import decode_username, encode_username
+
+if TYPE_CHECKING:
+    from .s3 import S3Store
+    from .settings import BookstoreSettings
+
+#: Entries on one page unless ``limit`` says otherwise; the most one page may hold.
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+#: Keys per ListObjectsV2 / ListObjectVersions request (S3's most).
+LIST_PAGE_KEYS = 1000
+#: S3 list pages read for one answer at most (20,000 keys): a ``?q=`` that matches rarely
+#: answers with what it found and a token to go on.
+MAX_SCAN_PAGES = 20
+#: Per-entry requests (HEAD, version count) in flight at once for one answer.
+DETAIL_CONCURRENCY = 8
+#: Seconds one answer waits for version counts; the ones not back are left out (None).
+COUNT_BUDGET = 0.5
+#: Seconds a version count is reused while the key's newest version stays the same.
+COUNT_TTL = 300.0
+#: Seconds without new version counts after some were not back within the budget (an S3
+#: server that counts slowly is not asked again on every request).
+COUNT_BACKOFF = 60.0
+#: Version counts kept at most.
+COUNT_CACHE_ENTRIES = 10_000
+#: ListObjectVersions pages read to count one key's versions at most (10,000 versions).
+MAX_COUNT_PAGES = 10
+#: Answers kept in the cache at most.
+CACHE_ENTRIES = 256
+#: Longest ``?q=`` and ``?owner=``.
+MAX_FILTER_CHARS = 256
+
+
+@dataclass
+class PublishedNotebook:
+    """The newest version of one published key."""
+
+    owner: str | None
+    path: str
+    key: str
+    version_id: str
+    last_modified: datetime
+    size: int
+    versions: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "owner": self.owner,
+            "path": self.path,
+            "key": self.key,
+            "version_id": self.version_id,
+            "last_modified": isoformat(self.last_modified),
+            "size": self.size,
+            "versions": self.versions,
+        }
+
+
+@dataclass
+class GalleryPage:
+    bucket: str
+    notebooks: list[PublishedNotebook]
+    next_token: str | None
+    cached: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "published": [n.to_json() for n in self.notebooks],
+            "next_token": self.next_token,
+        }
+
+
+def validate_gallery_limit(value: Any) -> int:
+    if value is None or value == "":
+        return DEFAULT_LIMIT
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(
+            f"limit must be a whole number from 1 to {MAX_LIMIT} (got {value!r})"
+        ) from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT} (got {value!r})")
+    return limit
+
+
+def validate_filter(value: Any, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_FILTER_CHARS:
+        raise BadRequest(f"{name} must be a string of at most {MAX_FILTER_CHARS} characters")
+    return value
+
+
+class Gallery:
+    """Pages of the published notebooks of ``settings.s3_bucket``, cached briefly."""
+
+    def __init__(
+        self,
+        settings: BookstoreSettings,
+        store: S3Store,
+        *,
+        count_budget: float | None = COUNT_BUDGET,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        #: Seconds an answer waits for version counts (None: until all are counted).
+        self.count_budget = count_budget
+        self._count_backoff_until = 0.0
+        self._cache: OrderedDict[tuple[Any, ...], tuple[float, GalleryPage]] = OrderedDict()
+        #: (bucket, key) -> (newest version id, number of versions, reuse until)
+        self._counts: OrderedDict[tuple[str, str], tuple[str, int, float]] = OrderedDict()
+
+    # --- layout ----------------------------------------------------------------------------
+
+    def _layout(self) -> tuple[str, str | None]:
+        """(published_prefix before ``{username}``, the part after), or (prefix + "/", None)."""
+        template = self.settings.published_prefix
+        if "{username}" not in template:
+            return template + "/", None
+        head, tail = template.split("{username}", 1)
+        return head, tail
+
+    def list_prefix(self, owner: str | None) -> str:
+        head, tail = self._layout()
+        if owner is None:
+            return head
+        if tail is None:
+            raise BadRequest(
+                "owner: published notebooks have no owner in their key here "
+                f"(c.BookstoreSettings.published_prefix is {self.settings.published_prefix!r}, "
+                "without {username})"
+            )
+        return head + encode_username(owner) + tail + "/"
+
+    def parse_key(self, key: str) -> tuple[str | None, str] | None:
+        """(owner, Jupyter path) of a published key, or None if it is not one."""
+        head, tail = self._layout()
+        if not key.startswith(head):
+            return None
+        rest = key[len(head) :]
+        if tail is None:
+            return (None, rest) if rest else None
+        segment, slash, after = rest.partition("/")
+        if not segment or not slash:
+            return None
+        after = "/" + after
+        if not after.startswith(tail + "/"):
+            return None
+        path = after[len(tail) + 1 :]
+        if not path:
+            return None
+        try:
+            owner = decode_username(segment)
+        except UnicodeDecodeError:
+            return None
+        if encode_username(owner) != segment:  # not a prefix bookstore would write
+            return None
+        return owner, path
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    @staticmethod
+    def encode_token(key: str) -> str:
+        return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+    @staticmethod
+    def decode_token(token: str | None, prefix: str) -> str | None:
+        if not token:
+            return None
+        try:
+            key = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            key = None
+        if key is None or not key.startswith(prefix):
+            raise BadRequest(
+                "page_token is not a next_token of this listing: start again without it"
+            )
+        return key
+
+    # --- listing ---------------------------------------------------------------------------
+
+    def invalidate(self) -> None:
+        """Forget cached answers (after this server publishes)."""
+        self._cache.clear()
+
+    async def page(
+        self,
+        *,
+        owner: str | None = None,
+        q: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        page_token: str | None = None,
+    ) -> GalleryPage:
+        """One page of published notebooks in key order, filtered by owner and path substring."""
+        prefix = self.list_prefix(owner)
+        start = self.decode_token(page_token, prefix)
+        cache_key = (self.settings.s3_bucket, prefix, q, limit, start)
+        ttl = self.settings.published_cache_seconds
+        now = time.monotonic()
+        hit = self._cache.get(cache_key)
+        if hit is not None and hit[0] > now:
+            self._cache.move_to_end(cache_key)
+            page = hit[1]
+            return GalleryPage(page.bucket, page.notebooks, page.next_token, cached=True)
+        page = await self._fetch(prefix, q, limit, start)
+        if ttl > 0:
+            self._cache[cache_key] = (now + ttl, page)
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        return page
+
+    async def _fetch(
+        self, prefix: str, q: str | None, limit: int, start: str | None
+    ) -> GalleryPage:
+        bucket = self.settings.s3_bucket
+        what = f"listing published notebooks under s3://{bucket}/{prefix}"
+        try:
+            chosen, next_after = await self._scan(prefix, q, limit, start)
+            found = await self._details(chosen)
+        except BadRequest:
+            raise
+        except Exception as e:
+            raise translate_error(e, what) from e
+        return GalleryPage(bucket, found, self.encode_token(next_after) if next_after else None)
+
+    async def _scan(
+        self, prefix: str, q: str | None, limit: int, start: str | None
+    ) -> tuple[list[tuple[str | None, str, str]], str | None]:
+        """(owner, path, key) of the next ``limit`` matching current objects after ``start``,
+        and the key to go on after (None: the listing is complete).
+
+        ListObjectsV2 lists current objects only (an unpublished key, whose newest version is
+        a delete marker, is not listed), in key order, 1,000 per request. At most
+        :data:`MAX_SCAN_PAGES` requests are read: a rare ``q`` answers with fewer entries
+        (maybe none) and the key to resume after.
+        """
+        kwargs: dict[str, Any] = {
+            "Bucket": self.settings.s3_bucket,
+            "Prefix": prefix,
+            # Unfiltered, a page needs about ``limit`` keys (a short S3 answer); a ``q`` may
+            # skip most keys, so it reads full S3 pages.
+            "MaxKeys": LIST_PAGE_KEYS if q else min(LIST_PAGE_KEYS, 2 * limit + 10),
+        }
+        if start:
+            kwargs["StartAfter"] = start
+        q_folded = q.casefold() if q else None
+        chosen: list[tuple[str | None, str, str]] = []
+        last_seen: str | None = None
+        client = await self.store.client()
+        for _ in range(MAX_SCAN_PAGES):
+            resp = await client.list_objects_v2(**kwargs)
+            contents = resp.get("Contents", [])
+            truncated = bool(resp.get("IsTruncated"))
+            for i, obj in enumerate(contents):
+                key = obj["Key"]
+                last_seen = key
+                parsed = self.parse_key(key)
+                if parsed is None or self.settings.unreadable_reason(key):
+                    continue
+                owner, path = parsed
+                if q_folded and q_folded not in path.casefold():
+                    continue
+                chosen.append((owner, path, key))
+                if len(chosen) >= limit:
+                    more = truncated or i + 1 < len(contents)
+                    return chosen, key if more else None
+            token = resp.get("NextContinuationToken")
+            if not truncated or not token:
+                return chosen, None
+            kwargs.pop("StartAfter", None)
+            kwargs["ContinuationToken"] = token
+        return chosen, last_seen  # scan budget spent: go on after the last key read
+
+    async def _details(self, chosen: list[tuple[str | None, str, str]]) -> list[PublishedNotebook]:
+        """The newest version (a HEAD) and the number of versions of each chosen key.
+
+        Only the entries of the page shown cost requests, :data:`DETAIL_CONCURRENCY` at a time.
+        Counts are cached per newest version id; a count not known within
+        ``count_budget`` seconds is left out (``versions`` None) rather than holding the
+        page back, and no new count is asked for :data:`COUNT_BACKOFF` seconds.
+        """
+        bucket = self.settings.s3_bucket
+        gate = asyncio.Semaphore(DETAIL_CONCURRENCY)
+        heads: dict[str, dict[str, Any] | None] = {}
+
+        async def head(key: str) -> None:
+            async with gate:
+                try:
+                    heads[key] = await self.store.head_object(key)
+                except S3NotFound:  # unpublished since it was listed
+                    heads[key] = None
+
+        await gather_or_cancel(head(key) for _owner, _path, key in chosen)
+        now = time.monotonic()
+        counts: dict[str, int] = {}
+        to_count: list[tuple[str, str]] = []
+        for _owner, _path, key in chosen:
+            got = heads.get(key)
+            if got is None:
+                continue
+            version_id = str(got.get("VersionId") or "null")
+            hit = self._counts.get((bucket, key))
+            if hit is not None and hit[0] == version_id and hit[2] > now:
+                counts[key] = hit[1]
+            else:
+                to_count.append((key, version_id))
+
+        async def count(key: str, version_id: str) -> None:
+            async with gate:
+                n = await self.count_versions(key)
+            counts[key] = n
+            self._counts[(bucket, key)] = (version_id, n, time.monotonic() + COUNT_TTL)
+            self._counts.move_to_end((bucket, key))
+            while len(self._counts) > COUNT_CACHE_ENTRIES:
+                self._counts.popitem(last=False)
+
+        if to_count and now >= self._count_backoff_until:
+            tasks = [asyncio.ensure_future(count(k, v)) for k, v in to_count]
+            done, pending = await asyncio.wait(tasks, timeout=self.count_budget)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self._count_backoff_until = time.monotonic() + COUNT_BACKOFF
+                await asyncio.wait(pending)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        found = []
+        for owner, path, key in chosen:
+            got = heads.get(key)
+            if got is None:
+                continue
+            found.append(
+                PublishedNotebook(
+                    owner=owner,
+                    path=path,
+                    key=key,
+                    version_id=str(got.get("VersionId") or "null"),
+                    last_modified=got["LastModified"],
+                    size=int(got.get("ContentLength", 0)),
+                    versions=counts.get(key),
+                )
+            )
+        return found
+
+    async def count_versions(self, key: str) -> int:
+        """How many versions ``key`` has (delete markers not counted), up to
+        :data:`MAX_COUNT_PAGES` ListObjectVersions pages."""
+        client = await self.store.client()
+        kwargs: dict[str, Any] = {
+            "Bucket": self.settings.s3_bucket,
+            "Prefix": key,
+            "MaxKeys": LIST_PAGE_KEYS,
+        }
+        n = 0
+        for _ in range(MAX_COUNT_PAGES):
+            resp = await client.list_object_versions(**kwargs)
+            versions = resp.get("Versions", [])
+            n += sum(1 for v in versions if v["Key"] == key)
+            # No early stop at a longer key (``a.ipynb.bak``): not every S3 server lists a
+            # key before the keys it is a prefix of.
+            if not resp.get("IsTruncated"):
+                break
+            kwargs["KeyMarker"] = resp.get("NextKeyMarker")
+            if resp.get("NextVersionIdMarker"):
+                kwargs["VersionIdMarker"] = resp["NextVersionIdMarker"]
+            else:
+                kwargs.pop("VersionIdMarker", None)
+        return n
