@@ -5,11 +5,15 @@ Starts, on loopback:
   * Jupyter server A: plain jupyter_server, default contents manager, bookstore disabled,
   * Jupyter server B: the same, with bookstore's archiving contents manager and extension,
 then PUTs notebooks through the contents API, alternating A and B save by save so both see
-the same machine noise, and prints p50 / p95 per size and the B/A ratios. Finally it sends
+the same machine noise, and prints p50 / p95 per size (10 KB, 1 MB, 10 MB, 50 MB) and the
+B/A ratios. Then the memory test: 8 notebooks of 50 MB saved at once to each server, and
+the peak RSS of each server process (for B until its uploads are done). Finally it sends
 a burst of 1,000 saves across 50 notebooks to B and reports how many became S3 versions
-and how long the queue took to drain.
+and how long the queue took to drain. ``--plot out.png`` draws the ratio and the p50s
+against the notebook size (needs matplotlib: ``pip install .[bench]``).
 
     python bench/bench_save.py [--saves 60] [--burst 1000] [--notebooks 50] [--json out.json]
+                               [--plot docs/images/save-overhead.png]
 """
 
 from __future__ import annotations
@@ -104,7 +108,12 @@ class Jupyter:
         self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {self.token}"
-        wait_http(self.url + "/api/status", headers=dict(self.session.headers))
+        try:
+            wait_http(self.url + "/api/status", timeout=300, headers=dict(self.session.headers))
+        except RuntimeError:
+            self.log.flush()
+            print((workdir / f"{name}.log").read_text()[-3000:], file=sys.stderr)
+            raise
 
     def save(self, path: str, nb: dict[str, Any]) -> float:
         body = json.dumps({"type": "notebook", "content": nb})
@@ -141,7 +150,7 @@ def latency(a: Jupyter, b: Jupyter, size: int, n: int) -> dict[str, Any]:
     nb_b = make_notebook(size, "b")
     actual = len(nbformat.writes(nbformat.from_dict(nb_a)).encode())
     for srv, nb in ((a, nb_a), (b, nb_b)):  # warm up both
-        for _ in range(5):
+        for _ in range(5 if size < 5_000_000 else 1):
             srv.save(f"lat-{size}.ipynb", nb)
     times: dict[str, list[float]] = {"plain": [], "bookstore": []}
     for i in range(n):
@@ -157,6 +166,108 @@ def latency(a: Jupyter, b: Jupyter, size: int, n: int) -> dict[str, Any]:
     out["ratio_p50"] = out["bookstore"]["p50_ms"] / out["plain"]["p50_ms"]
     out["ratio_p95"] = out["bookstore"]["p95_ms"] / out["plain"]["p95_ms"]
     return out
+
+
+def peak_rss_during(pid: int, work: Any) -> tuple[int, Any]:
+    """Peak resident set size of ``pid`` (bytes) while ``work()`` runs, and its result.
+
+    Resets the kernel's high-water mark first (``/proc/<pid>/clear_refs``) and also samples
+    ``VmRSS`` every 10 ms, in case the reset is not allowed.
+    """
+
+    def status(field: str) -> int:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        hwm = True
+    except OSError:
+        hwm = False
+    peak = status("VmRSS")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(work)
+        while not future.done():
+            peak = max(peak, status("VmRSS"))
+            time.sleep(0.01)
+        result = future.result()
+    if hwm:
+        peak = max(peak, status("VmHWM"))
+    return peak, result
+
+
+def memory(a: Jupyter, b: Jupyter, size: int, count: int) -> dict[str, Any]:
+    """Peak RSS of each server while ``count`` notebooks of ``size`` bytes are saved at once."""
+    nbs = [make_notebook(size, f"mem {i}") for i in range(count)]
+    bodies = [json.dumps({"type": "notebook", "content": nb}) for nb in nbs]
+    out: dict[str, Any] = {"bytes": len(bodies[0]), "notebooks": count}
+    for srv, label in ((a, "plain"), (b, "bookstore")):
+
+        def work(srv: Jupyter = srv) -> None:
+            def put(i: int) -> None:
+                r = srv.session.put(
+                    f"{srv.url}/api/contents/mem-{i}.ipynb", data=bodies[i], timeout=600
+                )
+                r.raise_for_status()
+
+            with concurrent.futures.ThreadPoolExecutor(max_workers=count) as pool:
+                list(pool.map(put, range(count)))
+            if srv is b:  # the uploads are part of what bookstore costs
+                while srv.status()["archive"]["pending"]:
+                    time.sleep(0.05)
+
+        base = rss(srv.proc.pid)
+        peak, _ = peak_rss_during(srv.proc.pid, work)
+        out[label] = {"base_mb": base / 2**20, "peak_mb": peak / 2**20}
+    out["ratio_peak"] = out["bookstore"]["peak_mb"] / out["plain"]["peak_mb"]
+    return out
+
+
+def rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def plot(results: dict[str, Any], out: str) -> None:
+    """PNG: the bookstore/plain ratio of p50, and both p50s, against the notebook size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(results["latency"].values(), key=lambda r: r["bytes"])
+    sizes = [r["bytes"] / 1e6 for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(sizes, [r["ratio_p50"] for r in rows], "o-", label="bookstore / plain (p50)")
+    left.axhline(1.05, color="grey", linestyle="--", label="target 1.05")
+    left.axhline(1.0, color="black", linewidth=0.5)
+    left.set_xscale("log")
+    left.set_xlabel("notebook size (MB)")
+    left.set_ylabel("save time ratio")
+    left.set_title("archiving overhead")
+    left.legend()
+    for label in ("plain", "bookstore"):
+        right.plot(sizes, [r[label]["p50_ms"] for r in rows], "o-", label=label)
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("notebook size (MB)")
+    right.set_ylabel("save p50 (ms)")
+    right.set_title("save latency")
+    right.legend()
+    load = results["machine"].get("loadavg")
+    fig.suptitle(
+        f"bench/bench_save.py, {results['machine']['cpus']} CPUs"
+        + (f", load average {load[0]:.1f}" if load else "")
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
 
 
 def burst(b: Jupyter, s3: Any, bucket: str, total: int, notebooks: int) -> dict[str, Any]:
@@ -216,6 +327,14 @@ def main() -> int:
     ap.add_argument("--burst", type=int, default=1000)
     ap.add_argument("--notebooks", type=int, default=50)
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--plot", help="draw the ratio and the p50s against size into this PNG")
+    ap.add_argument(
+        "--sizes",
+        default="10000,1000000,10000000,50000000",
+        help="notebook sizes in bytes, comma-separated",
+    )
+    ap.add_argument("--memory-notebooks", type=int, default=8)
+    ap.add_argument("--memory-size", type=int, default=50_000_000)
     args = ap.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bookstore-bench-"))
@@ -252,19 +371,34 @@ def main() -> int:
         b = Jupyter("bookstore", workdir, env, archive=True)
         servers.append(b)
 
-        results: dict[str, Any] = {"latency": {}, "machine": {"cpus": os.cpu_count()}}
+        results: dict[str, Any] = {
+            "latency": {},
+            "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()},
+        }
         print(f"save latency, {args.saves} saves per server and size, alternating A/B")
         print(
             f"{'size':>8} {'plain p50':>10} {'p95':>8} {'bookstore p50':>14} {'p95':>8} "
             f"{'ratio p50':>10} {'ratio p95':>10}"
         )
-        for size in (10_000, 1_000_000):
-            r = latency(a, b, size, args.saves)
+        for size in (int(x) for x in args.sizes.split(",")):
+            # Fewer saves of the big notebooks: each takes a second or more.
+            n = args.saves if size <= 1_000_000 else max(5, args.saves * 1_000_000 // size * 4)
+            r = latency(a, b, size, n)
             results["latency"][str(size)] = r
             print(
                 f"{r['bytes']:>8} {r['plain']['p50_ms']:>9.1f}ms {r['plain']['p95_ms']:>6.1f}ms "
                 f"{r['bookstore']['p50_ms']:>13.1f}ms {r['bookstore']['p95_ms']:>6.1f}ms "
                 f"{r['ratio_p50']:>10.3f} {r['ratio_p95']:>10.3f}"
+            )
+        if args.memory_notebooks:
+            m = memory(a, b, args.memory_size, args.memory_notebooks)
+            results["memory"] = m
+            print(
+                f"peak RSS while {m['notebooks']} notebooks of {m['bytes'] / 1e6:.0f} MB are "
+                f"saved at once: plain {m['plain']['peak_mb']:.0f} MB (base "
+                f"{m['plain']['base_mb']:.0f}), bookstore {m['bookstore']['peak_mb']:.0f} MB "
+                f"(base {m['bookstore']['base_mb']:.0f}, uploads included): "
+                f"ratio {m['ratio_peak']:.2f}"
             )
         r = burst(b, s3, bucket, args.burst, args.notebooks)
         results["burst"] = r
@@ -274,8 +408,16 @@ def main() -> int:
             f"(p50 {r['save_p50_ms']:.1f}ms), queue drained {r['drain_after_last_save_s']:.1f}s "
             f"after the last save ({r['total_s']:.1f}s in all)"
         )
+        results["machine"]["loadavg_end"] = os.getloadavg()
+        print(
+            "load average at start {:.1f} {:.1f} {:.1f}, at end {:.1f} {:.1f} {:.1f}".format(
+                *results["machine"]["loadavg"], *results["machine"]["loadavg_end"]
+            )
+        )
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
+        if args.plot:
+            plot(results, args.plot)
         return 0 if r["versions_archived"] == r["saves"] else 1
     finally:
         for srv in servers:

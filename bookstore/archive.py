@@ -4,19 +4,18 @@ Set ``c.ServerApp.contents_manager_class = "bookstore.BookstoreContentsArchiver"
 the original's ``c.NotebookApp.contents_manager_class``). Each successful save of a
 matching file (``BookstoreSettings.archive_patterns``) is serialised once; the very same
 bytes are written to disk and, concurrently, to bookstore's spool, which is committed
-before the save returns. The upload to S3 happens in the background (see
-:mod:`bookstore.archiver`), so S3 never slows a save and an S3 outage never fails one.
+before the save returns. The upload to S3 happens in the background (the spool,
+:mod:`bookstore.spool`, drained by :mod:`bookstore.uploader`), so S3 never slows a save
+and an S3 outage never fails one. What a save carries along on its way through
+jupyter_server's save (its stages, extra metadata) lives in :mod:`bookstore.save_context`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import os
 from base64 import decodebytes
 from collections import OrderedDict
-from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -27,35 +26,27 @@ from jupyter_server.utils import to_api_path
 from tornado import web
 from traitlets import default
 
-from .metadata import NOTEBOOK_CONTENT_TYPE as _NOTEBOOK_TYPE
+from .checkpoints import BookstoreCheckpoints
 from .s3 import META_RENAMED_FROM
+from .save_context import (
+    NOTEBOOK_CONTENT_TYPE,
+    archive_metadata,
+    content_type,
+    current_stages,
+    extra_metadata,
+    guess_type,
+    saving,
+)
 from .settings import unarchivable_reason
+from .spool import utcnow_iso
 
 if TYPE_CHECKING:
-    from .archiver import Archiver, SpoolEntry, StagedSave
+    from .spool import Archiver, SpoolEntry
+
+__all__ = ["MAX_NOT_ARCHIVABLE", "BookstoreContentsArchiver", "archive_metadata"]
 
 #: How many paths ``not_archivable`` remembers (the newest ones).
 MAX_NOT_ARCHIVABLE = 100
-
-# The stages of the save running in this task, so _save_notebook/_save_file can hand
-# them to save() without changing their signatures.
-_staged: contextvars.ContextVar[list[StagedSave] | None] = contextvars.ContextVar(
-    "bookstore_staged", default=None
-)
-# Extra S3 metadata for the saves made in this context (e.g. "restored-from").
-_extra_metadata: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
-    "bookstore_extra_metadata", default=None
-)
-
-
-@contextlib.contextmanager
-def archive_metadata(**meta: str) -> Iterator[None]:
-    """Attach extra S3 metadata to the versions archived by saves made inside the block."""
-    token = _extra_metadata.set(dict(meta))
-    try:
-        yield
-    finally:
-        _extra_metadata.reset(token)
 
 
 class BookstoreContentsArchiver(AsyncLargeFileManager):
@@ -89,8 +80,6 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
 
     def _not_archivable(self, path: str, reason: str) -> None:
         """Log (once per path) and remember a save that the file name policy keeps out."""
-        from .archiver import utcnow_iso
-
         seen = self.__dict__.setdefault("_unarchivable", OrderedDict())
         if path not in seen:
             self.log.warning("bookstore: %s was saved but not archived: %s", path, reason)
@@ -115,19 +104,16 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
                 await self._archive_existing(archiver, path, result)
             return result
 
-        staged: list[StagedSave] = []
-        token = _staged.set(staged)
-        try:
-            result = await super().save(model, path)
-        except BaseException:
-            for s in staged:
-                await asyncio.shield(archiver.discard(s))
-            raise
-        finally:
-            _staged.reset(token)
+        with saving() as staged:
+            try:
+                result = await super().save(model, path)
+            except BaseException:
+                for s in staged:
+                    await asyncio.shield(archiver.discard(s))
+                raise
         for s in staged:
             try:
-                entry = await asyncio.shield(archiver.commit(s))
+                entry = await asyncio.shield(archiver.commit(s, file_unchanged_until_synced=True))
             except Exception as e:
                 self._archive_failed(archiver, path, e)
             else:
@@ -142,8 +128,6 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
     @default("checkpoints_class")
     def _bookstore_checkpoints_class_default(self) -> type:
         """Archived files' checkpoints are their S3 versions (:mod:`bookstore.checkpoints`)."""
-        from .checkpoints import BookstoreCheckpoints
-
         return BookstoreCheckpoints
 
     async def rename_file(self, old_path: str, new_path: str) -> None:
@@ -153,6 +137,8 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
         this version (metadata ``renamed-from``). A renamed directory archives each
         matching file inside it. Archiving never fails the rename.
         """
+        if self.bookstore_archiver is not None:
+            await self.bookstore_archiver.durable(old_path.strip("/"))
         await super().rename_file(old_path, new_path)
         old_path, new_path = old_path.strip("/"), new_path.strip("/")
         if old_path == new_path or self.bookstore_archiver is None:
@@ -170,6 +156,12 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
             await self._archive_existing(
                 archiver, path, model, extra={META_RENAMED_FROM: renamed_from}
             )
+
+    async def delete_file(self, path: str) -> None:
+        """Delete; first wait until the file's last save is durable in the spool."""
+        if self.bookstore_archiver is not None:
+            await self.bookstore_archiver.durable(path.strip("/"))
+        await super().delete_file(path)
 
     def _files_under(self, api_dir: str) -> list[str]:
         """API paths of the files below a directory, skipping hidden ones unless allowed."""
@@ -206,29 +198,29 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
         try:
             with self.open(self._get_os_path(path), "rb") as f:
                 data = await run_sync(f.read)
-            return await archiver.archive(path, data, content_type=_content_type(model), **kwargs)
+            return await archiver.archive(path, data, content_type=content_type(model), **kwargs)
         except Exception as e:
             self._archive_failed(archiver, path, e)
             return None
 
     def _archive_failed(self, archiver: Archiver, path: str, e: BaseException) -> None:
-        from .archiver import utcnow_iso
-
         archiver.last_error = {"message": f"spooling failed: {e}", "path": path, "at": utcnow_iso()}
         self.log.error("bookstore: could not queue %s for archiving: %s", path, e, exc_info=True)
 
     async def _write_and_stage(self, os_path: str, data: bytes, content_type: str) -> None:
         """Write ``data`` to ``os_path`` and, at the same time, stage it in the spool."""
-        staged = _staged.get()
+        staged = current_stages()
         archiver = self.bookstore_archiver
+        path = to_api_path(os_path, self.root_dir)
+        if archiver is not None:
+            await archiver.durable(path)  # the file recovers the previous save until then
         write = run_sync(self._write_bytes, os_path, data)
         if staged is None or archiver is None:
             await write
             return
-        path = to_api_path(os_path, self.root_dir)
         results = await asyncio.gather(
             write,
-            archiver.stage(path, data, content_type=content_type, extra=_extra_metadata.get()),
+            archiver.stage(path, data, content_type=content_type, extra=extra_metadata()),
             return_exceptions=True,
         )
         write_result, stage_result = results
@@ -246,7 +238,7 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
     async def _save_notebook(
         self, os_path: str, nb: Any, capture_validation_error: Any = None
     ) -> None:
-        if _staged.get() is None:
+        if current_stages() is None:
             return await super()._save_notebook(os_path, nb, capture_validation_error)
         # Exactly what nbformat.write() would put on disk.
         text = await run_sync(
@@ -257,12 +249,14 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
                 capture_validation_error=capture_validation_error,
             )
         )
-        if not text.endswith("\n"):
-            text += "\n"
-        await self._write_and_stage(os_path, text.encode("utf-8"), _NOTEBOOK_TYPE)
+        data = text.encode("utf-8")
+        del text  # one copy of a big notebook in memory, not two, while it is written
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        await self._write_and_stage(os_path, data, NOTEBOOK_CONTENT_TYPE)
 
     async def _save_file(self, os_path: str, content: Any, format: Any) -> None:
-        if _staged.get() is None:
+        if current_stages() is None:
             return await super()._save_file(os_path, content, format)
         if format not in {"text", "base64"}:
             raise web.HTTPError(400, "Must specify format of file contents as 'text' or 'base64'")
@@ -273,18 +267,4 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
                 bcontent = decodebytes(content.encode("ascii"))
         except Exception as e:
             raise web.HTTPError(400, f"Encoding error saving {os_path}: {e}") from e
-        await self._write_and_stage(os_path, bcontent, _guess_type(os_path))
-
-
-def _guess_type(os_path: str) -> str:
-    import mimetypes
-
-    if os_path.endswith(".ipynb"):
-        return _NOTEBOOK_TYPE
-    return mimetypes.guess_type(os.path.basename(os_path))[0] or "application/octet-stream"
-
-
-def _content_type(model: dict[str, Any]) -> str:
-    if model.get("type") == "notebook":
-        return _NOTEBOOK_TYPE
-    return str(model.get("mimetype") or _guess_type(model.get("path", "")))
+        await self._write_and_stage(os_path, bcontent, guess_type(os_path))

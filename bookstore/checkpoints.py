@@ -32,7 +32,6 @@ from jupyter_server.utils import ensure_async
 from tornado.web import HTTPError
 from traitlets import Bool
 
-from .archive import archive_metadata
 from .history import (
     META_RESTORED_FROM,
     HistoryError,
@@ -44,9 +43,10 @@ from .history import (
     save_model,
 )
 from .s3 import META_SAVE_ID, S3BadRequest, S3Error, S3NotFound
+from .save_context import archive_metadata, content_type, current_stages
 
 if TYPE_CHECKING:
-    from .archiver import Archiver, SpoolEntry
+    from .spool import Archiver, SpoolEntry
 
 #: Id of Jupyter's own (local file) checkpoint.
 LOCAL_CHECKPOINT_ID = "checkpoint"
@@ -106,9 +106,7 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
         archiver = self._archiver(path)
         if archiver is None:
             return await super().list_checkpoints(path)
-        from .archive import _staged
-
-        staged = _staged.get()
+        staged = current_stages()
         history = self._history(archiver)
         if staged is not None:
             # jupyter_server asks during a save whether a notebook has a checkpoint: the
@@ -165,12 +163,10 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
         archiver = self._archiver(path)
         if archiver is None:
             return await super().create_checkpoint(contents_mgr, path)
-        from .archive import _staged
-
         try:
             return await self._create(archiver, contents_mgr, path)
         except Exception as e:
-            if _staged.get() is None:
+            if current_stages() is None:
                 if isinstance(e, HTTPError):
                     raise
                 raise self._http_error(e, f"creating a checkpoint of {path}") from e
@@ -204,11 +200,9 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
             except (HistoryError, S3Error) as e:
                 # Nothing in S3 yet, or S3 is away: archiving now is right in both cases.
                 self.log.debug("bookstore: no latest version of %s to compare with: %s", path, e)
-        from .archive import _content_type
-
         model_type = "notebook" if path.endswith(".ipynb") else "file"
         entry = await archiver.archive(
-            path, data, content_type=_content_type({"type": model_type, "path": path})
+            path, data, content_type=content_type({"type": model_type, "path": path})
         )
         self.log.info("bookstore: archived %s for a checkpoint (save %s)", path, entry.save_id)
         return _entry_model(entry)

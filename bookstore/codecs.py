@@ -73,7 +73,7 @@ def decode_page_token(
 
 # --- checkpoint ids ------------------------------------------------------------------------
 
-#: Ids of the spool's save entries (:func:`bookstore.archiver.new_save_id`).
+#: Ids of the spool's save entries (:func:`bookstore.spool.new_save_id`).
 SAVE_ID_RE = re.compile(r"^[0-9]{20}-[0-9a-f]{6}$")
 
 #: Jupyter's checkpoint ids must match ``[\w-]+``; ours are ``v-<escaped S3 version id>``
@@ -106,7 +106,7 @@ def checkpoint_id_for_save(save_id: str) -> str:
 
 
 def save_time(save_id: str) -> datetime | None:
-    """When a save was made, from its id (:func:`bookstore.archiver.new_save_id`), or None."""
+    """When a save was made, from its id (:func:`bookstore.spool.new_save_id`), or None."""
     if not SAVE_ID_RE.match(save_id):
         return None
     try:

@@ -19,12 +19,12 @@ from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinja
 from traitlets import Type
 
 from .archive import BookstoreContentsArchiver
-from .archiver import Archiver
 from .gallery import Gallery
 from .history import VersionHistory
 from .runs import RunManager
 from .s3 import S3Error, S3Store
 from .settings import BookstoreSettings
+from .spool import Archiver
 from .times import utcnow_iso
 
 _HERE = os.path.dirname(__file__)
@@ -62,7 +62,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         Archiver,
         klass=Archiver,
         config=True,
-        help="The durable spool and background uploader of saves (bookstore.archiver.Archiver "
+        help="The durable spool and background uploader of saves (bookstore.spool.Archiver "
         "or a subclass).",
     )
     history_class = Type(

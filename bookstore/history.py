@@ -66,9 +66,9 @@ from .validators import (
 )
 
 if TYPE_CHECKING:
-    from .archiver import Archiver, SpoolEntry
     from .s3 import S3Store
     from .settings import BookstoreSettings
+    from .spool import Archiver, SpoolEntry
 
 #: What this module holds (:class:`VersionHistory`) and the names it is the former home
 #: of, still importable from here.

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-from .archiver import ENTRY_SUFFIX, Spool, SpoolEntry, spool_candidates
+from .spool import SpoolEntry, scan_entries, spool_candidates
 
 
 def read_pending_entries(spool_dir: str, bucket: str, key: str) -> list[SpoolEntry]:
@@ -16,18 +14,8 @@ def read_pending_entries(spool_dir: str, bucket: str, key: str) -> list[SpoolEnt
     """
     entries = []
     for directory in spool_candidates(spool_dir):
-        try:
-            names = sorted(os.listdir(directory))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for name in names:
-            if not name.endswith(ENTRY_SUFFIX):
-                continue
-            try:
-                entry = Spool.read_header(os.path.join(directory, name))
-            except (OSError, ValueError, TypeError):
-                continue
-            if entry.bucket == bucket and entry.key == key:
+        for _file, entry in scan_entries(directory):
+            if isinstance(entry, SpoolEntry) and entry.bucket == bucket and entry.key == key:
                 entries.append(entry)
     entries.sort(key=lambda e: e.save_id)
     return entries

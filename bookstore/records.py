@@ -21,8 +21,8 @@ from .notebooks import file_content, is_notebook_path, parse_notebook
 from .times import isoformat, parse_time
 
 if TYPE_CHECKING:
-    from .archiver import SpoolEntry
     from .s3 import ObjectVersion
+    from .spool import SpoolEntry
 
 
 def dropped_count(value: str | None) -> int:

@@ -32,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote, unquote
 
 from aiobotocore.config import AioConfig
@@ -146,6 +146,8 @@ _RETRYABLE_4XX_CODES = {
 }
 _RETRYABLE_4XX_STATUSES = {401, 403, 404, 408, 409, 423, 425, 429}
 
+#: Most parts in a multipart upload (S3's limit): big files get bigger parts.
+MAX_PARTS = 10_000
 #: How many version metadata entries :class:`S3Store` keeps in memory (about 0.5 KB each).
 VERSION_METADATA_CACHE_SIZE = 50_000
 #: Default number of concurrent HEAD requests made by :meth:`S3Store.version_metadata`.
@@ -249,6 +251,21 @@ def translate_error(exc: BaseException, what: str) -> S3Error:
     except ImportError:  # pragma: no cover - aiohttp is an aiobotocore dependency
         pass
     return S3Error(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _read_part(f: BinaryIO, size: int, digest: Any) -> tuple[bytes, str]:
+    """Read up to ``size`` bytes, add them to ``digest``; the bytes and their base64 MD5."""
+    data = f.read(size)
+    digest.update(data)
+    return data, base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
+
+
+def _check_body(f: BinaryIO, size: int, read: int, digest: Any, sha256: str, key: str) -> None:
+    """``ValueError`` unless exactly ``size`` bytes with the expected SHA-256 were read."""
+    if read != size or f.read(1) or digest.hexdigest() != sha256:
+        raise ValueError(
+            f"the bytes to upload to {key} are damaged (size or sha256 do not match what was saved)"
+        )
 
 
 def _flush_and_sync(f: Any) -> None:
@@ -441,6 +458,8 @@ class S3Store:
         self._version_meta: OrderedDict[tuple[str, str, str], dict[str, str]] = OrderedDict()
         # First pages of listings, reused while the key's latest version is the same.
         self._listings: OrderedDict[tuple[str, str, int], _CachedListing] = OrderedDict()
+        # Multipart uploads that failed and could not be aborted yet: (bucket, key, id).
+        self._unaborted: set[tuple[str, str, str]] = set()
 
     @property
     def bucket(self) -> str:
@@ -482,7 +501,8 @@ class S3Store:
                 self._client = await stack.enter_async_context(
                     session.create_client("s3", **self._client_kwargs())
                 )
-                self._client.meta.events.register("needs-retry.s3.PutObject", _refuse_blind_resend)
+                for op in ("PutObject", "CompleteMultipartUpload"):
+                    self._client.meta.events.register(f"needs-retry.s3.{op}", _refuse_blind_resend)
                 self._stack = stack
         return self._client
 
@@ -506,8 +526,9 @@ class S3Store:
         content_type: str = NOTEBOOK_CONTENT_TYPE,
         resend: bool = True,
         storage_class: str = "",
+        content_md5: str | None = None,
     ) -> PutResult:
-        """Store a new version of ``key``.
+        """Store a new version of ``key`` (``content_md5``: base64, checked by S3).
 
         ``resend=False``: if the connection fails mid-request, raise S3Unavailable rather
         than let botocore send it again (the caller checks whether S3 got it, then retries).
@@ -522,6 +543,8 @@ class S3Store:
         try:
             client = await self.client()
             extra = {"StorageClass": storage_class} if storage_class else {}
+            if content_md5:
+                extra["ContentMD5"] = content_md5
             resp = await client.put_object(
                 Bucket=bucket,
                 Key=key,
@@ -537,6 +560,152 @@ class S3Store:
         if resp.get("VersionId"):
             self.remember_version_metadata(bucket, key, resp["VersionId"], metadata)
         return PutResult(bucket, key, resp.get("VersionId"), resp.get("ETag"))
+
+    async def upload_file(
+        self,
+        key: str,
+        open_body: Callable[[], BinaryIO],
+        size: int,
+        sha256: str,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        bucket: str | None = None,
+        content_type: str = "application/x-ipynb+json",
+        storage_class: str = "",
+    ) -> PutResult:
+        """Store a new version of ``key`` from a file, streamed; never re-sent blindly.
+
+        ``open_body`` opens the file at the start of the ``size`` bytes to send (in a
+        thread), whose SHA-256 must be ``sha256``. Up to ``multipart_threshold`` bytes go
+        in one PUT, more in a multipart upload of parts of that size: at most one part is
+        in memory, and each part carries its Content-MD5. Bytes that do not match
+        ``sha256`` or ``size`` raise ``ValueError`` before anything is stored. A failed
+        multipart upload is aborted, now or before the next upload if S3 is unreachable,
+        so no incomplete upload is left behind.
+        """
+        bucket = bucket or self.bucket
+        what = f"uploading s3://{bucket}/{key}"
+        try:
+            metadata = check_upload(key, size, metadata or {})
+        except S3BadRequest as e:
+            raise S3BadRequest(f"{what}: {e}", code=e.code) from e
+        await self._abort_leftovers()
+        part_size = max(int(self.settings.multipart_threshold), -(-size // MAX_PARTS))
+        loop = asyncio.get_running_loop()
+        f = await loop.run_in_executor(None, open_body)
+        try:
+            if size <= self.settings.multipart_threshold:
+                digest = hashlib.sha256()
+                data, md5 = await loop.run_in_executor(None, _read_part, f, size, digest)
+                await loop.run_in_executor(
+                    None, _check_body, f, size, len(data), digest, sha256, key
+                )
+                return await self.put_object(
+                    key,
+                    data,
+                    metadata,
+                    bucket=bucket,
+                    content_type=content_type,
+                    resend=False,
+                    storage_class=storage_class,
+                    content_md5=md5,
+                )
+            return await self._upload_parts(
+                bucket, key, f, size, sha256, part_size, metadata, content_type, storage_class
+            )
+        finally:
+            await loop.run_in_executor(None, f.close)
+
+    async def _upload_parts(
+        self,
+        bucket: str,
+        key: str,
+        f: BinaryIO,
+        size: int,
+        sha256: str,
+        part_size: int,
+        metadata: dict[str, str],
+        content_type: str,
+        storage_class: str,
+    ) -> PutResult:
+        what = f"uploading s3://{bucket}/{key} in parts"
+        loop = asyncio.get_running_loop()
+        extra = {"StorageClass": storage_class} if storage_class else {}
+        try:
+            client = await self.client()
+            created = await client.create_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                ContentType=content_type,
+                Metadata=encode_metadata(metadata),
+                **extra,
+            )
+        except Exception as e:
+            raise translate_error(e, what) from e
+        upload_id = created["UploadId"]
+        try:
+            digest = hashlib.sha256()
+            parts: list[dict[str, Any]] = []
+            sent = 0
+            while sent < size:
+                want = min(part_size, size - sent)
+                data, md5 = await loop.run_in_executor(None, _read_part, f, want, digest)
+                if len(data) != want:  # cut short: raises
+                    _check_body(f, size, sent + len(data), digest, sha256, key)
+                number = len(parts) + 1
+                try:  # a part sent twice replaces itself: botocore may retry it
+                    resp = await client.upload_part(
+                        Bucket=bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=data,
+                        ContentMD5=md5,
+                    )
+                except Exception as e:
+                    raise translate_error(e, f"{what} (part {number})") from e
+                del data
+                parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+                sent += want
+            await loop.run_in_executor(None, _check_body, f, size, sent, digest, sha256, key)
+            token = _no_resend.set(True)
+            try:
+                resp = await client.complete_multipart_upload(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+            except Exception as e:
+                raise translate_error(e, what) from e
+            finally:
+                _no_resend.reset(token)
+        except BaseException:
+            await asyncio.shield(self._abort(bucket, key, upload_id))
+            raise
+        if resp.get("VersionId"):
+            self.remember_version_metadata(bucket, key, resp["VersionId"], metadata)
+        return PutResult(bucket, key, resp.get("VersionId"), resp.get("ETag"))
+
+    async def _abort(self, bucket: str, key: str, upload_id: str) -> bool:
+        """Abort a multipart upload; if S3 cannot be asked now, remember to do it later."""
+        try:
+            client = await self.client()
+            await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except Exception as e:
+            error = translate_error(e, f"aborting the multipart upload of s3://{bucket}/{key}")
+            if not isinstance(error, S3NotFound):  # NoSuchUpload: completed or gone
+                self._unaborted.add((bucket, key, upload_id))
+                if self.log is not None:
+                    self.log.debug("bookstore: %s (will retry)", error)
+                return False
+        self._unaborted.discard((bucket, key, upload_id))
+        return True
+
+    async def _abort_leftovers(self) -> None:
+        """Abort the failed multipart uploads S3 could not be told about before."""
+        for bucket, key, upload_id in list(self._unaborted):
+            await self._abort(bucket, key, upload_id)
 
     def read_limit(self, max_bytes: int | None) -> int:
         """``max_bytes``, or ``BookstoreSettings.max_read_bytes`` when it is None."""

@@ -37,6 +37,8 @@ ENV_ENDPOINT_URL = "JPYNB_S3_ENDPOINT_URL"
 ENV_REGION_NAME = "JPYNB_S3_REGION_NAME"
 ENV_BUCKET = "JPYNB_S3_BUCKET"
 ENV_SPOOL_DIR = "BOOKSTORE_SPOOL_DIR"
+#: S3's smallest part of a multipart upload (all but the last), the least multipart_threshold.
+MIN_PART_SIZE = 5 * 1024**2
 
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
@@ -395,6 +397,16 @@ class BookstoreSettings(LoggingConfigurable):
         ),
     ).tag(config=True)
 
+    multipart_threshold = Integer(
+        8 * 1024**2,
+        help=(
+            "Size, in bytes, above which a save is uploaded to S3 as a multipart upload, "
+            "in parts of this size (at least 5 MiB, S3's smallest part; default 8 MiB). "
+            "Uploads are streamed from the spool: each upload holds at most one part in "
+            "memory, and each part is sent with its Content-MD5."
+        ),
+    ).tag(config=True)
+
     max_concurrent_uploads = Integer(
         8,
         help=(
@@ -616,6 +628,15 @@ class BookstoreSettings(LoggingConfigurable):
                 f"(capital letters, digits and '_'; got {proposal['value']!r})"
             )
         return value
+
+    @validate("multipart_threshold")
+    def _validate_multipart_threshold(self, proposal: Any) -> int:
+        if proposal["value"] < MIN_PART_SIZE:
+            raise TraitError(
+                f"multipart_threshold must be at least {MIN_PART_SIZE} bytes (5 MiB, the "
+                f"smallest part S3 accepts); got {proposal['value']}"
+            )
+        return int(proposal["value"])
 
     @validate("published_cache_seconds")
     def _validate_published_cache_seconds(self, proposal: Any) -> float:

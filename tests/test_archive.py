@@ -89,6 +89,35 @@ async def test_save_creates_one_version_identical_to_disk(
     assert model["bookstore_save_id"] == meta["save-id"]
 
 
+def big_source(size: int) -> str:
+    """Notebook cell source of about ``size`` bytes that no two calls share."""
+    lines = -(-size // 65)
+    return "\n".join(os.urandom(32).hex() for _ in range(lines))
+
+
+async def test_big_notebook_is_archived_as_a_streamed_multipart_upload(
+    jp_fetch: Any, bookstore_ext: Any, jp_root_dir: Path, s3: Any, s3_bucket: str
+) -> None:
+    model = await save_nb(jp_fetch, "big.ipynb", big_source(20 * 1024**2))
+    await drain(bookstore_ext)
+
+    on_disk = (jp_root_dir / "big.ipynb").read_bytes()
+    part_size = bookstore_ext.bookstore_settings.multipart_threshold
+    assert len(on_disk) > 2 * part_size
+    versions = list_versions(s3, s3_bucket, "workspace/big.ipynb")
+    assert len(versions) == 1
+    version_id = versions[0]["VersionId"]
+    head = s3.head_object(Bucket=s3_bucket, Key="workspace/big.ipynb", VersionId=version_id)
+    # A multipart ETag is "<md5 of the parts' md5s>-<number of parts>".
+    assert head["ETag"].strip('"').endswith(f"-{-(-len(on_disk) // part_size)}"), head["ETag"]
+    assert head["ContentType"] == "application/x-ipynb+json"
+    assert head["Metadata"]["save-id"] == model["bookstore_save_id"]
+    assert head["Metadata"]["sha256"] == hashlib.sha256(on_disk).hexdigest()
+    assert get_body(s3, s3_bucket, "workspace/big.ipynb", version_id) == on_disk
+    assert bookstore_ext.archiver.status()["last_upload"]["version_id"] == version_id
+    assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
 async def test_second_save_of_existing_file_adds_a_version(
     jp_fetch: Any, bookstore_ext: Any, jp_root_dir: Path, s3: Any, s3_bucket: str
 ) -> None:

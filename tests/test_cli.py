@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from helpers import list_versions, notebook
 
-from bookstore.archiver import Spool, SpoolEntry
 from bookstore.cli import main
+from bookstore.spool import Spool, SpoolEntry
 from bookstore.testing import S3Server
 
 

@@ -194,6 +194,55 @@ class TestAnswerLost:
         assert archived_save_ids(s3, s3_bucket, key) == [model["bookstore_save_id"]]
 
 
+# --- (d2) the connection is cut in the middle of a multipart upload ----------------------------
+
+
+class TestMultipartCut:
+    @pytest.fixture
+    def bookstore_config(self, bookstore_config: dict[str, Any], proxy: TcpProxy) -> dict[str, Any]:
+        return {**bookstore_config, "s3_endpoint_url": proxy.url}
+
+    async def test_cut_mid_multipart_leaves_no_incomplete_upload_and_the_save_lands(
+        self,
+        jp_fetch: Any,
+        bookstore_ext: Any,
+        proxy: TcpProxy,
+        s3: Any,
+        s3_bucket: str,
+        jp_root_dir: Path,
+    ) -> None:
+        archiver = bookstore_ext.archiver
+        client = await archiver.store.client()
+        parts: list[int] = []
+
+        def before_part(params: dict[str, Any], **_: Any) -> None:
+            parts.append(params["PartNumber"])
+            if len(parts) == 2:  # part 1 is in S3: cut before part 2 goes out
+                proxy.cut()
+
+        client.meta.events.register("before-parameter-build.s3.UploadPart", before_part)
+        try:
+            lines = "\n".join(os.urandom(32).hex() for _ in range(300_000))  # about 20 MB
+            code, model = await save_nb(jp_fetch, "cut.ipynb", lines)
+            assert code == 201
+            await wait_until_async(lambda: archiver.failed_attempts >= 1, 60)
+            # The upload begun is in S3, incomplete, and could not be aborted yet.
+            assert len(s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])) == 1
+        finally:
+            client.meta.events.unregister("before-parameter-build.s3.UploadPart", before_part)
+        proxy.restore()
+        assert await archiver.wait_idle(60), archiver.status()
+
+        assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+        versions = list_versions(s3, s3_bucket, "workspace/cut.ipynb")
+        assert len(versions) == 1
+        on_disk = (jp_root_dir / "cut.ipynb").read_bytes()
+        got = s3.get_object(Bucket=s3_bucket, Key="workspace/cut.ipynb")
+        assert got["Body"].read() == on_disk
+        assert got["Metadata"]["save-id"] == model["bookstore_save_id"]
+        assert parts[:2] == [1, 2]
+
+
 # --- (e) retries back off exponentially, capped -----------------------------------------------
 
 
@@ -224,26 +273,28 @@ class TestBackoff:
         s3: Any,
         late_bucket: str,
     ) -> None:
-        archiver = bookstore_ext.archiver
+        uploader = bookstore_ext.archiver.uploader
         waits: list[float] = []
-        real_sleep = archiver.sleep
+        bucket_made = asyncio.Event()
 
         async def recording_sleep(delay: float) -> None:
+            # The sequence is what counts: no real wait; after 12, wait for the bucket.
             waits.append(delay)
-            await real_sleep(0.01)  # the sequence is what counts, not the wall clock
+            if len(waits) >= 12:
+                await bucket_made.wait()
 
-        archiver.sleep = recording_sleep
+        uploader.sleep = recording_sleep
+        uploader.jitter = lambda: 0.5  # the middle of the 0.5-1x jitter range
         await save_nb(jp_fetch, "backoff.ipynb", "backoff 000")
         await wait_until_async(lambda: len(waits) >= 12, 60)
         status = await get_status(jp_fetch)
         s3_server.create_bucket(late_bucket)  # and the retries pick it up
-        assert await archiver.wait_idle(30)
+        bucket_made.set()
+        assert await bookstore_ext.archiver.wait_idle(30)
         assert len(list_versions(s3, late_bucket, "workspace/backoff.ipynb")) == 1
 
-        # Base delays 0.05, 0.1, 0.2, 0.4, 0.4, ... each with 0.5-1x jitter.
-        for i, wait in enumerate(waits[:12]):
-            base = min(0.05 * 2**i, 0.4)
-            assert base / 2 <= wait <= base, (i, waits)
+        # Base delays 0.05, 0.1, 0.2, 0.4, 0.4, ... each times 0.75 (jitter 0.5).
+        assert waits[:12] == [pytest.approx(min(0.05 * 2**i, 0.4) * 0.75) for i in range(12)]
         assert status["failed_attempts"] >= 12
         assert "does not exist" in status["last_error"]["message"], status["last_error"]
 
@@ -386,11 +437,10 @@ def test_stop_with_s3_down_is_bounded_and_keeps_the_spool(
     with JupyterSubprocess("server", tmp_path / "jp", config=config) as jp:
         proxy.cut()
         _backlog(jp, "kept.ipynb", n)
-        started = time.monotonic()
         jp.kill(signal.SIGTERM)
-        jp.wait(30)
-        stopped_in = time.monotonic() - started
-    assert stopped_in < 2.0 + 5
+        jp.wait(30)  # raises if the stop is not bounded
+    # The flush gave up after flush_timeout (no wall-clock check: the machine may be busy).
+    assert f"flushing {n} queued upload(s) (up to 2s)" in jp.log_text()
     assert f"{n} save(s) not uploaded yet" in jp.log_text()
     assert len(spool_entries(bookstore_config["spool_dir"])) == n
     assert list_versions(s3, s3_bucket, "workspace/kept.ipynb") == []

@@ -130,14 +130,8 @@ def test_find_cycles_finds_a_cycle() -> None:
     assert find_cycles({"a": {"b"}, "b": set()}) == []
 
 
-#: The contents manager and its checkpoints import each other (inside a function): the
-#: archiving core's redesign (branch i11spool) gives their shared save context its own
-#: module. Remove this entry when it is merged; no other cycle is tolerated.
-PENDING_CYCLES = [["bookstore.archive", "bookstore.checkpoints"]]
-
-
 def test_bookstore_has_no_import_cycles() -> None:
-    cycles = [c for c in find_cycles(import_graph()) if c not in PENDING_CYCLES]
+    cycles = find_cycles(import_graph())
 
     assert cycles == [], "import cycles between bookstore's modules: " + "; ".join(
         " <-> ".join(c) for c in cycles

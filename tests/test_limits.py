@@ -26,7 +26,6 @@ from botocore.exceptions import ClientError
 from helpers import list_versions, notebook
 from jupyter_subprocess import JupyterSubprocess
 
-from bookstore.archiver import Archiver
 from bookstore.s3 import (
     MAX_METADATA_BYTES,
     MAX_PUT_BYTES,
@@ -42,6 +41,7 @@ from bookstore.s3 import (
     translate_error,
 )
 from bookstore.settings import BookstoreSettings
+from bookstore.spool import Archiver
 from bookstore.testing import S3Server, TcpProxy
 
 LOG = logging.getLogger("test_limits")

@@ -10,15 +10,6 @@ from typing import Any
 
 from traitlets import Integer
 
-from ..archiver import (
-    CORRUPT_DIR,
-    ENTRY_SUFFIX,
-    Spool,
-    list_set_aside,
-    read_lock_owner,
-    read_stats,
-    spool_candidates,
-)
 from ..s3 import (
     S3Error,
     S3Refused,
@@ -26,6 +17,15 @@ from ..s3 import (
     S3Unavailable,
 )
 from ..settings import BookstoreSettings
+from ..spool import (
+    CORRUPT_DIR,
+    SpoolEntry,
+    list_set_aside,
+    read_lock_owner,
+    read_stats,
+    scan_entries,
+    spool_candidates,
+)
 from ..threads import in_thread
 from .base import (
     BookstoreCommand,
@@ -223,18 +223,13 @@ class DoctorCommand(BookstoreCommand):
         add("spool", "OK", f"{spool} is writable")
         # Servers sharing spool_dir use siblings (<spool>-2 ...): report them all.
         spools = [d for d in spool_candidates(spool) if os.path.isdir(d)]
-        entries = []
+        entries: list[SpoolEntry] = []
         corrupt = 0
         set_aside: list[dict[str, Any]] = []
         dropped = 0
         for directory in spools:
             DoctorCommand._check_lock(directory, add)
-            for name in sorted(os.listdir(directory)):
-                if name.endswith(ENTRY_SUFFIX):
-                    try:
-                        entries.append(Spool.read_header(os.path.join(directory, name)))
-                    except (OSError, ValueError, TypeError):
-                        continue
+            entries.extend(e for _f, e in scan_entries(directory) if isinstance(e, SpoolEntry))
             corrupt_dir = os.path.join(directory, CORRUPT_DIR)
             corrupt += len(os.listdir(corrupt_dir)) if os.path.isdir(corrupt_dir) else 0
             set_aside.extend(list_set_aside(directory))

@@ -8,9 +8,6 @@ from typing import Any
 
 from traitlets import Bool, Enum, Integer, Unicode
 
-from ..archiver import (
-    new_save_id,
-)
 from ..history import (
     META_RESTORED_FROM,
     VersionHistory,
@@ -26,6 +23,9 @@ from ..s3 import (
     S3Store,
 )
 from ..settings import BookstoreSettings
+from ..spool import (
+    new_save_id,
+)
 from ..threads import in_thread
 from ..times import utcnow_iso
 from .base import (

@@ -23,9 +23,9 @@ from ..errors import BadRequest, BookstoreError, Forbidden, S3Error, TooLarge
 from .common import parse_json
 
 if TYPE_CHECKING:
-    from ..archiver import Archiver
     from ..s3 import S3Store
     from ..settings import BookstoreSettings
+    from ..spool import Archiver
 
 #: The authorization resource of every bookstore endpoint.
 AUTH_RESOURCE = "bookstore"

@@ -1,12 +1,21 @@
-"""The archiver: a durable spool of saves and the background uploader that empties it.
+"""The spool: bookstore's durable on-disk queue of saves waiting for their upload to S3.
 
 A save is *staged* (its bytes written and fsynced to ``<spool>/<id>.tmp``) while the
 contents manager writes the file, and *committed* (renamed to ``<id>.entry``, directory
 fsynced) once that write succeeded, before the save returns. From then on the save is
-safe: the uploader sends it to S3 with capped exponential backoff, one version after
-another per key (save order) and several keys at a time, and deletes the entry only
-once S3 has acknowledged it. Whatever is left at start-up is uploaded first; a clean
-stop flushes for up to ``flush_timeout`` seconds and leaves the rest for next time.
+safe: :mod:`bookstore.uploader` sends it to S3 and deletes the entry only once S3 has
+acknowledged it. Whatever is left at start-up is settled (:meth:`Spool.open`) and uploaded
+first; a clean stop flushes for up to ``flush_timeout`` seconds and leaves the rest for
+next time.
+
+This module has two layers:
+
+- :class:`Spool`, the directory itself: blocking file operations (write, scan, recover,
+  quarantine, set aside), run in a thread. :func:`scan_entries` is the one reader of a
+  spool directory, for the server and for the command line.
+- :class:`Archiver`, the spool's asynchronous front used by the contents manager: it
+  admits saves within the spool's limits, commits them and hands them to its
+  :class:`~bookstore.uploader.Uploader`.
 
 Entry file format: one line of JSON (the :class:`SpoolEntry` fields), ``\\n``, the bytes.
 
@@ -33,18 +42,16 @@ import fcntl
 import hashlib
 import json
 import os
-import random
 import secrets
 import shutil
 import socket
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Awaitable
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from functools import partial
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from .metadata import NOTEBOOK_CONTENT_TYPE
 from .s3 import (
     META_DROPPED_SAVES,
     META_PATH,
@@ -54,10 +61,10 @@ from .s3 import (
     META_USER,
     S3BadRequest,
     S3Error,
-    S3NotFound,
     check_upload,
 )
 from .times import utcnow_iso
+from .uploader import Uploader, run_sync
 
 if TYPE_CHECKING:
     from logging import Logger
@@ -70,8 +77,6 @@ TMP_SUFFIX = ".tmp"
 #: ``<save id>.dropped`` holds how many saves before this entry were dropped (see limits).
 DROPPED_SUFFIX = ".dropped"
 CORRUPT_DIR = "corrupt"
-#: How many keys' last uploaded save the archiver remembers (for skip_identical_saves).
-LAST_UPLOADED_CACHE_SIZE = 10_000
 SET_ASIDE_DIR = "set-aside"
 LOCK_FILE = ".lock"
 STATS_FILE = "stats.json"
@@ -82,19 +87,6 @@ SET_ASIDE_LISTED = 20
 
 _id_lock = threading.Lock()
 _last_ns = 0
-
-_T = TypeVar("_T")
-
-
-async def run_sync(func: Callable[..., _T], *args: Any) -> _T:
-    """Run a blocking call in the event loop's default thread pool.
-
-    Not anyio's ``to_thread.run_sync``: its worker threads are not daemons and are released
-    only when the task that first used them ends. The uploader's tasks live as long as the
-    server; when Ctrl-C (without a terminal) stops the loop without a clean shutdown, those
-    tasks never end and the process hangs at exit waiting for the threads.
-    """
-    return await asyncio.get_running_loop().run_in_executor(None, partial(func, *args))
 
 
 def new_save_id() -> str:
@@ -118,7 +110,7 @@ class SpoolEntry:
     saved_at: str
     sha256: str
     size: int
-    content_type: str = "application/x-ipynb+json"
+    content_type: str = NOTEBOOK_CONTENT_TYPE
     extra: dict[str, str] = field(default_factory=dict)
     # Set for entries found at start-up or after a failed attempt: their upload may
     # already have reached S3, so the uploader checks the newest version's save id first.
@@ -207,12 +199,39 @@ def list_set_aside(directory: str) -> list[dict[str, Any]]:
     return found
 
 
+def scan_entries(directory: str) -> Iterator[tuple[str, SpoolEntry | Exception]]:
+    """The committed entries of a spool directory in save order: ``(file, header or error)``.
+
+    The one reader of a spool's entries: the server at start-up (which quarantines the
+    unreadable ones), ``bookstore doctor`` and the history of pending saves. Blocking; a
+    missing directory has no entries.
+    """
+    try:
+        names = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in names:
+        if not name.endswith(ENTRY_SUFFIX):
+            continue
+        full = os.path.join(directory, name)
+        try:
+            yield full, Spool.read_header(full)
+        except (OSError, ValueError, TypeError) as e:
+            yield full, e
+
+
 class Spool:
     """A directory of fsynced save entries; file names sort in save order."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self._lock_fd: int | None = None
+        # Group commit of the directory fsync: one fsync covers every rename made before
+        # it started (tickets: requested, done).
+        self._sync_cond = threading.Condition()
+        self._sync_requested = 0
+        self._sync_done = 0
+        self._syncing = False
 
     def _path(self, save_id: str, suffix: str) -> str:
         return os.path.join(self.directory, save_id + suffix)
@@ -286,25 +305,22 @@ class Spool:
         if settled:
             self._fsync_dir()
             names = sorted(os.listdir(self.directory))
+        for full, found in scan_entries(self.directory):
+            if isinstance(found, Exception):
+                problems.append(f"{os.path.basename(full)}: {found}")
+                self._quarantine(full)
+                continue
+            found.recovered = True
+            found.dropped = max(found.dropped, self._read_dropped(found.save_id))
+            entries.append(found)
         present = set(names)
-        for name in names:
-            full = os.path.join(self.directory, name)
-            if name.endswith(ENTRY_SUFFIX):
-                try:
-                    entry = self.read_header(full)
-                except (OSError, ValueError, TypeError) as e:
-                    problems.append(f"{name}: {e}")
-                    self._quarantine(full)
-                    continue
-                entry.recovered = True
-                entry.dropped = max(entry.dropped, self._read_dropped(entry.save_id))
-                entries.append(entry)
-            elif (
+        for name in names:  # a dropped count whose entry is gone is of no use
+            if (
                 name.endswith(DROPPED_SUFFIX)
                 and name[: -len(DROPPED_SUFFIX)] + ENTRY_SUFFIX not in present
             ):
                 with contextlib.suppress(OSError):
-                    os.unlink(full)
+                    os.unlink(os.path.join(self.directory, name))
         return entries, problems
 
     def _settle_stage(self, full: str, root_dir: str | None) -> bool:
@@ -432,9 +448,47 @@ class Spool:
 
     def commit(self, staged: StagedSave) -> None:
         """Make a staged entry part of the queue, durably (blocking)."""
+        self.rename_staged(staged)
+        self.sync_dir()
+
+    def rename_staged(self, staged: StagedSave) -> None:
+        """Make a staged entry part of the queue; durable once :meth:`sync_dir` returns.
+
+        Until then a crash may leave it a stage, which :meth:`open` commits when the file
+        on disk holds its bytes: the contents manager keeps the file unchanged until then.
+        """
         assert staged.tmp_path is not None
         os.replace(staged.tmp_path, self._path(staged.entry.save_id, ENTRY_SUFFIX))
-        self._fsync_dir()
+        staged.tmp_path = self._path(staged.entry.save_id, ENTRY_SUFFIX)
+
+    def sync_dir(self) -> None:
+        """Fsync the spool directory: the renames made before this call are durable.
+
+        Group commit: concurrent callers share one fsync. A caller that arrives while an
+        fsync runs waits for it and, if its own rename came too late for it, for the next
+        one, which one of the waiting callers makes for all of them.
+        """
+        with self._sync_cond:
+            self._sync_requested += 1
+            ticket = self._sync_requested
+            while self._sync_done < ticket:
+                if not self._syncing:
+                    self._syncing = True
+                    target = self._sync_requested
+                    break
+                self._sync_cond.wait()
+            else:
+                return
+        synced = False
+        try:
+            self._fsync_dir()
+            synced = True
+        finally:
+            with self._sync_cond:
+                self._syncing = False
+                if synced:
+                    self._sync_done = max(self._sync_done, target)
+                self._sync_cond.notify_all()
 
     def discard(self, staged: StagedSave) -> None:
         if staged.tmp_path is not None:
@@ -450,6 +504,16 @@ class Spool:
                 f"spool entry {entry.save_id} is damaged (size or sha256 do not match its header)"
             )
         return data
+
+    def open_data(self, entry: SpoolEntry) -> BinaryIO:
+        """The entry's file, open at its first byte of data (blocking; the caller closes it)."""
+        f = open(self._path(entry.save_id, ENTRY_SUFFIX), "rb")  # noqa: SIM115
+        try:
+            f.readline()
+        except BaseException:
+            f.close()
+            raise
+        return f
 
     def entry_path(self, entry: SpoolEntry) -> str:
         return self._path(entry.save_id, ENTRY_SUFFIX)
@@ -518,11 +582,11 @@ class Spool:
 
 
 class Archiver:
-    """Queues saves durably and uploads them to S3 in the background.
+    """The spool's front: admits saves within its limits, commits them, runs the uploader.
 
-    Versions of one key are uploaded strictly in save order; different keys upload
-    concurrently, at most ``max_concurrent_uploads`` at a time. Every task is tracked and
-    stopped by :meth:`stop`.
+    The contents manager stages each save while it writes the file (:meth:`stage`) and
+    commits it once the write succeeded (:meth:`commit`); committed saves go to
+    :attr:`uploader`. Every task is tracked and stopped by :meth:`stop`.
     """
 
     def __init__(self, settings: BookstoreSettings, store: S3Store, log: Logger) -> None:
@@ -530,24 +594,19 @@ class Archiver:
         self.store = store
         self.log = log
         self.spool = Spool(settings.spool_dir)
-        #: How the uploader waits between attempts; tests replace it to record the backoff.
-        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-        self._queues: dict[tuple[str, str], deque[SpoolEntry]] = {}
-        self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._semaphore: asyncio.Semaphore | None = None
+        #: Drains the spool to S3 (its ``sleep`` and ``jitter`` are the tests' seams).
+        self.uploader = Uploader(settings, store, log, now=utcnow_iso)
+        self.uploader.on_rejected = self._set_aside
+        self.uploader.on_done = self._uploaded_one
+        self.uploader.on_idle = self._drained
         self._started = False
+        # Background directory fsyncs of committed saves, by path (see commit()).
+        self._syncs: dict[str, asyncio.Future[None]] = {}
+        self._sync_tasks: set[asyncio.Future[None]] = set()
         self._start_lock: asyncio.Lock | None = None
         self._stopping = False
-        self._idle: asyncio.Event | None = None
-        self.uploaded = 0
-        self.failed_attempts = 0
-        self.last_error: dict[str, Any] | None = None
-        self.last_upload: dict[str, Any] | None = None
-        self._outage_logged = False
         self.spool_problems: list[str] = []
         self.skipped_identical = 0
-        # The last save uploaded per key, to skip identical saves without asking S3.
-        self._last_uploaded: OrderedDict[tuple[str, str], SpoolEntry] = OrderedDict()
         #: The contents root, to tell at start-up whether a leftover stage reached disk.
         self.root_dir: str | None = None
         # Spool limits: bytes queued (entries and stages, by save id), dropped saves.
@@ -567,9 +626,6 @@ class Archiver:
         async with self._start_lock:
             if self._started:
                 return
-            self._semaphore = asyncio.Semaphore(self.settings.max_concurrent_uploads)
-            self._idle = asyncio.Event()
-            self._idle.set()
             if not self.spool.locked:
                 self.spool = await run_sync(self._claim_spool)
             try:
@@ -597,7 +653,6 @@ class Archiver:
                 )
             self._started = True
             self._stopping = False
-            self._queues = {}  # the spool is the truth: what a stop left is read again
             seen: set[tuple[str, str]] = set()
             for entry in entries:
                 # Only the oldest leftover of a key can have reached S3 before the crash;
@@ -606,7 +661,7 @@ class Archiver:
                     entry.save_id in adopted
                 )
                 seen.add((entry.bucket, entry.key))
-                self._enqueue(entry)
+            self.uploader.start(self.spool, entries)
 
     def _claim_spool(self) -> Spool:
         """Lock the configured spool, or the first free sibling if a server holds it."""
@@ -666,15 +721,9 @@ class Archiver:
             return
         timeout = self.settings.flush_timeout if flush_timeout is None else flush_timeout
         self._stopping = True
-        workers = list(self._workers.values())
-        if workers:
-            self.log.info(
-                "bookstore: flushing %d queued upload(s) (up to %.0fs)", self.pending, timeout
-            )
-            _done, not_done = await asyncio.wait(workers, timeout=timeout)
-            for task in not_done:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+        if self._sync_tasks:
+            await asyncio.gather(*self._sync_tasks, return_exceptions=True)
+        await self.uploader.stop(timeout)
         if self.pending:
             self.log.warning(
                 "bookstore: %d save(s) not uploaded yet; they stay in %s and are uploaded at "
@@ -687,13 +736,9 @@ class Archiver:
 
     async def wait_idle(self, seconds: float | None = None) -> bool:
         """Wait until nothing is queued; False if still busy after ``seconds`` (for tests)."""
-        if not self._started or self._idle is None:
+        if not self._started:
             return self.pending == 0
-        try:
-            await asyncio.wait_for(self._idle.wait(), seconds)
-        except asyncio.TimeoutError:
-            return False
-        return True
+        return await self.uploader.wait_idle(seconds)
 
     # --- the save path ---------------------------------------------------------------
 
@@ -702,7 +747,7 @@ class Archiver:
         path: str,
         data: bytes,
         *,
-        content_type: str = "application/x-ipynb+json",
+        content_type: str = NOTEBOOK_CONTENT_TYPE,
         extra: dict[str, str] | None = None,
     ) -> SpoolEntry:
         return SpoolEntry(
@@ -723,7 +768,7 @@ class Archiver:
         path: str,
         data: bytes,
         *,
-        content_type: str = "application/x-ipynb+json",
+        content_type: str = NOTEBOOK_CONTENT_TYPE,
         extra: dict[str, str] | None = None,
     ) -> StagedSave:
         """Write a save's bytes durably, uncommitted (call :meth:`commit` once saved).
@@ -786,8 +831,16 @@ class Archiver:
         await run_sync(self.spool.write_stats, self.stats)
         return StagedSave(entry, None, dropped=True)
 
-    async def commit(self, staged: StagedSave) -> SpoolEntry:
+    async def commit(
+        self, staged: StagedSave, *, file_unchanged_until_synced: bool = False
+    ) -> SpoolEntry:
         """Queue a staged save durably; return its entry.
+
+        ``file_unchanged_until_synced``: the caller (the contents manager) does not change
+        the file before :meth:`durable` says so. Then the entry's rename is made durable
+        in the background (the directory fsync, grouped with other saves'), not before
+        this returns: until it is, a crash leaves a stage whose bytes are the file's,
+        which :meth:`Spool.open` commits. The save does not wait for the fsync.
 
         With ``skip_identical_saves``, a save identical to the newest queued or uploaded
         save of its key is dropped instead, and that earlier entry is returned.
@@ -804,9 +857,42 @@ class Archiver:
                     "bookstore: %s unchanged since save %s", staged.entry.path, duplicate.save_id
                 )
                 return duplicate
-            await run_sync(self.spool.commit, staged)
-            self._enqueue(staged.entry)
+            if file_unchanged_until_synced:
+                await run_sync(self.spool.rename_staged, staged)
+                self._sync_in_background(staged.entry.path)
+            else:
+                await run_sync(self.spool.commit, staged)
+            self.uploader.enqueue(staged.entry)
         return staged.entry
+
+    def _sync_in_background(self, path: str) -> None:
+        task = asyncio.ensure_future(run_sync(self.spool.sync_dir))
+        self._syncs[path] = task
+        self._sync_tasks.add(task)
+
+        def done(t: asyncio.Future[None]) -> None:
+            self._sync_tasks.discard(t)
+            if self._syncs.get(path) is t:
+                del self._syncs[path]
+            if not t.cancelled() and t.exception() is not None:
+                self.log.error(
+                    "bookstore: could not fsync the spool %s: %s",
+                    self.spool.directory,
+                    t.exception(),
+                )
+
+        task.add_done_callback(done)
+
+    async def durable(self, path: str) -> None:
+        """Wait until the saves of ``path`` committed so far are durable in the spool.
+
+        The contents manager calls it before it changes the file again (a save, a rename,
+        a delete): the file is what recovers a save whose commit is not durable yet.
+        """
+        task = self._syncs.get(path)
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
 
     def identical_to(self, entry: SpoolEntry) -> SpoolEntry | None:
         """The newest queued or uploaded save of ``entry``'s key, if it has the same bytes.
@@ -816,9 +902,7 @@ class Archiver:
         """
         if not self.settings.skip_identical_saves or entry.extra:
             return None
-        k = (entry.bucket, entry.key)
-        queue = self._queues.get(k)
-        newest = queue[-1] if queue else self._last_uploaded.get(k)
+        newest = self.uploader.newest(entry.bucket, entry.key)
         if newest is None or newest.sha256 != entry.sha256 or newest.size != entry.size:
             return None
         return newest
@@ -860,9 +944,10 @@ class Archiver:
         if fits(0):
             return True
         k = (entry.bucket, entry.key)
-        own = list(self._queues.get(k, ()))
+        queues = self.uploader.queues()
+        own = list(queues.get(k, ()))
         victims = own[1:-1]
-        for other_key, queue in self._queues.items():
+        for other_key, queue in queues.items():
             if other_key != k:
                 victims.extend(list(queue)[1:-1])
         freed = sum(self._sizes.get(v.save_id, 0) for v in victims)
@@ -879,9 +964,10 @@ class Archiver:
         """Drop queued saves; each path's count moves to the next save kept of that path."""
         touched: dict[str, SpoolEntry] = {}
         removed: list[SpoolEntry] = []
+        queues = self.uploader.queues()
         for victim in victims:
             k = (victim.bucket, victim.key)
-            queue = self._queues.get(k)
+            queue = queues.get(k)
             if queue is None or victim not in queue or queue[0] is victim:
                 continue  # uploaded meanwhile, or uploading now: keep it
             index = queue.index(victim)
@@ -897,7 +983,7 @@ class Archiver:
             self._count_dropped(victim, 1)
 
         for save_id, heir in list(touched.items()):
-            if heir not in self._queues.get((heir.bucket, heir.key), ()):
+            if heir not in queues.get((heir.bucket, heir.key), ()):
                 del touched[save_id]  # dropped itself: its count moved on
 
         def persist() -> None:
@@ -960,138 +1046,47 @@ class Archiver:
         """Stage and commit in one step (for saves that already happened)."""
         return await self.commit(await self.stage(path, data, **kwargs))
 
-    # --- queue -----------------------------------------------------------------------
+    # --- the uploader ---------------------------------------------------------------
 
     @property
     def pending(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        return self.uploader.pending
 
     def pending_entries(self, bucket: str, key: str) -> list[SpoolEntry]:
         """Queued saves of one key, oldest first."""
-        return list(self._queues.get((bucket, key), ()))
+        return self.uploader.pending_entries(bucket, key)
 
-    def _enqueue(self, entry: SpoolEntry) -> None:
-        k = (entry.bucket, entry.key)
-        self._queues.setdefault(k, deque()).append(entry)
-        if self._idle is not None:
-            self._idle.clear()
-        if self._stopping or not self._started:
-            return  # stays in the spool for the next start
-        if k not in self._workers:
-            self._workers[k] = asyncio.create_task(self._run_key(k), name=f"bookstore:{k[1]}")
+    @property
+    def uploaded(self) -> int:
+        return self.uploader.uploaded
 
-    async def _run_key(self, k: tuple[str, str]) -> None:
-        queue = self._queues[k]
-        try:
-            while queue:
-                entry = queue[0]
-                if await self._upload_with_retry(entry):
-                    await run_sync(self.spool.remove, entry)
-                    self._last_uploaded[k] = entry
-                    self._last_uploaded.move_to_end(k)
-                    if len(self._last_uploaded) > LAST_UPLOADED_CACHE_SIZE:
-                        self._last_uploaded.popitem(last=False)
-                self._sizes.pop(entry.save_id, None)
-                queue.popleft()
-        finally:
-            # No await between the loop's last check and here: no enqueue can slip by.
-            self._workers.pop(k, None)
-            if not queue:
-                self._queues.pop(k, None)
-            if not self._queues and self._idle is not None:
-                self._idle.set()
-                if self._limit_logged:
-                    self._limit_logged = False
-                    self.log.warning(
-                        "bookstore: the spool is empty again; %s save(s) were dropped from "
-                        "the archive in all (see GET /api/bookstore)",
-                        self.stats.get("dropped_saves", 0),
-                    )
+    @property
+    def failed_attempts(self) -> int:
+        return self.uploader.failed_attempts
 
-    async def _upload_with_retry(self, entry: SpoolEntry) -> bool:
-        """Upload one entry, retrying until it succeeds; False if it was unreadable."""
-        assert self._semaphore is not None
-        delay = self.settings.upload_retry_initial_delay
-        while True:
-            try:
-                async with self._semaphore:
-                    await self._upload(entry)
-            except S3Error as e:
-                if not e.retryable:
-                    await self._set_aside(entry, self.spool.entry_path(entry), e)
-                    return False
-                self._record_failure(entry, e)
-                # S3 may have stored it and only the answer was lost: check before re-sending.
-                entry.recovered = True
-            except (OSError, ValueError) as e:
-                # The entry itself is unreadable: keep it aside, never delete it.
-                self.log.error(
-                    "bookstore: cannot read spool entry %s for %s, moved aside: %s",
-                    entry.save_id,
-                    entry.path,
-                    e,
-                )
-                self.last_error = {"message": str(e), "path": entry.path, "at": utcnow_iso()}
-                await run_sync(self.spool.quarantine, entry)
-                return False
-            else:
-                if self._outage_logged:
-                    self.log.info("bookstore: S3 uploads work again")
-                    self._outage_logged = False
-                return True
-            # Full jitter keeps many keys from retrying in lockstep.
-            await self.sleep(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, self.settings.upload_retry_max_delay)
+    @property
+    def last_upload(self) -> dict[str, Any] | None:
+        return self.uploader.last_upload
 
-    def _record_failure(self, entry: SpoolEntry, e: S3Error) -> None:
-        self.failed_attempts += 1
-        self.last_error = {
-            "message": str(e),
-            "code": e.code,
-            "path": entry.path,
-            "at": utcnow_iso(),
-        }
-        if not self._outage_logged:
-            self._outage_logged = True
+    @property
+    def last_error(self) -> dict[str, Any] | None:
+        return self.uploader.last_error
+
+    @last_error.setter
+    def last_error(self, value: dict[str, Any] | None) -> None:
+        self.uploader.last_error = value
+
+    def _uploaded_one(self, entry: SpoolEntry) -> None:
+        self._sizes.pop(entry.save_id, None)
+
+    def _drained(self) -> None:
+        if self._limit_logged:
+            self._limit_logged = False
             self.log.warning(
-                "bookstore: archiving %s failed, will retry with backoff (%d queued): %s",
-                entry.path,
-                self.pending,
-                e,
+                "bookstore: the spool is empty again; %s save(s) were dropped from "
+                "the archive in all (see GET /api/bookstore)",
+                self.stats.get("dropped_saves", 0),
             )
-        else:
-            self.log.debug("bookstore: retrying upload of %s: %s", entry.path, e)
-
-    async def _upload(self, entry: SpoolEntry) -> None:
-        data = await run_sync(self.spool.read_data, entry)
-        if entry.recovered and await self._already_uploaded(entry):
-            self.log.info("bookstore: save %s of %s was already in S3", entry.save_id, entry.path)
-            return
-        result = await self.store.put_object(
-            entry.key,
-            data,
-            entry.metadata(),
-            bucket=entry.bucket,
-            content_type=entry.content_type,
-            resend=False,  # a retry goes through _upload_with_retry, which checks first
-            storage_class=self.settings.s3_storage_class,
-        )
-        self.uploaded += 1
-        self.last_upload = {
-            "path": entry.path,
-            "key": entry.key,
-            "version_id": result.version_id,
-            "at": utcnow_iso(),
-        }
-        self.log.debug("bookstore: archived %s as version %s", entry.key, result.version_id)
-
-    async def _already_uploaded(self, entry: SpoolEntry) -> bool:
-        """After a crash, the newest version may be this very entry (uploaded, not deleted)."""
-        try:
-            head = await self.store.head_object(entry.key, bucket=entry.bucket)
-        except S3NotFound:
-            return False
-        return bool(head["Metadata"].get(META_SAVE_ID) == entry.save_id)
 
     # --- status ----------------------------------------------------------------------
 
@@ -1099,11 +1094,11 @@ class Archiver:
         s = self.settings
         return {
             "pending": self.pending,
-            "uploaded": self.uploaded,
-            "failed_attempts": self.failed_attempts,
+            "uploaded": self.uploader.uploaded,
+            "failed_attempts": self.uploader.failed_attempts,
             "skipped_identical": self.skipped_identical,
             "last_error": self.last_error,
-            "last_upload": self.last_upload,
+            "last_upload": self.uploader.last_upload,
             "spool_dir": self.spool.directory,
             "spool_locked": self.spool.locked,
             "spool_shared": self.spool.directory != spool_candidates(s.spool_dir)[0],
