@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Set up and run every check: lint, types, and the test suite against two independent
-# S3 implementations (moto's server mode, then SeaweedFS), browser tests included.
+# S3 implementations (moto's server mode and SeaweedFS), browser tests included.
 # The S3 servers and Jupyter servers are started by the test fixtures themselves.
 #
 #   bash scripts/test.sh            # everything
 #   bash scripts/test.sh -k publish # extra arguments go to both pytest runs
+#
+# The two pytest runs go side by side, each on BOOKSTORE_TEST_WORKERS pytest-xdist workers
+# (default 2; every worker starts its own S3 server, buckets and directories are per test).
+# Their lines are prefixed with [moto] or [seaweedfs]; the script fails if either fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,10 +27,33 @@ echo "==> eslint, prettier and unit tests of the frontend (TypeScript)"
 jlpm lint:check
 jlpm test
 
-echo "==> pytest against moto (server mode)"
-BOOKSTORE_TEST_S3=moto python -m pytest -p no:cacheprovider "$@"
+WORKERS=${BOOKSTORE_TEST_WORKERS:-2}
+PYTEST=(python -m pytest -p no:cacheprovider -n "$WORKERS" --dist loadgroup)
 
-echo "==> pytest against SeaweedFS (weed mini)"
-# The browser tests and the "surface" tests (pure logic, docs, packaging, page links, the
-# shape of HTTP answers: see tests/conftest.py) do not depend on the S3 implementation.
-BOOKSTORE_TEST_S3=seaweedfs python -m pytest -p no:cacheprovider -m "not browser and not surface" "$@"
+# One pytest run, its output line-prefixed with the backend's name; its exit status.
+run_pytest() {
+  local backend=$1
+  shift
+  set +e
+  BOOKSTORE_TEST_S3=$backend "${PYTEST[@]}" "$@" 2>&1 | sed -u "s/^/[$backend] /"
+  local status=${PIPESTATUS[0]}
+  set -e
+  return "$status"
+}
+
+echo "==> pytest against moto (server mode) and SeaweedFS (weed mini), side by side"
+# Every test runs on moto. The browser tests and the "surface" tests (pure logic, docs,
+# packaging, page links, the shape of HTTP answers: see tests/conftest.py) do not depend on
+# the S3 implementation, so the SeaweedFS run skips them.
+started=$SECONDS
+run_pytest moto "$@" &
+moto_pid=$!
+run_pytest seaweedfs -m "not browser and not surface" "$@" &
+seaweedfs_pid=$!
+moto_status=0
+seaweedfs_status=0
+wait "$moto_pid" || moto_status=$?
+wait "$seaweedfs_pid" || seaweedfs_status=$?
+echo "==> pytest: moto exit $moto_status, SeaweedFS exit $seaweedfs_status" \
+  "($((SECONDS - started)) s for both)"
+[ "$moto_status" -eq 0 ] && [ "$seaweedfs_status" -eq 0 ]
