@@ -16,6 +16,8 @@ bash scripts/install-browser.sh
 bash scripts/setup-env.sh
 VENV=${BOOKSTORE_VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
+# jupyter_server's own contents tests, from the sdist of the installed version (run below).
+bash scripts/fetch-upstream-tests.sh "$VENV/bin/python"
 
 echo "==> ruff"
 ruff check bookstore tests bench scripts
@@ -30,30 +32,36 @@ jlpm test
 WORKERS=${BOOKSTORE_TEST_WORKERS:-2}
 PYTEST=(python -m pytest -p no:cacheprovider -n "$WORKERS" --dist loadgroup)
 
-# One pytest run, its output line-prefixed with the backend's name; its exit status.
+# One pytest run, its output line-prefixed with its name; its exit status.
 run_pytest() {
-  local backend=$1
-  shift
+  local name=$1 backend=$2
+  shift 2
   set +e
-  BOOKSTORE_TEST_S3=$backend "${PYTEST[@]}" "$@" 2>&1 | sed -u "s/^/[$backend] /"
+  BOOKSTORE_TEST_S3=$backend "${PYTEST[@]}" "$@" 2>&1 | sed -u "s/^/[$name] /"
   local status=${PIPESTATUS[0]}
   set -e
   return "$status"
 }
 
-echo "==> pytest against moto (server mode) and SeaweedFS (weed mini), side by side"
+echo "==> pytest against moto (server mode) and SeaweedFS (weed mini), side by side," \
+  "and jupyter_server's own contents tests against bookstore"
 # Every test runs on moto. The browser tests and the "surface" tests (pure logic, docs,
 # packaging, page links, the shape of HTTP answers: see tests/conftest.py) do not depend on
-# the S3 implementation, so the SeaweedFS run skips them.
+# the S3 implementation, so the SeaweedFS run skips them. The upstream contents suites
+# (tests_upstream/, fetched by setup-env.sh) run on moto.
 started=$SECONDS
-run_pytest moto "$@" &
+run_pytest moto moto "$@" &
 moto_pid=$!
-run_pytest seaweedfs -m "not browser and not surface" "$@" &
+run_pytest seaweedfs seaweedfs -m "not browser and not surface" "$@" &
 seaweedfs_pid=$!
+run_pytest jupyter_server moto -c tests_upstream/pytest.ini tests_upstream &
+upstream_pid=$!
 moto_status=0
 seaweedfs_status=0
+upstream_status=0
 wait "$moto_pid" || moto_status=$?
 wait "$seaweedfs_pid" || seaweedfs_status=$?
-echo "==> pytest: moto exit $moto_status, SeaweedFS exit $seaweedfs_status" \
-  "($((SECONDS - started)) s for both)"
-[ "$moto_status" -eq 0 ] && [ "$seaweedfs_status" -eq 0 ]
+wait "$upstream_pid" || upstream_status=$?
+echo "==> pytest exit status: moto $moto_status, SeaweedFS $seaweedfs_status," \
+  "jupyter_server's contents tests $upstream_status ($((SECONDS - started)) s in all)"
+[ "$moto_status" -eq 0 ] && [ "$seaweedfs_status" -eq 0 ] && [ "$upstream_status" -eq 0 ]
