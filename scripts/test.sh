@@ -20,8 +20,8 @@ export PATH="$PWD/$VENV/bin:$PATH"
 bash scripts/fetch-upstream-tests.sh "$VENV/bin/python"
 
 echo "==> ruff"
-ruff check bookstore tests bench scripts
-ruff format --check bookstore tests bench scripts
+ruff check bookstore tests bench scripts tests_upstream/tests/conftest.py
+ruff format --check bookstore tests bench scripts tests_upstream/tests/conftest.py
 echo "==> mypy"
 mypy
 echo "==> eslint, prettier and unit tests of the frontend (TypeScript)"

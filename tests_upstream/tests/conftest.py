@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,13 +163,12 @@ def jp_serverapp(
     jp_argv: list[str],
     jp_configurable_serverapp: Any,
     jp_asyncio_loop: Any,
-    request: pytest.FixtureRequest,
-) -> Any:
+) -> Iterator[Any]:
     """The upstream server, with bookstore's contents manager and extension started."""
     argv = [a for a in jp_argv if not a.startswith("--ServerApp.contents_manager_class")]
     app = jp_configurable_serverapp(config=jp_server_config, argv=argv)
     assert isinstance(app.contents_manager, BookstoreContentsArchiver)
     ext = app.web_app.settings["bookstore_extension"]
     jp_asyncio_loop.run_until_complete(ext._start_jupyter_server_extension(app))
-    request.addfinalizer(lambda: jp_asyncio_loop.run_until_complete(_drained(ext.archiver)))
-    return app
+    yield app
+    jp_asyncio_loop.run_until_complete(_drained(ext.archiver))
