@@ -23,6 +23,12 @@ Usage::
 
     python bench/bench_list_versions.py [--versions 1000] [--runs 20] [--cold-runs 3]
                                         [--s3 moto|seaweedfs] [--via-server]
+    python bench/bench_list_versions.py --count-requests [--versions 1000] [--s3 ...]
+
+``--count-requests`` instead counts the S3 requests of one listing page (the code the
+endpoint runs, ``VersionHistory.listing``, in this process, with two versions pinned):
+cold (a new S3 client, nothing cached) and warm (the same listing again), by operation.
+Run it on an older checkout (``PYTHONPATH=<old tree>``) for a before/after figure.
 
 ``--via-server`` makes the versions by saving the notebook through the server (slower
 to set up, and the objects carry exactly the metadata the archiver writes). The timed
@@ -124,6 +130,63 @@ def time_listing(jp: JupyterSubprocess, limit: int, expect: int) -> float:
     return elapsed * 1000
 
 
+def count_requests(s3: Any, versions: int, limit: int) -> int:
+    """Print the S3 requests of a cold and a warm listing page, by operation."""
+    import asyncio
+    from collections import Counter
+
+    from bookstore.history import VersionHistory
+    from bookstore.prune import set_pin
+    from bookstore.s3 import S3Store
+    from bookstore.settings import BookstoreSettings
+
+    settings = BookstoreSettings(
+        s3_bucket=BUCKET,
+        s3_endpoint_url=s3.endpoint_url,
+        s3_access_key_id=s3.access_key_id,
+        s3_secret_access_key=s3.secret_access_key,
+        s3_region_name=s3.region_name,
+    )
+    ids = [
+        v["VersionId"]
+        for page in s3.boto3_client()
+        .get_paginator("list_object_versions")
+        .paginate(Bucket=BUCKET, Prefix=f"workspace/{PATH}")
+        for v in page.get("Versions", [])
+    ]
+
+    async def run() -> list[tuple[str, Counter[str]]]:
+        pinner = S3Store(settings)
+        try:
+            for vid in (ids[1], ids[len(ids) // 2]):
+                await set_pin(pinner, settings, PATH, vid, True)
+        finally:
+            await pinner.close()
+        store = S3Store(settings)
+        calls: Counter[str] = Counter()
+        client = await store.client()
+        client.meta.events.register("before-call.s3", lambda model, **_: calls.update([model.name]))
+        history = VersionHistory(settings, store)
+        out = []
+        try:
+            for name in ("cold", "warm"):
+                calls.clear()
+                listing = await history.listing(PATH, limit=limit, include_pending=False)
+                pinned = sum(1 for r in listing.versions if r.pinned)
+                if pinned != 2:
+                    raise SystemExit(f"{name} listing shows {pinned} pins, not 2")
+                out.append((name, Counter(calls)))
+        finally:
+            await store.close()
+        return out
+
+    print(f"S3 requests per listing page of {min(versions, limit)} versions, 2 pinned:")
+    for name, calls in asyncio.run(run()):
+        detail = ", ".join(f"{op} {n}" for op, n in sorted(calls.items()))
+        print(f"  {name}: {sum(calls.values())} requests ({detail})")
+    return 0
+
+
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
@@ -144,6 +207,7 @@ def main() -> int:
     parser.add_argument("--cold-runs", type=int, default=3, help="server restarts for cold")
     parser.add_argument("--s3", choices=["moto", "seaweedfs"], default="moto")
     parser.add_argument("--via-server", action="store_true", help="save through the server")
+    parser.add_argument("--count-requests", action="store_true", help="count S3 requests")
     parser.add_argument("--budget-ms", type=float, default=300.0, help="warm median must beat")
     args = parser.parse_args()
     expect = min(args.versions, args.limit)
@@ -152,6 +216,9 @@ def main() -> int:
         s3 = start_s3(args.s3, tmp)
         try:
             s3.create_bucket(BUCKET, versioning=True)
+            if args.count_requests:
+                make_versions_in_s3(s3.boto3_client(), f"workspace/{PATH}", args.versions)
+                return count_requests(s3, args.versions, args.limit)
             config = {
                 "ServerApp": {
                     "jpserver_extensions": {"bookstore": True},

@@ -1,21 +1,29 @@
 #!/usr/bin/env python
 """Does ``bookstore prune`` stay in bounded memory however many versions it goes through?
 
-Starts moto's S3 server in this process, fills a versioned bucket with N versions spread
-over ``--paths`` notebooks (written straight into moto's backend: a hundred thousand PUTs
-over HTTP would take longer than the prune), then runs ``bookstore prune --keep-last 5
---yes --json`` as a subprocess and reports its wall time and peak RSS (``ru_maxrss`` of
-the child). Every size runs in one go, side by side; the RSS ratio between the biggest
-and the smallest size is the figure that matters (the target: about 1, not N/N0).
+Starts an S3 server (``--s3 moto``, in this process, or ``--s3 seaweedfs``), fills a
+versioned bucket with N versions spread over notebooks of ``--per-path`` versions each,
+with concurrent PUTs over HTTP (``--fill-threads``), then runs ``bookstore prune
+--keep-last 5 --yes --json`` as a subprocess and reports its wall time and peak RSS
+(``ru_maxrss`` of the child). Every size runs in one go, side by side; the RSS ratio
+between the biggest and the smallest size is the figure that matters (the target: about
+1, not N/N0).
 
 ``--keep-all`` uses ``--keep-within 100y`` instead: every version is kept, so nothing is
 pin-checked or deleted and the run measures the streamed listing, the policy and the
 streamed ``--json`` output alone (each version a prune would delete costs one
-GetObjectTagging request, to honour pins, and moto answers those slowly).
+GetObjectTagging request, to honour pins).
+
+moto (5.2) does not scale to 100,000 versions: its ``ListObjectVersions`` deep-copies
+every version of the bucket for each page of 1,000 (quadratic), and storing a version
+compares it with every earlier version of its key. Use ``--s3 seaweedfs`` for the large
+sizes; moto is fine up to ~10,000.
 
 Usage::
 
-    python bench/bench_prune.py [--sizes 10000 100000] [--paths 10] [--runs 1] [--keep-all]
+    python bench/bench_prune.py [--s3 moto|seaweedfs] [--sizes 10000 30000 100000]
+                                [--per-path 1000] [--runs 1] [--keep-all]
+                                [--fill http|backend] [--fill-threads 32]
 """
 
 from __future__ import annotations
@@ -28,38 +36,67 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
-from bookstore.testing import start_moto  # noqa: E402
+from bookstore.testing import S3Server, start_s3  # noqa: E402
 
 BUCKET_PREFIX = "bench-prune"
+BODY = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n' * 20
 
 
-def fill(server: object, bucket: str, versions: int, paths: int) -> None:
-    """``versions`` object versions over ``paths`` keys, through moto's backend."""
+def fill_backend(bucket: str, versions: int, per_path: int) -> int:
+    """The same versions written straight into moto's backend (this process's moto only):
+    no HTTP, so big sizes are quick to set up."""
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
 
     backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
-    body = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n' * 20
-    per_path = versions // paths
+    paths = max(1, versions // per_path)
     for p in range(paths):
-        key = f"workspace/bench/nb{p:03d}.ipynb"
-        for _ in range(per_path):
-            backend.put_object(bucket, key, body)
+        count = per_path if p < paths - 1 else versions - per_path * (paths - 1)
+        for _ in range(count):
+            backend.put_object(bucket, f"workspace/bench/nb{p:05d}.ipynb", BODY)
+    return paths
+
+
+def fill(server: S3Server, bucket: str, versions: int, per_path: int, threads: int) -> int:
+    """``versions`` object versions, ``per_path`` per key, stored by concurrent PUTs.
+
+    Returns the number of keys. Each key's versions are written one after the other
+    (one thread per key at a time), so every key gets exactly ``per_path`` versions.
+    """
+    client = server.boto3_client(max_pool_connections=threads)
+    paths = max(1, versions // per_path)
+    counts = [per_path] * paths
+    counts[-1] += versions - per_path * paths
+
+    def one_path(p: int) -> None:
+        key = f"workspace/bench/nb{p:05d}.ipynb"
+        for _ in range(counts[p]):
+            client.put_object(Bucket=bucket, Key=key, Body=BODY)
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one_path, range(paths)))
+    finally:
+        client.close()
+    return paths
 
 
 def run_prune(
-    server: object, bucket: str, env_base: dict[str, str], policy: str
-) -> tuple[float, int, dict]:
+    server: S3Server, bucket: str, env_base: dict[str, str], policy: str
+) -> tuple[float, int, dict[str, Any]]:
     env = dict(
         env_base,
         JPYNB_S3_BUCKET=bucket,
-        JPYNB_S3_ENDPOINT_URL=server.endpoint_url,  # type: ignore[attr-defined]
-        JPYNB_S3_ACCESS_KEY_ID=server.access_key_id,  # type: ignore[attr-defined]
-        JPYNB_S3_SECRET_ACCESS_KEY=server.secret_access_key,  # type: ignore[attr-defined]
+        JPYNB_S3_ENDPOINT_URL=server.endpoint_url,
+        JPYNB_S3_ACCESS_KEY_ID=server.access_key_id,
+        JPYNB_S3_SECRET_ACCESS_KEY=server.secret_access_key,
+        JPYNB_S3_REGION_NAME=server.region_name,
     )
     with tempfile.TemporaryFile("w+") as out:
         started = time.perf_counter()
@@ -84,58 +121,74 @@ def run_prune(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--paths", type=int, default=10)
+    parser.add_argument("--s3", choices=["moto", "seaweedfs"], default="moto")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
+    parser.add_argument("--per-path", type=int, default=1000, help="versions per notebook")
+    parser.add_argument("--fill-threads", type=int, default=32)
+    parser.add_argument(
+        "--fill",
+        choices=["http", "backend"],
+        default="http",
+        help="store the versions with PUTs over HTTP, or straight into moto's backend",
+    )
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--keep-all", action="store_true")
     args = parser.parse_args()
+    if args.fill == "backend" and args.s3 != "moto":
+        parser.error("--fill backend needs --s3 moto")
     policy = "--keep-within=100y" if args.keep_all else "--keep-last=5"
-    kept_per_path = None if args.keep_all else 5
 
-    server = start_moto()
     env_base = {
         k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JPYNB_", "BOOKSTORE_"))
     }
     env_base["JUPYTER_CONFIG_DIR"] = tempfile.mkdtemp()
     env_base["JUPYTER_NO_CONFIG"] = "1"
     rows = []
-    try:
-        for size in args.sizes:
-            times, rss = [], []
-            for run in range(args.runs):
-                bucket = f"{BUCKET_PREFIX}-{size}-{run}"
-                server.create_bucket(bucket, versioning=True)
-                started = time.perf_counter()
-                fill(server, bucket, size, args.paths)
-                print(
-                    f"  {size} versions stored in {time.perf_counter() - started:.1f}s",
-                    file=sys.stderr,
-                )
-                elapsed, peak, result = run_prune(server, bucket, env_base, policy)
-                kept = size if kept_per_path is None else kept_per_path * args.paths
-                if result["deleted"] != size - kept or not result["complete"]:
-                    raise SystemExit(f"prune deleted {result['deleted']}, expected {size - kept}")
-                if result["versions"] != size:
-                    raise SystemExit(f"prune saw {result['versions']} versions, not {size}")
-                times.append(elapsed)
-                rss.append(peak)
-                print(
-                    f"  {size}: {elapsed:.1f}s, peak RSS {peak / 2**20:.1f} MiB, "
-                    f"{result['delete_requests']} DeleteObjects requests",
-                    file=sys.stderr,
-                )
-            rows.append((size, statistics.median(times), statistics.median(rss)))
-    finally:
-        server.stop()
+    with tempfile.TemporaryDirectory(prefix="bookstore-bench-prune-") as tmp:
+        server = start_s3(args.s3, tmp)
+        try:
+            for size in args.sizes:
+                times, rss = [], []
+                for run in range(args.runs):
+                    bucket = f"{BUCKET_PREFIX}-{size}-{run}"
+                    server.create_bucket(bucket, versioning=True)
+                    started = time.perf_counter()
+                    if args.fill == "backend":
+                        paths = fill_backend(bucket, size, args.per_path)
+                    else:
+                        paths = fill(server, bucket, size, args.per_path, args.fill_threads)
+                    print(
+                        f"  {size} versions of {paths} notebooks stored in "
+                        f"{time.perf_counter() - started:.1f}s",
+                        file=sys.stderr,
+                    )
+                    elapsed, peak, result = run_prune(server, bucket, env_base, policy)
+                    kept = size if args.keep_all else min(5, args.per_path) * paths
+                    if result["deleted"] != size - kept or not result["complete"]:
+                        raise SystemExit(
+                            f"prune deleted {result['deleted']}, expected {size - kept}"
+                        )
+                    if result["versions"] != size:
+                        raise SystemExit(f"prune saw {result['versions']} versions, not {size}")
+                    times.append(elapsed)
+                    rss.append(peak)
+                    print(
+                        f"  {size}: {elapsed:.1f}s, peak RSS {peak / 2**20:.1f} MiB, "
+                        f"{result['delete_requests']} DeleteObjects requests",
+                        file=sys.stderr,
+                    )
+                rows.append((size, statistics.median(times), statistics.median(rss)))
+        finally:
+            server.stop()
 
-    print(f"\nbookstore prune {policy} --yes on moto, {args.paths} paths")
+    print(f"\nbookstore prune {policy} --yes on {args.s3}, {args.per_path} versions per notebook")
     print(f"{'versions':>10}  {'time (s)':>9}  {'versions/s':>10}  {'peak RSS (MiB)':>14}")
     for size, t, peak in rows:
         print(f"{size:>10}  {t:>9.1f}  {size / t:>10.0f}  {peak / 2**20:>14.1f}")
     if len(rows) > 1:
         (s0, _, r0), (s1, _, r1) = rows[0], rows[-1]
         print(
-            f"\n{s1 // s0}x the versions: peak RSS x{r1 / r0:.2f} "
+            f"\n{s1 / s0:.0f}x the versions: peak RSS x{r1 / r0:.2f} "
             f"({'bounded' if r1 / r0 < 1.25 else 'GROWS with the number of versions'})"
         )
 

@@ -47,7 +47,6 @@ from typing import Any, ClassVar, TextIO
 
 from jupyter_client.jsonutil import json_default
 from jupyter_core.application import JupyterApp, base_aliases, base_flags
-from tornado.web import HTTPError
 from traitlets import Bool, Enum, Float, Integer, TraitError, Unicode, default
 from traitlets.config import Application
 from traitlets.config.loader import ConfigFileNotFound
@@ -320,6 +319,8 @@ class BookstoreCommand(JupyterApp):
         self.exit(asyncio.run(self._main(settings, args)))
 
     async def _main(self, settings: BookstoreSettings, args: list[str]) -> int:
+        from tornado.web import HTTPError  # not on `bookstore run`'s path
+
         store = S3Store(settings, log=self.log)
         try:
             await self.run(settings, store, args)

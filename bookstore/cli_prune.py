@@ -233,6 +233,11 @@ def _result_text(result: PruneResult, path: str | None) -> str:
             f"Deleted {result.deleted} version(s) ({human_size(result.bytes_deleted)}) in "
             f"{result.delete_requests} request(s)."
         )
+        if result.pins_indexed or result.pins_unindexed:
+            lines.append(
+                f"Pin index repaired from the tags: {result.pins_indexed} pin(s) added, "
+                f"{result.pins_unindexed} removed (set or removed by another tool)."
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -8,9 +8,11 @@ logic in :mod:`bookstore.retention`.
 decides about each path's versions as they arrive, and deletes the removed ones in
 ``DeleteObjects`` batches of up to 1,000, so memory does not grow with the number of
 versions. Never deleted: the newest version of a path, pinned versions (S3 tag
-``bookstore-pinned``, checked right before deleting), and the published and runs
-prefixes unless they are the prefix asked for. A removed version never changes the
-verdict on the others, so after a failure partway the same command finishes the job.
+``bookstore-pinned``, read right before deleting: never the pin index that listings
+read, which could be stale; with ``--yes`` the index is repaired from the tags read),
+and the published and runs prefixes unless they are the prefix asked for. A removed
+version never changes the verdict on the others, so after a failure partway the same
+command finishes the job.
 """
 
 from __future__ import annotations
@@ -126,6 +128,10 @@ class PruneResult:
     refused_count: int = 0
     #: Set when the prune stopped early (S3 unreachable...): what happened.
     failure: str | None = None
+    #: Pin index markers added for versions pinned by tag alone, and removed for versions
+    #: whose pin tag was removed by another tool (see :meth:`S3Store.pinned_versions`).
+    pins_indexed: int = 0
+    pins_unindexed: int = 0
 
     @property
     def complete(self) -> bool:
@@ -146,6 +152,8 @@ class PruneResult:
             "refused": self.refused,
             "refused_count": self.refused_count,
             "failure": self.failure,
+            "pins_indexed": self.pins_indexed,
+            "pins_unindexed": self.pins_unindexed,
         }
 
 
@@ -224,6 +232,8 @@ class _Pruner:
                 decision.reasons.insert(0, REASON_NEWEST)
         candidates = [d.item.version_id for d, _ in chunk if not d.keep]
         pinned = await self._pinned(key, candidates) if candidates else set()
+        if candidates and not self.dry_run:
+            await self._sync_pin_index(key, candidates, pinned)
         for decision, _ in chunk:
             item = decision.item
             if item.version_id in pinned:
@@ -256,13 +266,24 @@ class _Pruner:
         async def check(vid: str) -> None:
             async with semaphore:
                 try:
-                    if await self.store.is_pinned(key, vid, remember=False):
+                    if await self.store.is_pinned(key, vid):
                         pinned.add(vid)
                 except S3NotFound:
                     pass  # already gone: deleting it again is harmless
 
         await gather_or_cancel(check(vid) for vid in version_ids)
         return pinned
+
+    async def _sync_pin_index(self, key: str, candidates: list[str], pinned: set[str]) -> None:
+        """Bring the pin index (what listings show) in line with the tags just read: a pin
+        tagged by another tool gets its marker, a marker whose tag is gone is removed."""
+        indexed = await self.store.pinned_versions(key, candidates)
+        for vid in sorted(pinned - indexed):
+            await self.store.index_pin(key, vid)
+            self.result.pins_indexed += 1
+        for vid in sorted(indexed - pinned):
+            await self.store.unindex_pin(key, vid)
+            self.result.pins_unindexed += 1
 
     # --- deleting ------------------------------------------------------------------------
 

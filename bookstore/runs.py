@@ -404,7 +404,7 @@ def _register_engine() -> None:
 
 
 def _papermill_execute(
-    nb: Any,
+    input_path: str,
     output_path: str,
     *,
     execution: Execution,
@@ -419,7 +419,7 @@ def _papermill_execute(
 
     _register_engine()
     papermill.execute_notebook(
-        nb,
+        input_path.replace("{", "{{").replace("}", "}}"),
         output_path.replace("{", "{{").replace("}", "}}"),
         parameters=parameters or None,
         engine_name=_ENGINE_NAME,
@@ -544,8 +544,10 @@ class Runner:
             s3_bucket=opts.s3_bucket,
         )
         try:
+            # Only to check it is a notebook and read its kernel: papermill validates it when
+            # it reads the source file (as it does when run alone).
             nb = await asyncio.to_thread(
-                parse_notebook, source.body, f"s3://{source.bucket}/{source.key}"
+                parse_notebook, source.body, f"s3://{source.bucket}/{source.key}", validate=False
             )
         except Exception as e:
             raise RunUsageError(str(e)) from e
@@ -585,11 +587,17 @@ class Runner:
 
     async def run(self) -> RunResult:
         """Prepare, execute and archive; never raises for a notebook's own failure."""
-        source, nb, kernel = await self.prepare()
+        source, _nb, kernel = await self.prepare()
         opts = self.options
         out_dir = opts.output_dir or default_output_dir()
         await asyncio.to_thread(os.makedirs, out_dir, exist_ok=True)
         out_file = os.path.join(out_dir, f"{self.run_id}.ipynb")
+        # papermill reads the source from a file, as when it runs alone: handed a notebook
+        # object, it would serialize and re-read (and validate) it, and keep the whole source
+        # notebook in the output's metadata.papermill.input_path.
+        src_file = os.path.join(out_dir, f"{self.run_id}.source.ipynb")
+        await asyncio.to_thread(_write, src_file, source.body)
+        src_url = f"s3://{source.bucket}/{source.key}"
         started = utcnow()
         stamped: dict[str, Any] = {}
 
@@ -598,6 +606,8 @@ class Runner:
             status, error, reason = self._outcome(executed, exc)
             prov = self._provenance(source, kernel, started, finished, status, error, reason)
             executed.metadata.setdefault("bookstore", {})["run"] = prov
+            # Where the source really is (not the local copy, removed after the run).
+            executed.metadata.setdefault("papermill", {})["input_path"] = src_url
             stamped.update(prov)
 
         execution = self.execution = Execution(on_complete)
@@ -607,7 +617,7 @@ class Runner:
         worker = asyncio.ensure_future(
             asyncio.to_thread(
                 _papermill_execute,
-                nb,
+                src_file,
                 out_file,
                 execution=execution,
                 parameters=opts.parameters,
@@ -631,6 +641,8 @@ class Runner:
                 await worker
         finally:
             waiter.cancel()
+            if worker.done():
+                await asyncio.to_thread(_remove, src_file)
         exc = worker.exception() if worker.done() and not worker.cancelled() else None
         if not stamped or not await asyncio.to_thread(os.path.exists, out_file):
             # papermill stopped before executing anything (e.g. the kernel did not start).
@@ -785,6 +797,11 @@ async def upload_with_backoff(
                 log.warning("bookstore run: S3 unreachable (%s); retrying in %.1f s", e, delay)
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, 30.0)
+
+
+def _write(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def _read(path: str) -> bytes:

@@ -23,6 +23,7 @@ import base64
 import contextlib
 import contextvars
 import hashlib
+import json
 import os
 import tempfile
 import time
@@ -66,6 +67,12 @@ MAX_PUT_BYTES = 5 * 1024**3
 
 #: S3 object tag marking a version that ``bookstore prune`` never deletes.
 PIN_TAG = "bookstore-pinned"
+_PIN_TAG_VALUE = {"Key": PIN_TAG, "Value": "true"}
+#: The pin index, read by listings instead of every version's tags: one small marker
+#: object per pinned version, ``<PIN_INDEX_PREFIX>/<key>/<version id, percent-encoded>``.
+PIN_INDEX_PREFIX = ".bookstore-pins"
+#: Most LIST pages (of 1,000 markers) read from one key's pin index.
+MAX_PIN_INDEX_PAGES = 10
 
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
 _REFUSED_CODES = {
@@ -138,9 +145,6 @@ LISTING_CACHE_TTL = 60.0
 LISTING_INCREMENT = 25
 #: Most keys per DeleteObjects request (S3's limit).
 DELETE_BATCH_SIZE = 1000
-#: How many pin states (object tags, which can change) are cached, and for how long.
-PIN_CACHE_SIZE = 50_000
-PIN_CACHE_TTL = LISTING_CACHE_TTL
 
 
 class S3Error(Exception):
@@ -203,6 +207,24 @@ async def gather_or_cancel(coros: Iterable[Awaitable[Any]]) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+def pin_index_prefix(key: str) -> str:
+    """Where the pin index markers of ``key``'s versions are (a directory of their own:
+    listed with a ``/`` delimiter, so ``a.ipynb/b.ipynb``'s markers are not ``a.ipynb``'s).
+
+    A key too long to fit there with a version id under S3's 1,024-byte limit is
+    replaced by its sha256.
+    """
+    prefix = f"{PIN_INDEX_PREFIX}/{key}/"
+    if len(prefix.encode()) > MAX_KEY_BYTES - 200:
+        prefix = f"{PIN_INDEX_PREFIX}/.sha256/{hashlib.sha256(key.encode()).hexdigest()}/"
+    return prefix
+
+
+def pin_marker_key(key: str, version_id: str) -> str:
+    """The pin index marker of one version (its id percent-encoded: it may hold a ``/``)."""
+    return pin_index_prefix(key) + quote(version_id, safe="")
 
 
 def too_large(what: str, size: int | None, limit: int) -> ObjectTooLarge:
@@ -455,8 +477,6 @@ class S3Store:
         self._version_meta: OrderedDict[tuple[str, str, str], dict[str, str]] = OrderedDict()
         # First pages of listings, reused while the key's latest version is the same.
         self._listings: OrderedDict[tuple[str, str, int], _CachedListing] = OrderedDict()
-        # Pin states of versions (tags can change): (bucket, key, version_id) -> (pinned, at).
-        self._pins: OrderedDict[tuple[str, str, str], tuple[bool, float]] = OrderedDict()
 
     @property
     def bucket(self) -> str:
@@ -988,7 +1008,6 @@ class S3Store:
             raise translate_error(e, what) from e
         for d in resp.get("Deleted", []):
             result.deleted.append((d["Key"], d.get("VersionId", "")))
-            self._pins.pop((bucket, d["Key"], d.get("VersionId", "")), None)
             self._version_meta.pop((bucket, d["Key"], d.get("VersionId", "")), None)
         for err in resp.get("Errors", []):
             result.errors.append(
@@ -1014,84 +1033,156 @@ class S3Store:
             raise translate_error(e, what) from e
         return list(resp.get("TagSet", []))
 
-    async def is_pinned(
-        self, key: str, version_id: str, *, bucket: str | None = None, remember: bool = True
-    ) -> bool:
-        """Whether the version carries the pin tag (always asks S3).
-
-        ``remember`` caches the answer for listings; a prune, which goes through every
-        version once, passes False so its memory does not grow with the versions.
-        """
+    async def is_pinned(self, key: str, version_id: str, *, bucket: str | None = None) -> bool:
+        """Whether the version carries the pin tag: always asks S3 (the tag is the truth)."""
         bucket = bucket or self.bucket
         tags = await self._tags(key, version_id, bucket)
-        pinned = any(t.get("Key") == PIN_TAG for t in tags)
-        if remember:
-            self._remember_pin(bucket, key, version_id, pinned)
-        return pinned
+        return any(t.get("Key") == PIN_TAG for t in tags)
 
     async def set_pinned(
         self, key: str, version_id: str, pinned: bool, *, bucket: str | None = None
     ) -> bool:
-        """Add or remove the pin tag, keeping the version's other tags; True if it changed."""
+        """Add or remove the pin tag (keeping the version's other tags) and its pin index
+        marker; True if the tag changed.
+
+        Pinning writes the tag, then the marker; unpinning removes the marker, then the
+        tag. Each then reads back the other half, so that a pin and an unpin of the same
+        version racing each other never leave a marker without its tag (a listing showing
+        a pin that prune would not honour).
+        """
         bucket = bucket or self.bucket
         tags = await self._tags(key, version_id, bucket)
         others = [t for t in tags if t.get("Key") != PIN_TAG]
         was = len(others) != len(tags)
-        if was == pinned:
-            self._remember_pin(bucket, key, version_id, pinned)
-            return False
-        new = others + ([{"Key": PIN_TAG, "Value": "true"}] if pinned else [])
-        what = f"{'pinning' if pinned else 'unpinning'} s3://{bucket}/{key} version {version_id}"
+        marker = pin_marker_key(key, version_id)
+        if pinned:
+            if not was:
+                await self._put_tags(key, version_id, bucket, [*others, _PIN_TAG_VALUE])
+            await self.index_pin(key, version_id, bucket=bucket)
+            if not await self.is_pinned(key, version_id, bucket=bucket):
+                await self._drop_pin_marker(bucket, marker)
+                raise S3Error(
+                    f"pinning s3://{bucket}/{key} version {version_id}: another client unpinned "
+                    "it at the same time; it is not pinned (pin it again)",
+                    code="PinConflict",
+                )
+        else:
+            await self._drop_pin_marker(bucket, marker)
+            if was:
+                await self._put_tags(key, version_id, bucket, others)
+            if await self._pin_marker_exists(bucket, marker):
+                await self._drop_pin_marker(bucket, marker)  # a concurrent pin's, now untagged
+        return was != pinned
+
+    async def _put_tags(
+        self, key: str, version_id: str, bucket: str, tags: list[dict[str, str]]
+    ) -> None:
+        what = f"changing the tags of s3://{bucket}/{key} version {version_id}"
         try:
             client = await self.client()
-            if new:
+            if tags:
                 await client.put_object_tagging(
-                    Bucket=bucket, Key=key, VersionId=version_id, Tagging={"TagSet": new}
+                    Bucket=bucket, Key=key, VersionId=version_id, Tagging={"TagSet": tags}
                 )
             else:
                 await client.delete_object_tagging(Bucket=bucket, Key=key, VersionId=version_id)
         except Exception as e:
             raise translate_error(e, what) from e
-        self._remember_pin(bucket, key, version_id, pinned)
+
+    async def index_pin(self, key: str, version_id: str, *, bucket: str | None = None) -> bool:
+        """Write the pin index marker of a version (not its tag); True if it was missing.
+
+        Created only if absent (``If-None-Match: *``), so repeating it adds no object
+        version to the versioned bucket.
+        """
+        bucket = bucket or self.bucket
+        marker = pin_marker_key(key, version_id)
+        body = json.dumps({"key": key, "version_id": version_id}).encode()
+        what = f"writing the pin index marker s3://{bucket}/{marker}"
+        try:
+            client = await self.client()
+            await client.put_object(
+                Bucket=bucket,
+                Key=marker,
+                Body=body,
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in {"PreconditionFailed", "412"}:
+                return False
+            raise translate_error(e, what) from e
+        except Exception as e:
+            raise translate_error(e, what) from e
         return True
 
-    def _remember_pin(self, bucket: str, key: str, version_id: str, pinned: bool) -> None:
-        self._pins[(bucket, key, version_id)] = (pinned, time.monotonic())
-        self._pins.move_to_end((bucket, key, version_id))
-        while len(self._pins) > PIN_CACHE_SIZE:
-            self._pins.popitem(last=False)
+    async def unindex_pin(self, key: str, version_id: str, *, bucket: str | None = None) -> None:
+        """Remove the pin index marker of a version (not its tag)."""
+        bucket = bucket or self.bucket
+        await self._drop_pin_marker(bucket, pin_marker_key(key, version_id))
+
+    async def _pin_marker_exists(self, bucket: str, marker: str) -> bool:
+        try:
+            await self.head_object(marker, bucket=bucket)
+        except S3NotFound:
+            return False
+        return True
+
+    async def _drop_pin_marker(self, bucket: str, marker: str) -> None:
+        """Delete every version of a marker (and its delete markers), leaving nothing."""
+        what = f"removing the pin index marker s3://{bucket}/{marker}"
+        try:
+            client = await self.client()
+            resp = await client.list_object_versions(Bucket=bucket, Prefix=marker, MaxKeys=100)
+            objects = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in [*resp.get("Versions", []), *resp.get("DeleteMarkers", [])]
+                if v.get("Key") == marker
+            ]
+            if objects:
+                answer = await client.delete_objects(
+                    Bucket=bucket, Delete={"Objects": objects, "Quiet": True}
+                )
+                if answer.get("Errors"):
+                    err = answer["Errors"][0]
+                    raise S3Refused(
+                        f"{what}: S3 refused: {err.get('Code')} {err.get('Message', '')}",
+                        code=str(err.get("Code", "")),
+                    )
+        except S3Error:
+            raise
+        except Exception as e:
+            raise translate_error(e, what) from e
+
+    async def pin_index(self, key: str, *, bucket: str | None = None) -> set[str]:
+        """The version ids the pin index lists for ``key``: one LIST request per 1,000 pins.
+
+        The index is what listings show; prune never relies on it (it reads the tag).
+        """
+        bucket = bucket or self.bucket
+        prefix = pin_index_prefix(key)
+        what = f"reading the pin index of s3://{bucket}/{key}"
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
+        found: set[str] = set()
+        try:
+            client = await self.client()
+            for _ in range(MAX_PIN_INDEX_PAGES):
+                resp = await client.list_objects_v2(**kwargs)
+                for obj in resp.get("Contents", []):
+                    found.add(unquote(obj["Key"][len(prefix) :]))
+                if not resp.get("IsTruncated") or not resp.get("NextContinuationToken"):
+                    break
+                kwargs["ContinuationToken"] = resp["NextContinuationToken"]
+        except Exception as e:
+            raise translate_error(e, what) from e
+        return found
 
     async def pinned_versions(
-        self,
-        key: str,
-        version_ids: Iterable[str],
-        *,
-        bucket: str | None = None,
-        max_age: float = PIN_CACHE_TTL,
-        concurrency: int = VERSION_METADATA_CONCURRENCY,
+        self, key: str, version_ids: Iterable[str], *, bucket: str | None = None
     ) -> set[str]:
-        """Which of these versions are pinned, for listings: answers up to ``max_age``
-        seconds old are reused (a pin set elsewhere shows up within that time)."""
-        bucket = bucket or self.bucket
-        now = time.monotonic()
-        pinned: set[str] = set()
-        missing: list[str] = []
-        for vid in version_ids:
-            cached = self._pins.get((bucket, key, vid))
-            if cached is not None and now - cached[1] < max_age:
-                if cached[0]:
-                    pinned.add(vid)
-            else:
-                missing.append(vid)
-        semaphore = asyncio.Semaphore(max(1, concurrency))
-
-        async def check(vid: str) -> None:
-            async with semaphore:
-                try:
-                    if await self.is_pinned(key, vid, bucket=bucket):
-                        pinned.add(vid)
-                except S3NotFound:
-                    pass
-
-        await gather_or_cancel(check(vid) for vid in missing)
-        return pinned
+        """Which of these versions the pin index lists, for listings: one request for a
+        whole page of versions (not one per version)."""
+        wanted = set(version_ids)
+        if not wanted:
+            return set()
+        return wanted & await self.pin_index(key, bucket=bucket)

@@ -17,9 +17,9 @@ import pytest
 from helpers import list_versions
 
 from bookstore.cli import main
-from bookstore.prune import PruneListener, prune
+from bookstore.prune import PruneListener, prune, set_pin
 from bookstore.retention import Item, RetentionPolicy, apply_policy
-from bookstore.s3 import S3Store
+from bookstore.s3 import S3Store, pin_index_prefix, pin_marker_key
 from bookstore.settings import BookstoreSettings
 from bookstore.testing import S3Server, TcpProxy
 
@@ -376,6 +376,110 @@ def test_pin_of_a_missing_version_says_so(
     assert "already pinned" in out
     tags = s3.get_object_tagging(Bucket=s3_bucket, Key="workspace/nb.ipynb", VersionId=ids[0])
     assert {"Key": "bookstore-pinned", "Value": "true"} in tags["TagSet"]
+
+
+def store_for(s3_server: S3Server, bucket: str) -> S3Store:
+    """A store with its own S3 client: another process, as far as S3 can tell."""
+    return S3Store(
+        BookstoreSettings(
+            s3_bucket=bucket,
+            s3_endpoint_url=s3_server.endpoint_url,
+            s3_access_key_id=s3_server.access_key_id,
+            s3_secret_access_key=s3_server.secret_access_key,
+            s3_region_name=s3_server.region_name,
+        )
+    )
+
+
+def tagged(s3: Any, bucket: str, key: str, version_id: str) -> bool:
+    tags = s3.get_object_tagging(Bucket=bucket, Key=key, VersionId=version_id)["TagSet"]
+    return {"Key": "bookstore-pinned", "Value": "true"} in tags
+
+
+def test_a_pin_set_by_tagging_alone_is_protected_and_prune_indexes_it(
+    env: Path, s3: Any, s3_bucket: str, capsys: pytest.CaptureFixture[str], s3_server: S3Server
+) -> None:
+    key = "workspace/nb.ipynb"
+    ids = put_versions(s3, s3_bucket, key, 5)
+    # Another tool tags ids[3] (no index marker); bookstore pins ids[2], then the tag is
+    # removed behind its back (a stale marker).
+    s3.put_object_tagging(
+        Bucket=s3_bucket,
+        Key=key,
+        VersionId=ids[3],
+        Tagging={"TagSet": [{"Key": "bookstore-pinned", "Value": "true"}]},
+    )
+    assert run(capsys, "pin", "nb.ipynb", ids[2])[0] == 0
+    s3.delete_object_tagging(Bucket=s3_bucket, Key=key, VersionId=ids[2])
+
+    async def index() -> set[str]:
+        store = store_for(s3_server, s3_bucket)
+        try:
+            return await store.pin_index(key)
+        finally:
+            await store.close()
+
+    assert asyncio.run(index()) == {ids[2]}
+
+    later = iso(datetime.now(timezone.utc) + timedelta(hours=2))
+    dry = run_json(capsys, "prune", "--keep-within", "1h", "--now", later)
+    assert dry["result"]["pins_indexed"] == 0  # a dry run writes nothing
+    plan = run_json(capsys, "prune", "--keep-within", "1h", "--now", later, "--yes")
+
+    # The tag decides, never the index: ids[3] survives, ids[2] goes.
+    assert remaining(s3, s3_bucket, key) == [ids[0], ids[3]]
+    assert plan["result"]["pins_indexed"] == 1
+    assert plan["result"]["pins_unindexed"] == 1
+    # ...and listings now show the pin the other tool set.
+    assert asyncio.run(index()) == {ids[3]}
+
+
+def test_concurrent_pins_and_unpins_of_two_versions_lose_neither(
+    env: Path, s3: Any, s3_bucket: str, s3_server: S3Server
+) -> None:
+    key = "workspace/nb.ipynb"
+    ids = put_versions(s3, s3_bucket, key, 4)
+    settings = BookstoreSettings(s3_bucket=s3_bucket)
+
+    async def go() -> tuple[set[str], set[str]]:
+        one, two = store_for(s3_server, s3_bucket), store_for(s3_server, s3_bucket)
+        try:
+            await asyncio.gather(
+                set_pin(one, settings, "nb.ipynb", ids[1], True),
+                set_pin(two, settings, "nb.ipynb", ids[2], True),
+            )
+            after_pins = await one.pin_index(key)
+            await asyncio.gather(
+                set_pin(one, settings, "nb.ipynb", ids[1], False),
+                set_pin(two, settings, "nb.ipynb", ids[3], True),
+            )
+            return after_pins, await two.pinned_versions(key, ids)
+        finally:
+            await one.close()
+            await two.close()
+
+    after_pins, after_swap = asyncio.run(go())
+
+    assert after_pins == {ids[1], ids[2]}
+    assert after_swap == {ids[2], ids[3]}
+    assert [tagged(s3, s3_bucket, key, v) for v in ids] == [False, False, True, True]
+    # Unpinning removes the marker and its versions: nothing is left behind.
+    markers = s3.list_object_versions(Bucket=s3_bucket, Prefix=pin_index_prefix(key))
+    left = [m["Key"] for m in [*markers.get("Versions", []), *markers.get("DeleteMarkers", [])]]
+    assert sorted(left) == sorted(pin_marker_key(key, v) for v in (ids[2], ids[3]))
+
+
+def test_pin_index_keys_keep_paths_apart_and_fit_s3() -> None:
+    assert pin_marker_key("workspace/a.ipynb", "x/y+z=") == (
+        ".bookstore-pins/workspace/a.ipynb/x%2Fy%2Bz%3D"
+    )
+    # A directory named like a notebook: its markers are in a sub-directory, not listed.
+    assert "/" not in pin_marker_key("w/a.ipynb", "a/b")[len(pin_index_prefix("w/a.ipynb")) :]
+    long_key = "workspace/" + "d/" * 450 + "nb.ipynb"
+    marker = pin_marker_key(long_key, "v" * 36)
+    assert len(marker.encode()) <= 1024
+    assert marker.startswith(".bookstore-pins/.sha256/")
+    assert pin_index_prefix(long_key) != pin_index_prefix(long_key + "x")
 
 
 def test_usage_reports_paths_totals_and_growth_per_day(

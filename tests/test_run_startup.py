@@ -1,0 +1,84 @@
+"""What ``bookstore run`` does not do: load the server stack, or hand papermill a copy.
+
+Its speed against papermill alone is measured in bench/bench_run.py; these tests pin the
+behaviour behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from run_helpers import outputs_text, param_notebook, publish, run_versions
+
+from bookstore.cli import main
+from bookstore.testing import S3Server
+
+#: Modules of the Jupyter server side, which the command line's run path never needs.
+SERVER_MODULES = (
+    "tornado.web",
+    "jupyter_server",
+    "bookstore.extension",
+    "bookstore.handlers",
+    "bookstore.cli_prune",
+    "bookstore.prune",
+)
+
+
+def test_the_run_path_does_not_import_the_server_stack() -> None:
+    code = (
+        "import json, sys\n"
+        "from bookstore.cli import RunCommand, main\n"
+        "from bookstore.runs import Runner\n"
+        f"print(json.dumps([m for m in {list(SERVER_MODULES)!r} if m in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.fixture
+def env(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The command line's configuration from the environment; returns the runs' local dir."""
+    config = tmp_path / "jupyter-config"
+    config.mkdir()
+    for k, v in {
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_CONFIG_PATH": str(config),
+        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
+        "JPYNB_S3_BUCKET": s3_bucket,
+        "JPYNB_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "JPYNB_S3_ACCESS_KEY_ID": s3_server.access_key_id,
+        "JPYNB_S3_SECRET_ACCESS_KEY": s3_server.secret_access_key,
+        "JPYNB_S3_REGION_NAME": s3_server.region_name,
+    }.items():
+        monkeypatch.setenv(k, v)
+    return tmp_path / "jupyter-data" / "bookstore" / "runs"
+
+
+def test_the_output_names_its_s3_source_and_keeps_no_copy_of_it(
+    env: Path, s3: Any, s3_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = param_notebook("print('sum', x + 1)")
+    publish(s3, s3_bucket, "lean/report.ipynb", source)
+
+    code = main(["run", "lean/report.ipynb", "-p", "x", "41", "--json"])
+
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    [run] = run_versions(s3, s3_bucket, "lean/report.ipynb")
+    assert "sum 42" in outputs_text(run["nb"])
+    papermill = run["nb"]["metadata"]["papermill"]
+    # The source's S3 key, not the source notebook itself nor a local file.
+    assert papermill["input_path"] == f"s3://{s3_bucket}/published/lean/report.ipynb"
+    assert papermill["parameters"] == {"x": 41}
+    assert json.loads(out.out)["source"]["key"] == "published/lean/report.ipynb"
+    # Nothing left behind locally once the output is archived.
+    assert sorted(p.name for p in env.iterdir()) == []
