@@ -102,6 +102,8 @@ _EVERY_SAVE = (
 DIVERGENCES: dict[str, str] = {
     "test_checkpoints.py::test_checkpoints_follow_file": _EVERY_SAVE,
     "test_checkpoints.py::test_nb_checkpoints": _EVERY_SAVE,
+    "test_api.py::test_checkpoints": _EVERY_SAVE,
+    "test_api.py::test_checkpoints_follow_file": _EVERY_SAVE,
 }
 
 #: Fixtures of the upstream modules that build a contents manager.
