@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import list_versions, notebook
+from helpers import async_wait_until, list_versions, notebook
 from history_helpers import (
     drain,
     fetch_error,
@@ -125,10 +125,9 @@ class TestThroughProxy:
         first = await save_nb(jp_fetch, "wip.ipynb", "pending 1")
         second = await save_nb(jp_fetch, "wip.ipynb", "pending 2")
         # Let the first upload attempt fail, so the retry waits its 60 s.
-        for _ in range(100):
-            if bookstore_ext.archiver.failed_attempts:
-                break
-            await _sleep(0.05)
+        await async_wait_until(
+            lambda: bookstore_ext.archiver.failed_attempts, 10, "a failed upload attempt"
+        )
         s3_proxy.restore()
 
         body = await get_json(jp_fetch, *API, "wip.ipynb")
@@ -149,10 +148,9 @@ class TestThroughProxy:
     ) -> None:
         s3_proxy.cut()
         await save_nb(jp_fetch, "new.ipynb", "never uploaded yet")
-        for _ in range(100):
-            if bookstore_ext.archiver.failed_attempts:
-                break
-            await _sleep(0.05)
+        await async_wait_until(
+            lambda: bookstore_ext.archiver.failed_attempts, 10, "a failed upload attempt"
+        )
         s3_proxy.restore()
 
         body = await get_json(jp_fetch, *API, "new.ipynb")
@@ -169,12 +167,6 @@ class TestThroughProxy:
 
         assert code == 503
         assert "unreachable" in message
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
 
 
 # --- read one ---------------------------------------------------------------------------------
