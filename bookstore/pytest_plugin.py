@@ -90,20 +90,19 @@ async def async_wait_until(
 
 
 def server_config(
-    settings: dict[str, Any], extensions: dict[str, bool] | None = None, **server_app: Any
+    settings: dict[str, Any], extensions: dict[str, bool] | None = None, **overrides: Any
 ) -> dict[str, Any]:
     """Jupyter config (as a dict) for a server archiving with bookstore.
 
-    ``settings`` become ``c.BookstoreSettings``; ``extensions`` are enabled next to bookstore
-    (``{"nbclassic": True}``); other keyword arguments are more ``c.ServerApp`` settings.
+    ``settings`` become ``c.BookstoreSettings``, with the keyword arguments overriding them;
+    ``extensions`` are enabled next to bookstore (``{"nbclassic": True}``).
     """
     return {
         "ServerApp": {
             "jpserver_extensions": {"bookstore": True, **(extensions or {})},
             "contents_manager_class": "bookstore.BookstoreContentsArchiver",
-            **server_app,
         },
-        "BookstoreSettings": dict(settings),
+        "BookstoreSettings": {**settings, **overrides},
     }
 
 
