@@ -16,69 +16,8 @@ Typical use::
 
 For aiobotocore: ``session.create_client("s3", **s3.client_kwargs(), config=...)``.
 
-SeaweedFS (``weed mini`` 4.48)
-------------------------------
-* Startup: 0.8-1.4 s until ready (S3 answers ListBuckets, a volume server is registered, a
-  wrong secret is refused), fresh or existing data dir. ``stop()`` takes about 1 s (SIGTERM to
-  the process group; weed's filer waits 1 s for its gRPC streams; SIGKILL after 15 s). Idle:
-  ~0.4 % of a core, ~160 MB RSS. The first write after startup takes ~0.2 s (volume growth),
-  later small puts 5-10 ms.
-* Every port is chosen here and passed explicitly (master, volume, filer, S3, their gRPC
-  ports, admin, webdav). The admin gRPC port must be admin HTTP + 10000: mini's built-in
-  maintenance workers dial that port whatever ``-admin.port.grpc`` says. The admin server and
-  its workers cannot be turned off in mini (``-admin.ui=false`` only hides the UI); they listen
-  on 127.0.0.1 too. WebDAV, the embedded IAM API, telemetry, Iceberg and Lance are off.
-* Authentication is real: ``-s3.config`` holds one identity with the given key pair and
-  Admin/Read/List/Tagging/Write. A wrong secret gets 403 ``SignatureDoesNotMatch``, an unknown
-  key 403 ``InvalidAccessKeyId``, anonymous requests 403 ``AccessDenied``. weed's environment
-  is stripped of ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (mini would add them as an
-  extra identity) and of ``S3_BUCKET``/``S3_TABLE_BUCKET``/``S3_EXTERNAL_URL``.
-* Made AWS-like: ``-s3.autoCreateBucket=false`` (by default weed creates a missing bucket on
-  upload instead of answering ``NoSuchBucket``) and ``-s3.allowDeleteBucketNotEmpty=false``.
-* ``-master.resumeState=false``: with the default (true), on restart the volume server's first
-  heartbeat can hit the master before it has resumed leadership, and it retries only ~5 s
-  later; meanwhile reads fail with "volume N not found". Without resumed raft state restarts
-  are fast and every object and version is kept (checked over 6 restarts).
-* ``data_dir`` keeps everything: filer leveldb, volumes, master dir, identities file, the log
-  ``weed.log`` (overwritten at each start). The ports of the last run are saved in
-  ``bookstore-ports.json`` and reused when all are free, so a restarted demo keeps its URL.
-  ``mini.options`` (which weed writes, then reads back at the next start over our defaults)
-  is deleted before each start. weed's ``/tmp/seaweedfs-*-<port>.sock`` sockets are removed
-  by ``stop()``. Servers not stopped are stopped at interpreter exit (atexit).
-
-moto (5.2.5, ``ThreadedMotoServer``)
-------------------------------------
-* Starts in ~0.2 s; ``stop()`` takes up to 0.5 s.
-* It checks no credentials or signatures: any key pair works. Test auth on SeaweedFS only.
-* All moto servers of one process share one in-memory backend: a bucket made through one
-  ``start_moto()`` server is listed by any other. Use unique bucket names.
-
-Differences seen (boto3, path-style, same calls on both)
----------------------------------------------------------
-* Version ids: moto gives UUID4 strings (36 chars with dashes); SeaweedFS 32 lowercase hex
-  chars, where a later version sorts lower. Treat them as opaque. Objects written before
-  versioning was enabled have version id ``"null"`` on both, and ``VersionId="null"`` reads them.
-* Same on both: ``list_object_versions`` lists keys in key order and each key's versions
-  newest first, ``IsLatest`` only on the newest; put/get/head/copy return ``VersionId``; a
-  plain delete makes a delete marker (then ``get_object`` is 404 ``NoSuchKey``, old versions
-  stay readable); ``LastModified`` has 1-second resolution (so do not order versions by it);
-  user-metadata keys come back lower-cased, values unchanged; ``ContentType`` round-trips;
-  ETags are the quoted MD5 (``"<md5>-<parts>"`` for multipart); ``IfNoneMatch="*"`` and
-  ``IfMatch`` puts work (412 ``PreconditionFailed``); an unknown ``VersionId`` gives 404
-  ``NoSuchVersion`` (AWS: 400 for a malformed id); bucket names under 3 chars are
-  ``InvalidBucketName``; neither enforces AWS's 2 KB user-metadata limit;
-  ``get_bucket_versioning`` of a never-versioned bucket has no ``Status`` key.
-* ``list_object_versions``: SeaweedFS omits ``KeyMarker``/``VersionIdMarker`` when empty;
-  moto returns them as ``""``.
-* ``head_object`` on a key whose latest version is a delete marker: 404 on both, but only
-  moto sends the ``x-amz-delete-marker: true`` header.
-* ``delete_objects`` of a key that does not exist: SeaweedFS reports ``DeleteMarker: True``
-  (it makes a marker, as AWS does); moto reports no ``DeleteMarker``.
-* Connections: moto's (werkzeug) server closes the connection after every response; SeaweedFS
-  keeps it alive. So a :meth:`TcpProxy.cut` resets pooled idle connections only on SeaweedFS.
-* ``delete_bucket`` on a non-empty bucket: 409 ``BucketNotEmpty`` on both for an unversioned
-  bucket, but SeaweedFS DELETES a non-empty *versioned* bucket with all its versions (even with
-  ``-s3.allowDeleteBucketNotEmpty=false``). Never rely on that refusal in tests.
+The S3 servers' behaviour, and how they differ, is described in CONTRIBUTING.md ("S3 servers:
+field notes"); the pytest fixtures built on this module are :mod:`bookstore.pytest_plugin`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Set up and run every check: lint, types, and the test suite against two independent
-# S3 implementations (moto's server mode, then SeaweedFS), browser tests included.
+# S3 implementations (moto's server mode and SeaweedFS), browser tests included.
 # The S3 servers and Jupyter servers are started by the test fixtures themselves.
 #
 #   bash scripts/test.sh            # everything
 #   bash scripts/test.sh -k publish # extra arguments go to both pytest runs
+#
+# The two pytest runs go side by side, each on BOOKSTORE_TEST_WORKERS pytest-xdist workers
+# (default 2; every worker starts its own S3 server, buckets and directories are per test).
+# Their lines are prefixed with [moto] or [seaweedfs]; the script fails if either fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,10 +16,12 @@ bash scripts/install-browser.sh
 bash scripts/setup-env.sh
 VENV=${BOOKSTORE_VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
+# jupyter_server's own contents tests, from the sdist of the installed version (run below).
+bash scripts/fetch-upstream-tests.sh "$VENV/bin/python"
 
 echo "==> ruff"
-ruff check bookstore tests bench scripts
-ruff format --check bookstore tests bench scripts
+ruff check bookstore tests bench scripts tests_upstream/tests/conftest.py
+ruff format --check bookstore tests bench scripts tests_upstream/tests/conftest.py
 echo "==> mypy"
 mypy
 echo "==> eslint, prettier and unit tests of the frontend (TypeScript)"
@@ -23,10 +29,39 @@ echo "==> eslint, prettier and unit tests of the frontend (TypeScript)"
 jlpm lint:check
 jlpm test
 
-echo "==> pytest against moto (server mode)"
-BOOKSTORE_TEST_S3=moto python -m pytest -p no:cacheprovider "$@"
+WORKERS=${BOOKSTORE_TEST_WORKERS:-2}
+PYTEST=(python -m pytest -p no:cacheprovider -n "$WORKERS" --dist loadgroup)
 
-echo "==> pytest against SeaweedFS (weed mini)"
-# The browser tests and the "surface" tests (pure logic, docs, packaging, page links, the
-# shape of HTTP answers: see tests/conftest.py) do not depend on the S3 implementation.
-BOOKSTORE_TEST_S3=seaweedfs python -m pytest -p no:cacheprovider -m "not browser and not surface" "$@"
+# One pytest run, its output line-prefixed with its name; its exit status.
+run_pytest() {
+  local name=$1 backend=$2
+  shift 2
+  set +e
+  BOOKSTORE_TEST_S3=$backend "${PYTEST[@]}" "$@" 2>&1 | sed -u "s/^/[$name] /"
+  local status=${PIPESTATUS[0]}
+  set -e
+  return "$status"
+}
+
+echo "==> pytest against moto (server mode) and SeaweedFS (weed mini), side by side," \
+  "and jupyter_server's own contents tests against bookstore"
+# Every test runs on moto. The browser tests and the "surface" tests (pure logic, docs,
+# packaging, page links, the shape of HTTP answers: see tests/conftest.py) do not depend on
+# the S3 implementation, so the SeaweedFS run skips them. The upstream contents suites
+# (tests_upstream/, fetched above by scripts/fetch-upstream-tests.sh) run on moto.
+started=$SECONDS
+run_pytest moto moto "$@" &
+moto_pid=$!
+run_pytest seaweedfs seaweedfs -m "not browser and not surface" "$@" &
+seaweedfs_pid=$!
+run_pytest jupyter_server moto -c tests_upstream/pytest.ini tests_upstream &
+upstream_pid=$!
+moto_status=0
+seaweedfs_status=0
+upstream_status=0
+wait "$moto_pid" || moto_status=$?
+wait "$seaweedfs_pid" || seaweedfs_status=$?
+wait "$upstream_pid" || upstream_status=$?
+echo "==> pytest exit status: moto $moto_status, SeaweedFS $seaweedfs_status," \
+  "jupyter_server's contents tests $upstream_status ($((SECONDS - started)) s in all)"
+[ "$moto_status" -eq 0 ] && [ "$seaweedfs_status" -eq 0 ] && [ "$upstream_status" -eq 0 ]

@@ -6,15 +6,18 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
-from helpers import notebook
+from helpers import drain, save_nb
 
-
-async def save_nb(jp_fetch: Any, path: str, source: str, n_cells: int = 1) -> dict[str, Any]:
-    """Save a notebook through the contents API; return the saved model."""
-    body = {"type": "notebook", "content": notebook(source, n_cells)}
-    r = await jp_fetch("api", "contents", path, method="PUT", body=json.dumps(body))
-    assert r.code in (200, 201), r.body
-    return json.loads(r.body)  # type: ignore[no-any-return]
+__all__ = [
+    "drain",
+    "fetch_error",
+    "first_source_on_disk",
+    "get_json",
+    "query",
+    "save_nb",
+    "save_versions",
+    "sources_of",
+]
 
 
 async def save_versions(ext: Any, jp_fetch: Any, path: str, sources: list[str]) -> None:
@@ -22,10 +25,6 @@ async def save_versions(ext: Any, jp_fetch: Any, path: str, sources: list[str]) 
     for source in sources:
         await save_nb(jp_fetch, path, source)
     await drain(ext)
-
-
-async def drain(ext: Any, timeout: float = 60) -> None:
-    assert await ext.archiver.wait_idle(timeout), ext.archiver.status()
 
 
 async def get_json(jp_fetch: Any, *parts: str, **params: Any) -> Any:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import list_versions, notebook
+from helpers import drain, first_source, list_versions, notebook, save_nb
 from slow_link import SlowLink
 from tornado.httpclient import HTTPClientError
 
@@ -32,12 +32,6 @@ async def save(jp_fetch: Any, path: str, model: dict[str, Any]) -> tuple[int, di
     return r.code, json.loads(r.body)
 
 
-async def save_nb(jp_fetch: Any, path: str, source: str) -> dict[str, Any]:
-    code, model = await save(jp_fetch, path, {"type": "notebook", "content": notebook(source)})
-    assert code in (200, 201)
-    return model
-
-
 def get_body(s3: Any, bucket: str, key: str, version_id: str | None = None) -> bytes:
     kwargs = {"Bucket": bucket, "Key": key}
     if version_id:
@@ -45,20 +39,10 @@ def get_body(s3: Any, bucket: str, key: str, version_id: str | None = None) -> b
     return s3.get_object(**kwargs)["Body"].read()
 
 
-def first_source(body: bytes) -> str:
-    """The source of a notebook's first cell (on disk, nbformat stores it as a list of lines)."""
-    source = json.loads(body)["cells"][0]["source"]
-    return "".join(source) if isinstance(source, list) else str(source)
-
-
 def replace_dir_with_file(path: str) -> None:
     """Make a directory unusable (as root, permissions would not stop us)."""
     shutil.rmtree(path)
     Path(path).write_text("not a directory")
-
-
-async def drain(ext: Any, timeout: float = 60) -> None:
-    assert await ext.archiver.wait_idle(timeout), ext.archiver.status()
 
 
 # --- one save ----------------------------------------------------------------------------------

@@ -13,14 +13,13 @@ import json
 import os
 import re
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import list_versions, notebook
+from helpers import list_versions, notebook, wait_archived
 from jupyter_subprocess import JupyterSubprocess
 from labext_helpers import ENV, assert_serves_this_build, link_build
 
@@ -96,15 +95,6 @@ def page(browser: Any) -> Iterator[Any]:
         yield page
     finally:
         page.close()
-
-
-def wait_archived(jp: JupyterSubprocess, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if jp.request("GET", "/api/bookstore").json()["archive"]["pending"] == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError("the archiver did not upload the saves in time")
 
 
 def python_notebook(source: str) -> dict[str, Any]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import list_versions, notebook
+from helpers import list_versions, notebook, wait_archived
 from jupyter_subprocess import JupyterSubprocess
 from labext_helpers import ENV, assert_serves_this_build, link_build
 from run_helpers import param_notebook, publish, run_versions
@@ -76,15 +75,6 @@ def lab(
         assert_serves_this_build(jp, "lab")
         assert_serves_this_build(jp, "tree")  # Notebook 7
         yield jp
-
-
-def wait_archived(jp: JupyterSubprocess, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if jp.request("GET", "/api/bookstore").json()["archive"]["pending"] == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError("the archiver did not upload the saves in time")
 
 
 def put_notebook(jp: JupyterSubprocess, path: str, source: str) -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
-from helpers import list_versions, notebook
+from helpers import first_source, list_versions, notebook, server_config, wait_archived
 from jupyter_subprocess import JupyterSubprocess
 
 pytestmark = pytest.mark.browser
@@ -32,13 +31,7 @@ USER = "page-tester"
 @pytest.fixture
 def jupyter(tmp_path: Path, bookstore_config: dict[str, Any]) -> Iterator[JupyterSubprocess]:
     """``jupyter nbclassic`` with bookstore archiving to the test bucket."""
-    config = {
-        "ServerApp": {
-            "jpserver_extensions": {"bookstore": True, "nbclassic": True},
-            "contents_manager_class": "bookstore.BookstoreContentsArchiver",
-        },
-        "BookstoreSettings": bookstore_config,
-    }
+    config = server_config(bookstore_config, {"nbclassic": True})
     env = {"JUPYTERHUB_USER": USER}
     with JupyterSubprocess("nbclassic", tmp_path / "jp", config=config, env=env) as jp:
         yield jp
@@ -65,21 +58,6 @@ def record_problems(page: Any) -> list[str]:
 
     page.on("console", on_console)
     return problems
-
-
-def wait_archived(jp: JupyterSubprocess, timeout: float = 30) -> None:
-    """Until the archiver has uploaded every queued save."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if jp.request("GET", "/api/bookstore").json()["archive"]["pending"] == 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the archiver did not upload the saves in time")
-
-
-def first_source(model: dict[str, Any]) -> str:
-    source = model["content"]["cells"][0]["source"]
-    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def version_source(s3: Any, bucket: str, key: str, version_id: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from helpers import server_config
 from jupyter_subprocess import JupyterSubprocess
 from run_helpers import param_notebook, publish, run_versions
 
@@ -16,13 +17,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def jupyter(tmp_path: Path, bookstore_config: dict[str, Any]) -> Iterator[JupyterSubprocess]:
-    config = {
-        "ServerApp": {
-            "jpserver_extensions": {"bookstore": True, "nbclassic": True},
-            "contents_manager_class": "bookstore.BookstoreContentsArchiver",
-        },
-        "BookstoreSettings": bookstore_config,
-    }
+    config = server_config(bookstore_config, {"nbclassic": True})
     with JupyterSubprocess("nbclassic", tmp_path / "jp", config=config) as jp:
         yield jp
 

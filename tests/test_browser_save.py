@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import list_versions, notebook
+from helpers import list_versions, notebook, server_config, wait_until
 from jupyter_subprocess import JupyterSubprocess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -25,13 +24,7 @@ TYPED = "print('typed in the browser, saved to S3')"
 
 @pytest.fixture
 def nbclassic(tmp_path: Path, bookstore_config: dict[str, Any]) -> Iterator[JupyterSubprocess]:
-    config = {
-        "ServerApp": {
-            "jpserver_extensions": {"bookstore": True},
-            "contents_manager_class": "bookstore.BookstoreContentsArchiver",
-        },
-        "BookstoreSettings": bookstore_config,
-    }
+    config = server_config(bookstore_config)
     with JupyterSubprocess("nbclassic", tmp_path / "jp", config=config) as jp:
         yield jp
 
@@ -48,10 +41,7 @@ def test_typing_and_clicking_save_creates_a_version(
     nb = notebook("")
     nb["cells"][0]["source"] = ""
     nbclassic.save_notebook("browser.ipynb", nb)
-    deadline = time.monotonic() + 30
-    while not list_versions(s3, s3_bucket, key):
-        assert time.monotonic() < deadline, "the first save was not archived"
-        time.sleep(0.1)
+    wait_until(lambda: list_versions(s3, s3_bucket, key), 30, "the first save was not archived")
 
     page = browser.new_page(viewport={"width": 1200, "height": 700})
     errors: list[str] = []
@@ -78,10 +68,11 @@ def test_typing_and_clicking_save_creates_a_version(
         )
         page.wait_for_function("Jupyter.notebook.dirty === false")
 
-        deadline = time.monotonic() + 30
-        while len(list_versions(s3, s3_bucket, key)) < 2:
-            assert time.monotonic() < deadline, "the save from the browser was not archived"
-            time.sleep(0.1)
+        wait_until(
+            lambda: len(list_versions(s3, s3_bucket, key)) >= 2,
+            30,
+            "the save from the browser was not archived",
+        )
     finally:
         page.screenshot(path=str(SCREENSHOT))
         page.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import list_versions, notebook
+from helpers import list_versions, notebook, wait_until
 from history_helpers import (
     drain,
     fetch_error,
@@ -288,18 +288,15 @@ async def test_archived_notebooks_get_no_local_checkpoint_files(
 
 class TestOutage:
     @pytest.fixture
-    def proxy(self, s3_server: S3Server) -> Any:
-        with TcpProxy(s3_server.host, s3_server.port) as proxy:
-            yield proxy
-
-    @pytest.fixture
-    def bookstore_config(self, bookstore_config: dict[str, Any], proxy: TcpProxy) -> dict[str, Any]:
-        return {**bookstore_config, "s3_endpoint_url": proxy.url, "s3_connect_timeout": 0.5}
+    def bookstore_config(
+        self, bookstore_config: dict[str, Any], s3_proxy: TcpProxy
+    ) -> dict[str, Any]:
+        return {**bookstore_config, "s3_endpoint_url": s3_proxy.url, "s3_connect_timeout": 0.5}
 
     async def test_first_save_of_a_notebook_works_while_s3_is_down(
-        self, jp_fetch: Any, bookstore_ext: Any, proxy: TcpProxy, jp_root_dir: Path
+        self, jp_fetch: Any, bookstore_ext: Any, s3_proxy: TcpProxy, jp_root_dir: Path
     ) -> None:
-        proxy.cut()
+        s3_proxy.cut()
 
         # jupyter_server asks for the new notebook's checkpoints during the save.
         saved = await save_nb(jp_fetch, "offline.ipynb", "offline")
@@ -312,7 +309,7 @@ class TestOutage:
         )
         code, _ = await fetch_error(jp_fetch, *checkpoints_url("offline.ipynb"))
         assert code == 503
-        proxy.restore()
+        s3_proxy.restore()
         await drain(bookstore_ext)
         listed = await get_json(jp_fetch, *checkpoints_url("offline.ipynb"))
         assert len(listed) == 1
@@ -332,10 +329,12 @@ def save_ids_of(listing: list[dict[str, Any]], save_of_version: dict[str, str]) 
 
 def wait_versions(s3: Any, bucket: str, key: str, count: int, timeout: float = 60) -> int:
     """Until S3 itself lists ``count`` versions of ``key`` or more; how many (blocking)."""
-    deadline = time.monotonic() + timeout
-    while (stored := len(list_versions(s3, bucket, key))) < count:
-        assert time.monotonic() < deadline, f"S3 never listed {count} versions of {key}"
-        time.sleep(0.01)
+    stored: int = wait_until(
+        lambda: (n := len(list_versions(s3, bucket, key))) >= count and n,
+        timeout,
+        f"S3 never listed {count} versions of {key}",
+        interval=0.01,
+    )
     return stored
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -344,12 +343,6 @@ class TestBodyLimit:
         resp = await clone(jp_fetch, s3_key="a.ipynb", target_path="x" * 2000 + ".ipynb")
         assert resp.code == 413
         assert listing(jp_root_dir) == []
-
-
-@pytest.fixture
-def s3_proxy(s3_server: S3Server) -> Iterator[TcpProxy]:
-    with TcpProxy(s3_server.host, s3_server.port) as proxy:
-        yield proxy
 
 
 class TestS3Failures:

@@ -8,30 +8,33 @@ and start a new one on the same spool.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import list_versions, notebook
+from helpers import (
+    async_wait_until,
+    first_source,
+    get_status,
+    list_versions,
+    notebook,
+    put_notebook,
+    server_config,
+    wait_until,
+)
 from jupyter_subprocess import JupyterSubprocess
 from slow_link import SlowLink
 
 from bookstore.testing import S3Server, TcpProxy
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def first_source(body: bytes) -> str:
-    source = json.loads(body)["cells"][0]["source"]
-    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def archived_sources(s3: Any, bucket: str, key: str) -> list[str]:
@@ -55,22 +58,6 @@ def expected(label: str, n: int) -> list[str]:
     return [f"{label} {i:03d}  # 0" for i in range(n)]
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-async def wait_until_async(predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s"
-        await asyncio.sleep(0.05)
-
-
 def spool_entries(spool_dir: str | Path) -> list[str]:
     try:
         return sorted(n for n in os.listdir(spool_dir) if n.endswith(".entry"))
@@ -78,61 +65,36 @@ def spool_entries(spool_dir: str | Path) -> list[str]:
         return []
 
 
-def server_config(bookstore_config: dict[str, Any], **settings: Any) -> dict[str, Any]:
-    """Jupyter config for a subprocess server with bookstore archiving."""
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"bookstore": True},
-            "contents_manager_class": "bookstore.BookstoreContentsArchiver",
-        },
-        "BookstoreSettings": {**bookstore_config, **settings},
-    }
-
-
-async def save_nb(jp_fetch: Any, path: str, source: str) -> tuple[int, dict[str, Any]]:
-    body = json.dumps({"type": "notebook", "content": notebook(source)})
-    r = await jp_fetch("api", "contents", path, method="PUT", body=body)
-    return r.code, json.loads(r.body)
-
-
-async def get_status(jp_fetch: Any) -> dict[str, Any]:
-    return json.loads((await jp_fetch("api", "bookstore")).body)["archive"]
-
-
-@pytest.fixture
-def proxy(s3_server: S3Server) -> Iterator[TcpProxy]:
-    with TcpProxy(s3_server.host, s3_server.port) as proxy:
-        yield proxy
-
-
 # --- (a) S3 unreachable during saves ---------------------------------------------------------
 
 
 class TestS3Outage:
     @pytest.fixture
-    def bookstore_config(self, bookstore_config: dict[str, Any], proxy: TcpProxy) -> dict[str, Any]:
-        return {**bookstore_config, "s3_endpoint_url": proxy.url}
+    def bookstore_config(
+        self, bookstore_config: dict[str, Any], s3_proxy: TcpProxy
+    ) -> dict[str, Any]:
+        return {**bookstore_config, "s3_endpoint_url": s3_proxy.url}
 
     async def test_saves_succeed_and_are_uploaded_once_s3_is_back(
         self,
         jp_fetch: Any,
         bookstore_ext: Any,
-        proxy: TcpProxy,
+        s3_proxy: TcpProxy,
         s3: Any,
         s3_bucket: str,
         jp_root_dir: Path,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         n = 15
-        code, _ = await save_nb(jp_fetch, "outage.ipynb", "outage 000")
+        code, _ = await put_notebook(jp_fetch, "outage.ipynb", "outage 000")
         assert code == 201
         assert await bookstore_ext.archiver.wait_idle(20)
 
-        proxy.cut()
+        s3_proxy.cut()
         durations = []
         for i in range(1, n):
             started = time.monotonic()
-            code, model = await save_nb(jp_fetch, "outage.ipynb", f"outage {i:03d}")
+            code, model = await put_notebook(jp_fetch, "outage.ipynb", f"outage {i:03d}")
             durations.append(time.monotonic() - started)
             assert code == 200
             assert "bookstore_save_id" in model
@@ -143,13 +105,15 @@ class TestS3Outage:
         status = await get_status(jp_fetch)
         assert status["pending"] == n - 1
         # The uploader's first failed attempt shows in the status.
-        await wait_until_async(lambda: bookstore_ext.archiver.failed_attempts > 0, 10)
+        await async_wait_until(
+            lambda: bookstore_ext.archiver.failed_attempts > 0, 10, "a failed upload attempt"
+        )
         status = await get_status(jp_fetch)
         assert status["pending"] == n - 1
         assert "unreachable" in status["last_error"]["message"]
         assert status["last_error"]["path"] == "outage.ipynb"
 
-        proxy.restore()
+        s3_proxy.restore()
         assert await bookstore_ext.archiver.wait_idle(30)
         assert archived_sources(s3, s3_bucket, "workspace/outage.ipynb") == expected("outage", n)
         assert (await get_status(jp_fetch))["pending"] == 0
@@ -183,10 +147,12 @@ class TestAnswerLost:
         self, jp_fetch: Any, bookstore_ext: Any, cuttable: TcpProxy, s3: Any, s3_bucket: str
     ) -> None:
         key = "workspace/cut.ipynb"
-        code, model = await save_nb(jp_fetch, "cut.ipynb", "cut 000")
+        code, model = await put_notebook(jp_fetch, "cut.ipynb", "cut 000")
         assert code == 201
         # S3 has the version as soon as the request is through; its answer is held back.
-        await wait_until_async(lambda: len(list_versions(s3, s3_bucket, key)) == 1, 10)
+        await async_wait_until(
+            lambda: len(list_versions(s3, s3_bucket, key)) == 1, 10, "the version in S3"
+        )
         cuttable.cut()  # the answer never arrives
         await asyncio.sleep(1.5)  # the archiver's next attempts fail too
         cuttable.restore()
@@ -199,14 +165,16 @@ class TestAnswerLost:
 
 class TestMultipartCut:
     @pytest.fixture
-    def bookstore_config(self, bookstore_config: dict[str, Any], proxy: TcpProxy) -> dict[str, Any]:
-        return {**bookstore_config, "s3_endpoint_url": proxy.url}
+    def bookstore_config(
+        self, bookstore_config: dict[str, Any], s3_proxy: TcpProxy
+    ) -> dict[str, Any]:
+        return {**bookstore_config, "s3_endpoint_url": s3_proxy.url}
 
     async def test_cut_mid_multipart_leaves_no_incomplete_upload_and_the_save_lands(
         self,
         jp_fetch: Any,
         bookstore_ext: Any,
-        proxy: TcpProxy,
+        s3_proxy: TcpProxy,
         s3: Any,
         s3_bucket: str,
         jp_root_dir: Path,
@@ -218,19 +186,21 @@ class TestMultipartCut:
         def before_part(params: dict[str, Any], **_: Any) -> None:
             parts.append(params["PartNumber"])
             if len(parts) == 2:  # part 1 is in S3: cut before part 2 goes out
-                proxy.cut()
+                s3_proxy.cut()
 
         client.meta.events.register("before-parameter-build.s3.UploadPart", before_part)
         try:
             lines = "\n".join(os.urandom(32).hex() for _ in range(300_000))  # about 20 MB
-            code, model = await save_nb(jp_fetch, "cut.ipynb", lines)
+            code, model = await put_notebook(jp_fetch, "cut.ipynb", lines)
             assert code == 201
-            await wait_until_async(lambda: archiver.failed_attempts >= 1, 60)
+            await async_wait_until(
+                lambda: archiver.failed_attempts >= 1, 60, "a failed upload attempt"
+            )
             # The upload begun is in S3, incomplete, and could not be aborted yet.
             assert len(s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])) == 1
         finally:
             client.meta.events.unregister("before-parameter-build.s3.UploadPart", before_part)
-        proxy.restore()
+        s3_proxy.restore()
         assert await archiver.wait_idle(60), archiver.status()
 
         assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
@@ -285,8 +255,8 @@ class TestBackoff:
 
         uploader.sleep = recording_sleep
         uploader.jitter = lambda: 0.5  # the middle of the 0.5-1x jitter range
-        await save_nb(jp_fetch, "backoff.ipynb", "backoff 000")
-        await wait_until_async(lambda: len(waits) >= 12, 60)
+        await put_notebook(jp_fetch, "backoff.ipynb", "backoff 000")
+        await async_wait_until(lambda: len(waits) >= 12, 60, "12 backoff waits")
         status = await get_status(jp_fetch)
         s3_server.create_bucket(late_bucket)  # and the retries pick it up
         bucket_made.set()
@@ -304,16 +274,16 @@ class TestBackoff:
 
 @pytest.mark.slow
 def test_sigkill_with_s3_down_then_restart_uploads_every_save_once(
-    tmp_path: Path, bookstore_config: dict[str, Any], proxy: TcpProxy, s3: Any, s3_bucket: str
+    tmp_path: Path, bookstore_config: dict[str, Any], s3_proxy: TcpProxy, s3: Any, s3_bucket: str
 ) -> None:
     # Default spool location: under JUPYTER_DATA_DIR, which both servers share.
-    config = server_config(bookstore_config, s3_endpoint_url=proxy.url)
+    config = server_config(bookstore_config, s3_endpoint_url=s3_proxy.url)
     del config["BookstoreSettings"]["spool_dir"]
     spool = tmp_path / "jp" / "data" / "bookstore" / "spool"
     paths = ["crash-a.ipynb", "sub/crash-b.ipynb"]
     n = 8
 
-    proxy.cut()
+    s3_proxy.cut()
     with JupyterSubprocess("server", tmp_path / "jp", config=config) as jp:
         jp.request("PUT", "/api/contents/sub", json={"type": "directory"}).raise_for_status()
         for i in range(n):
@@ -326,7 +296,7 @@ def test_sigkill_with_s3_down_then_restart_uploads_every_save_once(
     for path in paths:
         assert list_versions(s3, s3_bucket, f"workspace/{path}") == []
 
-    proxy.restore()
+    s3_proxy.restore()
     with JupyterSubprocess("server", tmp_path / "jp", config=config) as jp2:
         wait_until(lambda: not spool_entries(spool), 60, "the spool to drain")
         status = jp2.request("GET", "/api/bookstore").json()["archive"]
@@ -397,18 +367,18 @@ def test_clean_stop_flushes_the_queue(
     how: str,
     tmp_path: Path,
     bookstore_config: dict[str, Any],
-    proxy: TcpProxy,
+    s3_proxy: TcpProxy,
     s3: Any,
     s3_bucket: str,
 ) -> None:
     n = 6
-    config = server_config(bookstore_config, s3_endpoint_url=proxy.url)
+    config = server_config(bookstore_config, s3_endpoint_url=s3_proxy.url)
     jp = JupyterSubprocess("server", tmp_path / "jp", config=config, tty=how == "ctrl-c-twice")
     with jp:
-        proxy.cut()
+        s3_proxy.cut()
         _backlog(jp, "flush.ipynb", n)
         # S3 comes back only after the stop has begun: the flush has all the work to do.
-        comeback = threading.Timer(1.0, proxy.restore)
+        comeback = threading.Timer(1.0, s3_proxy.restore)
         comeback.start()
         started = time.monotonic()
         if how == "SIGTERM":
@@ -430,12 +400,12 @@ def test_clean_stop_flushes_the_queue(
 
 @pytest.mark.slow
 def test_stop_with_s3_down_is_bounded_and_keeps_the_spool(
-    tmp_path: Path, bookstore_config: dict[str, Any], proxy: TcpProxy, s3: Any, s3_bucket: str
+    tmp_path: Path, bookstore_config: dict[str, Any], s3_proxy: TcpProxy, s3: Any, s3_bucket: str
 ) -> None:
     n = 4
-    config = server_config(bookstore_config, s3_endpoint_url=proxy.url, flush_timeout=2.0)
+    config = server_config(bookstore_config, s3_endpoint_url=s3_proxy.url, flush_timeout=2.0)
     with JupyterSubprocess("server", tmp_path / "jp", config=config) as jp:
-        proxy.cut()
+        s3_proxy.cut()
         _backlog(jp, "kept.ipynb", n)
         jp.kill(signal.SIGTERM)
         jp.wait(30)  # raises if the stop is not bounded
@@ -448,18 +418,18 @@ def test_stop_with_s3_down_is_bounded_and_keeps_the_spool(
 
 @pytest.mark.slow
 def test_sigint_without_terminal_exits_and_loses_nothing(
-    tmp_path: Path, bookstore_config: dict[str, Any], proxy: TcpProxy, s3: Any, s3_bucket: str
+    tmp_path: Path, bookstore_config: dict[str, Any], s3_proxy: TcpProxy, s3: Any, s3_bucket: str
 ) -> None:
     """Without a terminal, jupyter_server exits on SIGINT with no clean-up: the spool keeps all."""
     n = 4
-    config = server_config(bookstore_config, s3_endpoint_url=proxy.url)
+    config = server_config(bookstore_config, s3_endpoint_url=s3_proxy.url)
     with JupyterSubprocess("server", tmp_path / "jp", config=config) as jp:
-        proxy.cut()
+        s3_proxy.cut()
         _backlog(jp, "sigint.ipynb", n)
         jp.kill(signal.SIGINT)
         jp.wait(15)  # used to hang: anyio worker threads held by the uploader's tasks
     assert len(spool_entries(bookstore_config["spool_dir"])) == n
-    proxy.restore()
+    s3_proxy.restore()
     with JupyterSubprocess("server", tmp_path / "jp", config=config):
         wait_until(lambda: not spool_entries(bookstore_config["spool_dir"]), 60, "the drain")
     assert archived_sources(s3, s3_bucket, "workspace/sigint.ipynb") == expected("sigint.ipynb", n)

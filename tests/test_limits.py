@@ -15,15 +15,13 @@ import json
 import logging
 import os
 import signal
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from botocore.exceptions import ClientError
-from helpers import list_versions, notebook
+from helpers import get_status, list_versions, notebook, put_notebook, server_config
 from jupyter_subprocess import JupyterSubprocess
 
 from bookstore.s3 import (
@@ -42,7 +40,7 @@ from bookstore.s3 import (
 )
 from bookstore.settings import BookstoreSettings
 from bookstore.spool import Archiver
-from bookstore.testing import S3Server, TcpProxy
+from bookstore.testing import TcpProxy
 
 LOG = logging.getLogger("test_limits")
 
@@ -87,38 +85,13 @@ def spool_files(spool: str | Path, suffix: str) -> list[str]:
         return []
 
 
-async def save_nb(jp_fetch: Any, path: str, source: str) -> tuple[int, dict[str, Any]]:
-    body = json.dumps({"type": "notebook", "content": notebook(source)})
-    r = await jp_fetch("api", "contents", path, method="PUT", body=body)
-    return r.code, json.loads(r.body)
-
-
 async def mkdir(jp_fetch: Any, path: str) -> None:
     body = json.dumps({"type": "directory"})
     await jp_fetch("api", "contents", path, method="PUT", body=body)
 
 
-async def get_status(jp_fetch: Any) -> dict[str, Any]:
-    return json.loads((await jp_fetch("api", "bookstore")).body)["archive"]
-
-
 def nb_bytes(source: str) -> bytes:
     return (json.dumps(notebook(source), indent=1) + "\n").encode()
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-@pytest.fixture
-def proxy(s3_server: S3Server) -> Iterator[TcpProxy]:
-    with TcpProxy(s3_server.host, s3_server.port) as proxy:
-        yield proxy
 
 
 class Server:
@@ -142,10 +115,12 @@ class TestBoundedSpool:
     max_bytes = 6000  # about six saves of the small notebooks below
 
     @pytest.fixture
-    def bookstore_config(self, bookstore_config: dict[str, Any], proxy: TcpProxy) -> dict[str, Any]:
+    def bookstore_config(
+        self, bookstore_config: dict[str, Any], s3_proxy: TcpProxy
+    ) -> dict[str, Any]:
         return {
             **bookstore_config,
-            "s3_endpoint_url": proxy.url,
+            "s3_endpoint_url": s3_proxy.url,
             "max_spool_bytes": self.max_bytes,
             "min_free_disk_bytes": 0,
         }
@@ -154,7 +129,7 @@ class TestBoundedSpool:
         self,
         jp_fetch: Any,
         bookstore_ext: Any,
-        proxy: TcpProxy,
+        s3_proxy: TcpProxy,
         s3: Any,
         s3_bucket: str,
         spool_dir: str,
@@ -164,14 +139,14 @@ class TestBoundedSpool:
         paths = ["bound-a.ipynb", "bound-b.ipynb"]
         n = 8
         for path in paths:
-            code, _ = await save_nb(jp_fetch, path, f"{path} before")
+            code, _ = await put_notebook(jp_fetch, path, f"{path} before")
             assert code == 201
         assert await bookstore_ext.archiver.wait_idle(20)
 
-        proxy.cut()
+        s3_proxy.cut()
         for i in range(n):
             for path in paths:
-                code, _ = await save_nb(jp_fetch, path, f"{path} {i}")
+                code, _ = await put_notebook(jp_fetch, path, f"{path} {i}")
                 assert code == 200  # the spool being full never fails a save
                 assert spool_bytes(spool_dir) <= self.max_bytes
             assert f"{paths[0]} {i}" in (jp_root_dir / paths[0]).read_text()
@@ -182,7 +157,7 @@ class TestBoundedSpool:
         assert status["pending"] == 2 * n - dropped
         assert status["spool_bytes"] <= self.max_bytes
 
-        proxy.restore()
+        s3_proxy.restore()
         assert await bookstore_ext.archiver.wait_idle(30)
         arrived_in_all = 0
         for path in paths:
@@ -225,7 +200,7 @@ class TestMinFreeDisk:
     ) -> None:
         n = 4
         for i in range(n):
-            code, model = await save_nb(jp_fetch, "full.ipynb", f"full {i}")
+            code, model = await put_notebook(jp_fetch, "full.ipynb", f"full {i}")
             assert code in {200, 201}
             assert model["bookstore_archive"].startswith("dropped")
             assert f"full {i}" in (jp_root_dir / "full.ipynb").read_text()
@@ -237,7 +212,7 @@ class TestMinFreeDisk:
 
         # Space again: the next save is archived and says how many were dropped before it.
         bookstore_ext.bookstore_settings.min_free_disk_bytes = 0
-        code, model = await save_nb(jp_fetch, "full.ipynb", "full back")
+        code, model = await put_notebook(jp_fetch, "full.ipynb", "full back")
         assert code == 200
         assert "bookstore_save_id" in model
         assert await bookstore_ext.archiver.wait_idle(20)
@@ -255,15 +230,15 @@ class TestMinFreeDisk:
 async def test_two_servers_sharing_a_spool_upload_each_save_once(
     jp_asyncio_loop: Any,
     bookstore_config: dict[str, Any],
-    proxy: TcpProxy,
+    s3_proxy: TcpProxy,
     s3: Any,
     s3_bucket: str,
     spool_dir: str,
 ) -> None:
-    first = Server({**bookstore_config, "s3_endpoint_url": proxy.url})
+    first = Server({**bookstore_config, "s3_endpoint_url": s3_proxy.url})
     second = Server(bookstore_config)  # the same spool_dir
     try:
-        proxy.cut()
+        s3_proxy.cut()
         await first.archiver.start()
         ids_first = [
             (await first.archiver.archive("shared.ipynb", nb_bytes(f"first {i}"))).save_id
@@ -282,7 +257,7 @@ async def test_two_servers_sharing_a_spool_upload_each_save_once(
         assert first.archiver.pending == 3
         assert len(spool_files(spool_dir, ".entry")) == 3
 
-        proxy.restore()
+        s3_proxy.restore()
         assert await first.archiver.wait_idle(30)
         last = await first.archiver.archive("shared.ipynb", nb_bytes("first newest"))
         assert await first.archiver.wait_idle(30)
@@ -305,7 +280,7 @@ async def test_two_servers_sharing_a_spool_upload_each_save_once(
 async def test_stage_that_reached_the_disk_is_kept_at_start(
     jp_asyncio_loop: Any,
     bookstore_config: dict[str, Any],
-    proxy: TcpProxy,
+    s3_proxy: TcpProxy,
     s3: Any,
     s3_bucket: str,
     spool_dir: str,
@@ -313,7 +288,7 @@ async def test_stage_that_reached_the_disk_is_kept_at_start(
 ) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    crashed = Server({**bookstore_config, "s3_endpoint_url": proxy.url}, root)
+    crashed = Server({**bookstore_config, "s3_endpoint_url": s3_proxy.url}, root)
     kept, lost = nb_bytes("kept"), nb_bytes("lost")
     try:
         await crashed.archiver.start()
@@ -346,21 +321,15 @@ def test_sigkilled_server_on_a_sibling_spool_is_adopted(
     tmp_path: Path,
     jp_asyncio_loop: Any,
     bookstore_config: dict[str, Any],
-    proxy: TcpProxy,
+    s3_proxy: TcpProxy,
     s3: Any,
     s3_bucket: str,
     spool_dir: str,
 ) -> None:
     holder = Server(bookstore_config)  # a live server on the configured spool
     jp_asyncio_loop.run_until_complete(holder.archiver.start())
-    config = {
-        "ServerApp": {
-            "jpserver_extensions": {"bookstore": True},
-            "contents_manager_class": "bookstore.BookstoreContentsArchiver",
-        },
-        "BookstoreSettings": {**bookstore_config, "s3_endpoint_url": proxy.url},
-    }
-    proxy.cut()
+    config = server_config({**bookstore_config, "s3_endpoint_url": s3_proxy.url})
+    s3_proxy.cut()
     try:
         with JupyterSubprocess("server", tmp_path / "jp", config=config) as jp:
             ids = [
@@ -375,7 +344,7 @@ def test_sigkilled_server_on_a_sibling_spool_is_adopted(
         assert len(spool_files(spool_dir + "-2", ".entry")) == 3
     finally:
         jp_asyncio_loop.run_until_complete(holder.close())
-        proxy.restore()
+        s3_proxy.restore()
 
     # The next server takes the configured spool and adopts the sibling's leftovers.
     successor = Server(bookstore_config)
@@ -408,10 +377,10 @@ class TestSetAside:
             await mkdir(jp_fetch, "/".join(parts[:depth]))
         long_path = "/".join(parts) + "/nb.ipynb"
         for i in range(2):
-            code, model = await save_nb(jp_fetch, long_path, f"long {i}")
+            code, model = await put_notebook(jp_fetch, long_path, f"long {i}")
             assert code in {200, 201}
             assert "1024" in model["bookstore_archive"]
-        code, _ = await save_nb(jp_fetch, "short.ipynb", "short")
+        code, _ = await put_notebook(jp_fetch, "short.ipynb", "short")
         assert code == 201
         assert await bookstore_ext.archiver.wait_idle(20)
 
@@ -434,13 +403,7 @@ class TestRefusedByS3:
 
     @pytest.fixture
     def jp_server_config(self, refused_config: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "ServerApp": {
-                "jpserver_extensions": {"bookstore": True},
-                "contents_manager_class": "bookstore.BookstoreContentsArchiver",
-            },
-            "BookstoreSettings": refused_config,
-        }
+        return server_config(refused_config)
 
     async def test_s3_refusal_is_set_aside_and_the_queue_goes_on(
         self,
@@ -452,7 +415,7 @@ class TestRefusedByS3:
     ) -> None:
         # S3 answers 400 InvalidStorageClass: no retry can change that.
         for path in ["refused-a.ipynb", "refused-b.ipynb"]:
-            code, _ = await save_nb(jp_fetch, path, f"{path} 0")
+            code, _ = await put_notebook(jp_fetch, path, f"{path} 0")
             assert code == 201
         assert await bookstore_ext.archiver.wait_idle(20)
         status = await get_status(jp_fetch)
@@ -467,7 +430,7 @@ class TestRefusedByS3:
 
         # Fixed: later saves of the same path go on.
         bookstore_ext.bookstore_settings.s3_storage_class = ""
-        code, _ = await save_nb(jp_fetch, "refused-a.ipynb", "refused-a.ipynb 1")
+        code, _ = await put_notebook(jp_fetch, "refused-a.ipynb", "refused-a.ipynb 1")
         assert code == 200
         assert await bookstore_ext.archiver.wait_idle(20)
         (version,) = versions_oldest_first(s3, s3_bucket, "workspace/refused-a.ipynb")
@@ -487,7 +450,7 @@ async def test_long_non_ascii_path_metadata_fits_and_reads_back(
     old = "/".join(folders) + "/" + (CJK * 10)[:70] + ".ipynb"
     new = "/".join(folders) + "/" + (CJK * 10)[1:71] + ".ipynb"
     assert len(old) > 225
-    code, _ = await save_nb(jp_fetch, old, "cjk")
+    code, _ = await put_notebook(jp_fetch, old, "cjk")
     assert code == 201
     body = json.dumps({"path": new})
     await jp_fetch("api", "contents", old, method="PATCH", body=body)

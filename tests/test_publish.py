@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import nbformat
@@ -15,7 +14,7 @@ from conftest import BACKEND
 from helpers import list_versions, notebook
 from tornado.httpclient import HTTPResponse
 
-from bookstore.testing import S3Server, TcpProxy
+from bookstore.testing import TcpProxy
 
 
 def publish_body(nb: dict[str, Any] | None = None) -> str:
@@ -275,12 +274,6 @@ class TestBodyLimit:
 
 
 # --- S3 failures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def s3_proxy(s3_server: S3Server) -> Iterator[TcpProxy]:
-    with TcpProxy(s3_server.host, s3_server.port) as proxy:
-        yield proxy
 
 
 class TestS3Unreachable:

@@ -8,11 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_until
 from run_helpers import outputs_text, param_notebook, publish, run_versions
 
 from bookstore.cli import main
@@ -144,13 +144,13 @@ def _wait_for(
     predicate: Any, timeout: float = 240.0, what: str = "condition", proc: Any = None
 ) -> None:
     """Until ``predicate()``; fails at once, with its stderr, if ``proc`` ends first."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
+
+    def done() -> bool:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"bookstore run ended ({proc.returncode}): {proc.stderr.read()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        return bool(predicate())
+
+    wait_until(done, timeout, f"timed out waiting for {what}")
 
 
 def _start(argv: list[str], cwd: Path) -> subprocess.Popen[str]:
@@ -214,22 +214,16 @@ def test_a_cell_timeout_cancels_the_run(
     assert prov["cancel_reason"] == "cell timeout (2 s)"
 
 
-@pytest.fixture
-def proxy(s3_server: S3Server) -> Any:
-    with TcpProxy(s3_server.host, s3_server.port) as p:
-        yield p
-
-
 def test_s3_down_at_the_end_of_a_run_then_back(
-    env: dict[str, str], s3: Any, s3_bucket: str, tmp_path: Path, proxy: TcpProxy
+    env: dict[str, str], s3: Any, s3_bucket: str, tmp_path: Path, s3_proxy: TcpProxy
 ) -> None:
     publish(s3, s3_bucket, "net.ipynb", param_notebook(WAIT_CELL))
-    os.environ["JPYNB_S3_ENDPOINT_URL"] = proxy.url
+    os.environ["JPYNB_S3_ENDPOINT_URL"] = s3_proxy.url
     argv = ["run", "net.ipynb", "--cwd", str(tmp_path), "--upload-timeout", "120", "--json"]
     proc = _start([*argv, "--output-dir", str(tmp_path / "out")], tmp_path)
     try:
         _wait_for(lambda: (tmp_path / "started").exists(), what="the cell to start", proc=proc)
-        proxy.cut()
+        s3_proxy.cut()
         (tmp_path / "go").write_text("1")
         assert proc.stderr is not None
         seen = ""
@@ -239,7 +233,7 @@ def test_s3_down_at_the_end_of_a_run_then_back(
             seen += line
         # The output waits in the local file meanwhile.
         assert len(list((tmp_path / "out").glob("*.ipynb"))) == 1
-        proxy.restore()
+        s3_proxy.restore()
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -254,15 +248,15 @@ def test_s3_down_at_the_end_of_a_run_then_back(
 
 
 def test_s3_still_down_keeps_the_output_and_exits_4(
-    env: dict[str, str], s3: Any, s3_bucket: str, tmp_path: Path, proxy: TcpProxy
+    env: dict[str, str], s3: Any, s3_bucket: str, tmp_path: Path, s3_proxy: TcpProxy
 ) -> None:
     publish(s3, s3_bucket, "net.ipynb", param_notebook(WAIT_CELL))
-    os.environ["JPYNB_S3_ENDPOINT_URL"] = proxy.url
+    os.environ["JPYNB_S3_ENDPOINT_URL"] = s3_proxy.url
     argv = ["run", "net.ipynb", "--cwd", str(tmp_path), "--upload-timeout", "1"]
     proc = _start([*argv, "--output-dir", str(tmp_path / "out")], tmp_path)
     try:
         _wait_for(lambda: (tmp_path / "started").exists(), what="the cell to start", proc=proc)
-        proxy.cut()
+        s3_proxy.cut()
         (tmp_path / "go").write_text("1")
         _out, err = proc.communicate(timeout=120)
     finally:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import async_wait_until
 from history_helpers import fetch_error, get_json
 from run_helpers import outputs_text, param_notebook, publish, run_versions
 
@@ -26,16 +26,16 @@ WAIT_CELL = (
 
 async def wait_for_status(jp_fetch: Any, path: str, run_id: str, status: str) -> dict[str, Any]:
     """Poll the listing until run ``run_id`` has ``status``; that entry."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 240
-    while True:
+
+    async def entry() -> dict[str, Any] | None:
         body = await get_json(jp_fetch, *API, path)
-        entry = next((r for r in body["runs"] if r["run_id"] == run_id), None)
-        if entry is not None and entry["status"] == status:
-            return entry
-        if loop.time() > deadline:
-            raise AssertionError(f"run {run_id} never became {status}: {body['runs']}")
-        await asyncio.sleep(0.2)
+        found = next((r for r in body["runs"] if r["run_id"] == run_id), None)
+        return found if found is not None and found["status"] == status else None
+
+    found: dict[str, Any] = await async_wait_until(
+        entry, 240, f"run {run_id} never became {status}", interval=0.2
+    )
+    return found
 
 
 async def start(jp_fetch: Any, path: str, **body: Any) -> dict[str, Any]:
@@ -89,11 +89,7 @@ async def test_the_cap_refuses_more_runs_and_a_stopping_server_cancels_them(
 
     assert status == 429
     assert "max_concurrent_runs = 1" in message
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 240
-    while not (jp_root_dir / "started").exists():
-        assert loop.time() < deadline, "the run never started its cell"
-        await asyncio.sleep(0.1)
+    await async_wait_until((jp_root_dir / "started").exists, 240, "the run never started its cell")
     await bookstore_ext.runs.stop()
     (run,) = run_versions(s3, s3_bucket, "long.ipynb")
     prov = run["nb"]["metadata"]["bookstore"]["run"]

@@ -11,12 +11,11 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import list_versions, notebook
+from helpers import list_versions, notebook, server_config, wait_until
 from jupyter_subprocess import JupyterSubprocess, jupyter_command
 
 from bookstore.testing import S3Server
@@ -28,10 +27,11 @@ SHIPPED_CONFIG = REPO / "jupyter-config" / "jupyter_server_config.d" / "bookstor
 
 
 def wait_for_versions(s3: Any, bucket: str, key: str, count: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while len(list_versions(s3, bucket, key)) < count:
-        assert time.monotonic() < deadline, f"{key} has not {count} version(s) in S3"
-        time.sleep(0.1)
+    wait_until(
+        lambda: len(list_versions(s3, bucket, key)) >= count,
+        timeout,
+        f"{key} has not {count} version(s) in S3",
+    )
 
 
 def check_archives(jp: JupyterSubprocess, s3: Any, bucket: str, path: str) -> None:
@@ -50,13 +50,7 @@ def check_archives(jp: JupyterSubprocess, s3: Any, bucket: str, path: str) -> No
 def test_extension_archives_under_each_app(
     app: str, tmp_path: Path, bookstore_config: dict[str, Any], s3: Any, s3_bucket: str
 ) -> None:
-    config = {
-        "ServerApp": {
-            "jpserver_extensions": {"bookstore": True},
-            "contents_manager_class": "bookstore.BookstoreContentsArchiver",
-        },
-        "BookstoreSettings": bookstore_config,
-    }
+    config = server_config(bookstore_config)
     with JupyterSubprocess(app, tmp_path / app, config=config) as jp:
         check_archives(jp, s3, s3_bucket, f"{app}.ipynb")
         if app != "server":  # the app's own UI is served next to bookstore

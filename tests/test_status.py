@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import notebook
+from helpers import async_wait_until, notebook, server_config
 from jupyter_subprocess import JupyterSubprocess, free_port
 from tornado.httpclient import HTTPClientError
 
@@ -27,22 +26,22 @@ async def get_status(jp_fetch: Any) -> dict[str, Any]:
 
 
 async def problem_lines(caplog: pytest.LogCaptureFixture, count: int) -> list[logging.LogRecord]:
-    """bookstore's warnings, once ``count`` are logged (the start-up check runs in background)."""
-    for _ in range(200):
-        lines = [
+    """bookstore's warnings, once ``count`` are logged (the start-up check runs in background).
+
+    The check logs all its problems at once, without yielding to the loop in between.
+    """
+
+    def lines() -> list[logging.LogRecord]:
+        return [
             r
             for r in caplog.records
             if r.levelno >= logging.WARNING and r.getMessage().startswith("bookstore:")
         ]
-        if len(lines) >= count:
-            await asyncio.sleep(0.1)  # and no more after that
-            break
-        await asyncio.sleep(0.05)
-    return [
-        r
-        for r in caplog.records
-        if r.levelno >= logging.WARNING and r.getMessage().startswith("bookstore:")
-    ]
+
+    await async_wait_until(
+        lambda: len(lines()) >= count, 10, f"{count} warning(s) from the start-up check"
+    )
+    return lines()
 
 
 async def test_status_shape(jp_fetch: Any, bookstore_ext: Any, s3_bucket: str) -> None:
@@ -202,13 +201,7 @@ def test_real_server_starts_and_logs_each_problem_once(
     """A real ``jupyter server`` with an unversioned bucket starts and says why, once."""
     bucket = f"test-unversioned-{uuid.uuid4().hex[:12]}"
     s3_server.create_bucket(bucket, versioning=False)
-    config = {
-        "ServerApp": {
-            "jpserver_extensions": {"bookstore": True},
-            "contents_manager_class": "bookstore.BookstoreContentsArchiver",
-        },
-        "BookstoreSettings": {**bookstore_config, "s3_bucket": bucket},
-    }
+    config = server_config({**bookstore_config, "s3_bucket": bucket})
     with JupyterSubprocess("server", tmp_path / "jp", config=config) as jp:
         r = jp.request("GET", "/api/bookstore")
         assert r.status_code == 200

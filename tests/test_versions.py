@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import list_versions, notebook
+from helpers import async_wait_until, list_versions, notebook
 from history_helpers import (
     drain,
     fetch_error,
@@ -21,7 +21,7 @@ from history_helpers import (
     sources_of,
 )
 
-from bookstore.testing import S3Server, TcpProxy
+from bookstore.testing import TcpProxy
 
 API = ("api", "bookstore", "versions")
 
@@ -105,34 +105,30 @@ class TestThroughProxy:
     """S3 reached through a proxy the test can cut: pending saves, outages."""
 
     @pytest.fixture
-    def proxy(self, s3_server: S3Server) -> Any:
-        with TcpProxy(s3_server.host, s3_server.port) as proxy:
-            yield proxy
-
-    @pytest.fixture
-    def bookstore_config(self, bookstore_config: dict[str, Any], proxy: TcpProxy) -> dict[str, Any]:
+    def bookstore_config(
+        self, bookstore_config: dict[str, Any], s3_proxy: TcpProxy
+    ) -> dict[str, Any]:
         # A long retry delay keeps the saves in the spool while the test looks at them.
         return {
             **bookstore_config,
-            "s3_endpoint_url": proxy.url,
+            "s3_endpoint_url": s3_proxy.url,
             "upload_retry_initial_delay": 60.0,
             "upload_retry_max_delay": 60.0,
             "flush_timeout": 0.2,
         }
 
     async def test_pending_saves_come_first(
-        self, jp_fetch: Any, bookstore_ext: Any, proxy: TcpProxy
+        self, jp_fetch: Any, bookstore_ext: Any, s3_proxy: TcpProxy
     ) -> None:
         await save_versions(bookstore_ext, jp_fetch, "wip.ipynb", ["uploaded"])
-        proxy.cut()
+        s3_proxy.cut()
         first = await save_nb(jp_fetch, "wip.ipynb", "pending 1")
         second = await save_nb(jp_fetch, "wip.ipynb", "pending 2")
         # Let the first upload attempt fail, so the retry waits its 60 s.
-        for _ in range(100):
-            if bookstore_ext.archiver.failed_attempts:
-                break
-            await _sleep(0.05)
-        proxy.restore()
+        await async_wait_until(
+            lambda: bookstore_ext.archiver.failed_attempts, 10, "a failed upload attempt"
+        )
+        s3_proxy.restore()
 
         body = await get_json(jp_fetch, *API, "wip.ipynb")
 
@@ -148,15 +144,14 @@ class TestThroughProxy:
         assert versions[2]["is_latest"] is True
 
     async def test_a_path_with_only_pending_saves_is_listed(
-        self, jp_fetch: Any, bookstore_ext: Any, proxy: TcpProxy
+        self, jp_fetch: Any, bookstore_ext: Any, s3_proxy: TcpProxy
     ) -> None:
-        proxy.cut()
+        s3_proxy.cut()
         await save_nb(jp_fetch, "new.ipynb", "never uploaded yet")
-        for _ in range(100):
-            if bookstore_ext.archiver.failed_attempts:
-                break
-            await _sleep(0.05)
-        proxy.restore()
+        await async_wait_until(
+            lambda: bookstore_ext.archiver.failed_attempts, 10, "a failed upload attempt"
+        )
+        s3_proxy.restore()
 
         body = await get_json(jp_fetch, *API, "new.ipynb")
 
@@ -164,20 +159,14 @@ class TestThroughProxy:
         assert body["versions"][0]["pending"] is True
 
     async def test_s3_unreachable_is_503(
-        self, jp_fetch: Any, bookstore_ext: Any, proxy: TcpProxy
+        self, jp_fetch: Any, bookstore_ext: Any, s3_proxy: TcpProxy
     ) -> None:
-        proxy.cut()
+        s3_proxy.cut()
 
         code, message = await fetch_error(jp_fetch, *API, "any.ipynb")
 
         assert code == 503
         assert "unreachable" in message
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
 
 
 # --- read one ---------------------------------------------------------------------------------

@@ -1,0 +1,192 @@
+"""pytest fixtures to test bookstore, or code built on it, against a real S3 server.
+
+Enable it in a ``conftest.py`` after pytest-jupyter's server plugin (``jp_fetch``,
+``jp_serverapp``, ...), whose ``jp_server_config`` it overrides: the later plugin wins::
+
+    pytest_plugins = ["pytest_jupyter.jupyter_server", "bookstore.pytest_plugin"]
+
+It provides:
+
+* ``s3_server`` (session): moto's server mode, or SeaweedFS (``weed mini``) when the
+  environment variable ``BOOKSTORE_TEST_S3`` is ``seaweedfs``, on free ports of 127.0.0.1.
+  With pytest-xdist every worker starts its own.
+* ``s3_bucket``: a fresh, uniquely named bucket with versioning enabled; ``s3``: a boto3
+  client for assertions about what is in S3; ``s3_proxy``: a :class:`~bookstore.testing.TcpProxy`
+  in front of the S3 server, to cut and restore the network.
+* ``spool_dir``, ``bookstore_config`` (``c.BookstoreSettings`` for the test bucket, fast
+  retries), ``jp_server_config`` (the extension enabled, ``BookstoreContentsArchiver`` as the
+  contents manager) and ``bookstore_ext`` (the started extension object).
+
+Override ``bookstore_config`` or ``jp_server_config`` in a test module or class to change
+settings. :func:`wait_until` and :func:`async_wait_until` wait on a condition and fail loudly
+when it does not hold in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Iterator
+from typing import Any, Callable, Union
+
+import pytest
+
+from bookstore.testing import S3Server, TcpProxy, start_s3
+
+__all__ = ["async_wait_until", "server_config", "wait_until"]
+
+#: The S3 implementation the fixtures start: ``moto`` (default) or ``seaweedfs``.
+BACKEND_ENV = "BOOKSTORE_TEST_S3"
+
+
+def _timeout_error(message: str, timeout: float, last: Any) -> AssertionError:
+    detail = f" (last value: {last!r})" if last is not None and last is not False else ""
+    return AssertionError(f"timed out after {timeout:g}s: {message}{detail}")
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout: float, message: str, interval: float = 0.05
+) -> Any:
+    """Call ``condition()`` until it returns a true value, and return that value.
+
+    Raises ``AssertionError(message)`` once ``timeout`` seconds have passed without it (the
+    condition is checked once more at the deadline). Never a fixed sleep: this returns as soon
+    as the condition holds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        last = condition()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise _timeout_error(message, timeout, last)
+        time.sleep(interval)
+
+
+async def async_wait_until(
+    condition: Callable[[], Union[Any, Awaitable[Any]]],
+    timeout: float,
+    message: str,
+    interval: float = 0.05,
+) -> Any:
+    """:func:`wait_until` for a coroutine: the event loop runs while it waits.
+
+    ``condition`` may be a plain function or return an awaitable.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        last = condition()
+        if inspect.isawaitable(last):
+            last = await last
+        if last:
+            return last
+        if loop.time() >= deadline:
+            raise _timeout_error(message, timeout, last)
+        await asyncio.sleep(interval)
+
+
+def server_config(
+    settings: dict[str, Any], extensions: dict[str, bool] | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """Jupyter config (as a dict) for a server archiving with bookstore.
+
+    ``settings`` become ``c.BookstoreSettings``, with the keyword arguments overriding them;
+    ``extensions`` are enabled next to bookstore (``{"nbclassic": True}``).
+    """
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"bookstore": True, **(extensions or {})},
+            "contents_manager_class": "bookstore.BookstoreContentsArchiver",
+        },
+        "BookstoreSettings": {**settings, **overrides},
+    }
+
+
+@pytest.fixture(scope="session")
+def bookstore_s3_backend() -> str:
+    """``moto`` or ``seaweedfs``, from ``BOOKSTORE_TEST_S3``."""
+    backend = os.environ.get(BACKEND_ENV, "moto")
+    if backend not in ("moto", "seaweedfs"):
+        raise pytest.UsageError(f"{BACKEND_ENV}={backend!r}: use moto or seaweedfs")
+    return backend
+
+
+@pytest.fixture(scope="session")
+def s3_server(
+    bookstore_s3_backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[S3Server]:
+    """One real S3-compatible server for the whole session (per xdist worker)."""
+    server = start_s3(bookstore_s3_backend, tmp_path_factory.mktemp(f"s3-{bookstore_s3_backend}"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A fresh bucket with versioning enabled (unique name: tests never share one)."""
+    name = f"test-{uuid.uuid4().hex[:20]}"
+    s3_server.create_bucket(name, versioning=True)
+    return name
+
+
+@pytest.fixture
+def s3(s3_server: S3Server) -> Iterator[Any]:
+    """A plain boto3 client, for assertions about what is in S3."""
+    client = s3_server.boto3_client()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def s3_proxy(s3_server: S3Server) -> Iterator[TcpProxy]:
+    """A TCP proxy in front of the S3 server: ``cut()`` and ``restore()`` the network."""
+    with TcpProxy(s3_server.host, s3_server.port) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Any) -> str:
+    """The archiver's spool directory (inside the test's own ``tmp_path``)."""
+    return str(tmp_path / "spool")
+
+
+@pytest.fixture
+def bookstore_config(s3_server: S3Server, s3_bucket: str, spool_dir: str) -> dict[str, Any]:
+    """``c.BookstoreSettings`` for the test server: the test bucket, fast retries."""
+    return {
+        "s3_bucket": s3_bucket,
+        "s3_endpoint_url": s3_server.endpoint_url,
+        "s3_access_key_id": s3_server.access_key_id,
+        "s3_secret_access_key": s3_server.secret_access_key,
+        "s3_region_name": s3_server.region_name,
+        "spool_dir": spool_dir,
+        "upload_retry_initial_delay": 0.05,
+        "upload_retry_max_delay": 0.5,
+        "s3_connect_timeout": 2.0,
+        "flush_timeout": 10.0,
+    }
+
+
+@pytest.fixture
+def jp_server_config(bookstore_config: dict[str, Any]) -> dict[str, Any]:
+    """The Jupyter server config: bookstore enabled and archiving every save."""
+    return server_config(bookstore_config)
+
+
+@pytest.fixture
+def bookstore_ext(jp_serverapp: Any, jp_asyncio_loop: Any) -> Any:
+    """The bookstore extension, started as the running server's event loop would start it.
+
+    pytest-jupyter does not run the extensions' start hooks; this does.
+    """
+    ext = jp_serverapp.web_app.settings["bookstore_extension"]
+    jp_asyncio_loop.run_until_complete(ext._start_jupyter_server_extension(jp_serverapp))
+    return ext
