@@ -46,11 +46,11 @@ class TestOverTheLimit:
     async def test_clone_of_a_big_object_is_413_and_writes_nothing(
         self, jp_fetch: Any, bookstore_ext: Any, jp_root_dir: Path, s3: Any, s3_bucket: str
     ) -> None:
-        put(s3, s3_bucket, "shared/big.ipynb", big_notebook(2 * LIMIT))
-        put(s3, s3_bucket, "shared/big.bin", os.urandom(LIMIT + 1))
-        put(s3, s3_bucket, "shared/small.bin", os.urandom(LIMIT))
+        put(s3, s3_bucket, "published/team/big.ipynb", big_notebook(2 * LIMIT))
+        put(s3, s3_bucket, "published/team/big.bin", os.urandom(LIMIT + 1))
+        put(s3, s3_bucket, "published/team/small.bin", os.urandom(LIMIT))
         before = root_files(jp_root_dir)
-        for key in ("shared/big.ipynb", "shared/big.bin"):
+        for key in ("published/team/big.ipynb", "published/team/big.bin"):
             status, message = await fetch_error(
                 jp_fetch,
                 "api",
@@ -69,7 +69,7 @@ class TestOverTheLimit:
             "bookstore",
             "clone",
             method="POST",
-            body=json.dumps({"s3_key": "shared/small.bin"}),
+            body=json.dumps({"s3_key": "published/team/small.bin"}),
         )
         assert r.code == 200
         assert (jp_root_dir / "small.bin").stat().st_size == LIMIT
@@ -139,7 +139,7 @@ class TestStreaming:
         self, jp_fetch: Any, bookstore_ext: Any, jp_root_dir: Path, s3: Any, s3_bucket: str
     ) -> None:
         data = os.urandom(6 * 1024 * 1024)
-        version = put(s3, s3_bucket, "shared/data.bin", data)
+        version = put(s3, s3_bucket, "published/team/data.bin", data)
         (jp_root_dir / "out").mkdir()
         clone = asyncio.ensure_future(
             jp_fetch(
@@ -147,7 +147,7 @@ class TestStreaming:
                 "bookstore",
                 "clone",
                 method="POST",
-                body=json.dumps({"s3_key": "shared/data.bin", "target_path": "out/"}),
+                body=json.dumps({"s3_key": "published/team/data.bin", "target_path": "out/"}),
                 request_timeout=120,
             )
         )
