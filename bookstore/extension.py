@@ -105,6 +105,8 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._check: dict[str, Any] = {"checked_at": None}
         self._check_lock: asyncio.Lock | None = None
+        #: The problems the last bucket check logged (None before the first check).
+        self._logged_problems: set[str] | None = None
         self._check_task: asyncio.Task[Any] | None = None
 
         assert self.serverapp is not None
@@ -205,7 +207,8 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
                     self.archiver.spool.directory,
                     e,
                 )
-        self._check_task = self._track(self.check_bucket(log_problems=True))
+        if self._check_task is None or self._check_task.done():
+            self._check_task = self._track(self.check_bucket())
 
     async def stop_extension(self) -> None:
         for task in list(self._tasks):
@@ -217,8 +220,13 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
 
     # --- bucket check --------------------------------------------------------------
 
-    async def check_bucket(self, log_problems: bool = False) -> dict[str, Any]:
-        """Check that the bucket is reachable, the credentials work and versioning is on."""
+    async def check_bucket(self) -> dict[str, Any]:
+        """Check that the bucket is reachable, the credentials work and versioning is on.
+
+        Each problem is logged once, when a check first finds it (again if it went away
+        and came back), and the first check that finds none says where saves go: whichever
+        check comes first, the start-up one or one a status request started.
+        """
         if self._check_lock is None:
             self._check_lock = asyncio.Lock()
         async with self._check_lock:
@@ -242,15 +250,18 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
                     f"previous one. Enable it: aws s3api put-bucket-versioning --bucket "
                     f"{s.s3_bucket} --versioning-configuration Status=Enabled"
                 )
-            if log_problems:
-                for problem in result["problems"]:
+            first = self._logged_problems is None
+            previous = self._logged_problems or set()
+            for problem in result["problems"]:
+                if problem not in previous:
                     self.log.warning("bookstore: %s", problem)
-                if not result["problems"]:
-                    self.log.info(
-                        "bookstore: archiving to s3://%s/%s (versioning enabled)",
-                        s.s3_bucket,
-                        s.workspace,
-                    )
+            self._logged_problems = set(result["problems"])
+            if not result["problems"] and (first or previous):
+                self.log.info(
+                    "bookstore: archiving to s3://%s/%s (versioning enabled)",
+                    s.s3_bucket,
+                    s.workspace,
+                )
             self._check = result
             return result
 
