@@ -90,7 +90,15 @@ def open_beneath(basedir: str, relpath: str) -> int:
                 links += 1
                 if links > MAX_SYMLINKS:
                     raise OutsideSharedFolder(f"{relpath!r}: too many levels of symbolic links")
-                target = os.readlink(part, dir_fd=stack[-1])
+                try:
+                    target = os.readlink(part, dir_fd=stack[-1])
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise
+                    # No longer a symlink (swapped back since the stat): look at it again;
+                    # ``links`` bounds how often a tree changing under the walk loops here.
+                    todo.appendleft(part)
+                    continue
                 if target.startswith("/"):
                     # Absolute: allowed only when it names a place inside the shared folder.
                     inside = next(
@@ -112,6 +120,13 @@ def open_beneath(basedir: str, relpath: str) -> int:
                 raise NotInSharedFolder(f"there is no file {relpath!r} in the shared folder")
             stack.append(_open_dir(stack[-1], part, relpath))
         raise OutsideSharedFolder(f"relpath {relpath!r} is a folder; give the path of a file")
+    except FileNotFoundError as e:
+        # A part vanished between two steps of the walk (the tree changes under it).
+        raise NotInSharedFolder(f"there is no file {relpath!r} in the shared folder") from e
+    except OSError as e:
+        raise OutsideSharedFolder(
+            f"cannot open {relpath!r}: {e.strerror} (did the shared folder change?)"
+        ) from e
     finally:
         for fd in stack:
             os.close(fd)

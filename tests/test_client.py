@@ -220,6 +220,9 @@ def run_in_kernel(connection_file: Path, code: str, timeout: float = 120) -> str
 
     kc = BlockingKernelClient(connection_file=str(connection_file))
     kc.load_connection_file()
+    # The heartbeat gives up on a kernel after 1 s without a beat, which a loaded CI
+    # machine can take: "Kernel died before replying to kernel_info" for a live kernel.
+    kc.hb_channel.time_to_dead = 10.0
     kc.start_channels()
     out: list[str] = []
 

@@ -213,6 +213,40 @@ class TestSharedFolder:
         assert (jp_root_dir / "copy.txt").read_text() == "inside\n"
 
 
+@pytest.mark.parametrize("change", ["removed", "made a folder"])
+def test_open_beneath_when_a_symlink_changes_between_stat_and_readlink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """The step between ``lstat`` and ``readlink`` of a walk, hit on purpose.
+
+    ``sub`` is a symlink when the walk looks at it; just before the walk reads the link,
+    the link is removed (404), or replaced by a real folder (the walk looks again and opens
+    the file inside). Never an unhandled ``OSError``: a request would answer 500.
+    """
+    from bookstore.shared_folder import NotInSharedFolder, read_beneath
+
+    shared = tmp_path / "shared"
+    (shared / "real").mkdir(parents=True)
+    (shared / "real" / "data.txt").write_text("inside\n")
+    (shared / "sub").symlink_to("real")
+    real_readlink = os.readlink
+
+    def racing_readlink(path: Any, *, dir_fd: int | None = None) -> str:
+        if path == "sub":
+            os.unlink(shared / "sub")
+            if change == "made a folder":
+                (shared / "sub").mkdir()
+                (shared / "sub" / "data.txt").write_text("swapped in\n")
+        return real_readlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "readlink", racing_readlink)
+    if change == "removed":
+        with pytest.raises(NotInSharedFolder, match="there is no file 'sub/data.txt'"):
+            read_beneath(str(shared), "sub/data.txt")
+    else:
+        assert read_beneath(str(shared), "sub/data.txt") == b"swapped in\n"
+
+
 # --- 3. clone, fs-clone and restore need contents permissions --------------------------------
 
 
