@@ -241,7 +241,7 @@ def test_open_beneath_when_a_symlink_changes_between_stat_and_readlink(
 
     monkeypatch.setattr(os, "readlink", racing_readlink)
     if change == "removed":
-        with pytest.raises(NotInSharedFolder, match="there is no file 'sub/data.txt'"):
+        with pytest.raises(NotInSharedFolder, match=r"there is no file 'sub/data\.txt'"):
             read_beneath(str(shared), "sub/data.txt")
     else:
         assert read_beneath(str(shared), "sub/data.txt") == b"swapped in\n"
