@@ -19,9 +19,8 @@ from ..history import (
 )
 from ..metadata import content_type_for, object_metadata
 from ..render import cell_changes, human_size, metadata_changed, strip_ansi, text_diff
-from ..s3 import (
-    S3Store,
-)
+from ..s3 import PutResult, S3Store
+from ..services import restore_version
 from ..settings import BookstoreSettings
 from ..spool import (
     new_save_id,
@@ -37,6 +36,47 @@ from .base import (
 )
 from .files import read_local_file, write_local_file
 from .output import Progress, plural, short_time, table
+
+
+class LocalRestore:
+    """:class:`bookstore.services.RestoreTarget` of ``bookstore restore``: the local file
+    (atomically), then, unless ``upload`` is off, the newest workspace version at once."""
+
+    def __init__(
+        self, settings: BookstoreSettings, store: S3Store, local: str, *, upload: bool
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.local = local
+        self.upload = upload
+        self.data = b""
+        self.result: PutResult | None = None
+
+    async def stream(self, *args: Any) -> None:
+        return None  # the CLI reads the version (within max_read_bytes), then writes it
+
+    async def write(
+        self, path: str, data: bytes, notebook: dict[str, Any] | None, version_id: str
+    ) -> dict[str, Any]:
+        self.data = data
+        await in_thread(write_local_file, self.local, data)
+        if self.upload:
+            metadata = object_metadata(
+                sha256=hashlib.sha256(data).hexdigest(),
+                saved_at=utcnow_iso(),
+                user=self.settings.username,
+                path=path,
+                save_id=new_save_id(),
+                extra={META_RESTORED_FROM: version_id},
+            )
+            self.result = await self.store.put_object(
+                self.settings.s3_key("workspace", path),
+                data,
+                metadata,
+                content_type=content_type_for(path),
+            )
+        return {"local_path": self.local}
+
 
 # --- subcommands --------------------------------------------------------------------------------
 
@@ -323,29 +363,15 @@ class RestoreCommand(BookstoreCommand):
         if not self.version_id:
             self.usage_error("give the version to restore: --version ID")
         version_id = validate_version_id(self.version_id, "--version")
-        history = VersionHistory(settings, store)
+        local = self.local_path(path)
+        target = LocalRestore(settings, store, local, upload=not self.local_only)
         with Progress("restoring", total=2) as progress:
-            data = await history.read_bytes(path, version_id, self.prefix)
+            history = VersionHistory(settings, store)
+            await restore_version(
+                history, path, version_id, self.prefix, target, on_read=progress.advance
+            )
             progress.advance()
-            if is_notebook_path(path):
-                await in_thread(parse_notebook, data, f"version {version_id}")
-            local = self.local_path(path)
-            await in_thread(write_local_file, local, data)
-            result = None
-            if not self.local_only:
-                key = settings.s3_key("workspace", path)
-                metadata = object_metadata(
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    saved_at=utcnow_iso(),
-                    user=settings.username,
-                    path=path,
-                    save_id=new_save_id(),
-                    extra={META_RESTORED_FROM: version_id},
-                )
-                result = await store.put_object(
-                    key, data, metadata, content_type=content_type_for(path)
-                )
-            progress.advance()
+        data, result = target.data, target.result
         data_out = {
             "path": path,
             "local_path": local,

@@ -16,6 +16,7 @@ from ..history import (
 from ..s3 import (
     S3Store,
 )
+from ..services import prepare_run
 from ..settings import BookstoreSettings, clean_api_path
 from .base import (
     BookstoreCommand,
@@ -226,7 +227,18 @@ class RunCommand(BookstoreCommand):
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, on_signal, signal.Signals(sig).name)
                 handled.append(sig)
-            result = await runner.run()
+            await runner.check()
+            prepared = await prepare_run(
+                settings,
+                store,
+                options.path,
+                origin=options.origin,
+                version_id=options.version_id,
+                s3_key=options.s3_key,
+                s3_bucket=options.s3_bucket,
+                kernel=options.kernel,
+            )
+            result = await runner.run(prepared)
         except RunError as e:
             self.fail(str(e))
             return e.exit_code
