@@ -56,7 +56,6 @@ from .metadata import (
     object_metadata,
 )
 from .s3 import (
-    S3BadRequest,
     S3Error,
     S3NotFound,
     S3Unavailable,
@@ -251,66 +250,6 @@ class RunSource:
             "version_id": self.version_id,
             "sha256": self.sha256,
         }
-
-
-async def resolve_source(
-    settings: BookstoreSettings,
-    store: S3Store,
-    path: str,
-    *,
-    origin: str = "published",
-    version_id: str | None = None,
-    s3_key: str | None = None,
-    s3_bucket: str | None = None,
-) -> RunSource:
-    """Read the version to run; the resolved version id is always known afterwards."""
-    if s3_key:
-        bucket = s3_bucket or settings.s3_bucket
-        allowed = settings.allowed_clone_buckets
-        if bucket not in allowed:
-            raise RunUsageError(
-                f"running from bucket {bucket!r} is not allowed: only "
-                f"{', '.join(repr(b) for b in allowed) or 'no bucket'} (s3_bucket and "
-                f"c.BookstoreSettings.clone_allowed_buckets)",
-                status=403,
-            )
-        key, prefix = s3_key.lstrip("/"), None
-        what = f"s3://{bucket}/{key}"
-    else:
-        bucket = settings.s3_bucket
-        key, prefix = settings.s3_key(origin, path), origin
-        what = f"{origin} notebook {path} (s3://{bucket}/{key})"
-    reason = settings.unreadable_reason(key, bucket)
-    if reason:
-        raise RunUsageError(reason, status=403)
-    try:
-        got = await store.get_object(key, version_id, bucket=bucket)
-    except (S3NotFound, S3BadRequest) as e:
-        if version_id:
-            raise RunUsageError(
-                f"version {version_id!r} of {what} does not exist: list them with "
-                f"`bookstore versions {path} --prefix {origin}` or the history page",
-                status=404,
-            ) from e
-        hint = (
-            f": {path!r} has no published version; publish it first (the Publish command, "
-            f"or `bookstore publish {path}`)"
-            if origin == "published" and not s3_key
-            else ""
-        )
-        raise RunUsageError(f"there is no {what}{hint}", status=404) from e
-    except S3Unavailable as e:
-        raise RunS3Unavailable(f"cannot read {what}: {e}") from e
-    except S3Error as e:
-        raise RunUsageError(f"cannot read {what}: {e}", status=e.status) from e
-    return RunSource(
-        bucket=bucket,
-        key=key,
-        prefix=prefix,
-        version_id=got.version_id,
-        sha256=hashlib.sha256(got.body).hexdigest(),
-        body=got.body,
-    )
 
 
 @dataclass

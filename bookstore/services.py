@@ -26,6 +26,7 @@ Nothing here knows about HTTP: failures are :class:`bookstore.errors.BookstoreEr
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import posixpath
 from collections.abc import Awaitable, Callable
@@ -40,14 +41,15 @@ from .notebooks import check_notebook, file_model, is_notebook_path, notebook_by
 from .publisher import publish_bytes
 from .runs import (
     PreparedRun,
+    RunS3Unavailable,
+    RunSource,
     RunUsageError,
     check_kernel,
     check_kernel_name,
     check_parameters,
     notebook_kernel,
-    resolve_source,
 )
-from .s3 import S3BadRequest, S3NotFound
+from .s3 import S3BadRequest, S3Error, S3NotFound, S3Unavailable
 from .save_context import archive_metadata
 from .threads import in_thread
 from .times import isoformat
@@ -251,6 +253,31 @@ def runnable_path(path: str) -> str:
     return path
 
 
+def _run_location(
+    settings: BookstoreSettings, path: str, origin: str, s3_key: str | None, bucket: str | None
+) -> tuple[str, str, str | None, str]:
+    """(bucket, key, prefix, how to name it) of what a run reads; 403 when not allowed."""
+    if s3_key:
+        bucket = bucket or settings.s3_bucket
+        allowed = settings.allowed_clone_buckets
+        if bucket not in allowed:
+            raise RunUsageError(
+                f"running from bucket {bucket!r} is not allowed: only "
+                f"{', '.join(repr(b) for b in allowed) or 'no bucket'} (s3_bucket and "
+                f"c.BookstoreSettings.clone_allowed_buckets)",
+                status=403,
+            )
+        key = s3_key.lstrip("/")
+        located: tuple[str, str, str | None, str] = (bucket, key, None, f"s3://{bucket}/{key}")
+    else:
+        bucket, key = settings.s3_bucket, settings.s3_key(origin, path)
+        located = (bucket, key, origin, f"{origin} notebook {path} (s3://{bucket}/{key})")
+    reason = settings.unreadable_reason(key, bucket)
+    if reason:
+        raise RunUsageError(reason, status=403)
+    return located
+
+
 async def prepare_run(
     settings: BookstoreSettings,
     store: S3Store,
@@ -268,28 +295,48 @@ async def prepare_run(
     The newest version under ``origin`` (or ``version_id``; or ``s3_key`` in an allowed
     bucket), which must be a notebook (``validate``: a valid one, else only JSON with
     cells), and the kernel (``kernel``, else the notebook's kernelspec), which must be
-    installed. Raises :class:`bookstore.runs.RunError` (with its ``status``).
+    installed. The version id run is always known afterwards. Raises
+    :class:`bookstore.runs.RunError` (with its ``status``).
     """
-    if not is_notebook_path(path):
-        raise RunUsageError(f"{path!r} is not a notebook (.ipynb): only notebooks run", status=415)
+    runnable_path(path)
     if version_id is not None:
         version_id = validate_version_id(version_id)
-    source = await resolve_source(
-        settings,
-        store,
-        path,
-        origin=origin,
-        version_id=version_id,
-        s3_key=s3_key,
-        s3_bucket=s3_bucket,
-    )
-    what = f"s3://{source.bucket}/{source.key}"
+    bucket, key, prefix, what = _run_location(settings, path, origin, s3_key, s3_bucket)
     try:
-        nb = await in_thread(parse_notebook, source.body, what, validate=validate)
+        got = await store.get_object(key, version_id, bucket=bucket)
+    except (S3NotFound, S3BadRequest) as e:
+        if version_id:
+            raise RunUsageError(
+                f"version {version_id!r} of {what} does not exist: list them with "
+                f"`bookstore versions {path} --prefix {origin}` or the history page",
+                status=404,
+            ) from e
+        hint = (
+            f": {path!r} has no published version; publish it first (the Publish command, "
+            f"or `bookstore publish {path}`)"
+            if prefix == "published"
+            else ""
+        )
+        raise RunUsageError(f"there is no {what}{hint}", status=404) from e
+    except S3Unavailable as e:
+        raise RunS3Unavailable(f"cannot read {what}: {e}") from e
+    except S3Error as e:
+        raise RunUsageError(f"cannot read {what}: {e}", status=e.status) from e
+    source = RunSource(
+        bucket=bucket,
+        key=key,
+        prefix=prefix,
+        version_id=got.version_id,
+        sha256=hashlib.sha256(got.body).hexdigest(),
+        body=got.body,
+    )
+    where = f"s3://{bucket}/{key}"
+    try:
+        nb = await in_thread(parse_notebook, got.body, where, validate=validate)
     except BookstoreError as e:
         raise RunUsageError(str(e), status=e.status) from e
     except Exception as e:
-        raise RunUsageError(f"{what} is not a notebook: {e}", status=422) from e
+        raise RunUsageError(f"{where} is not a notebook: {e}", status=422) from e
     name = notebook_kernel(nb, kernel)
     await in_thread(check_kernel, name)
     return PreparedRun(source, nb, name)

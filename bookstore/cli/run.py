@@ -24,7 +24,7 @@ from .base import (
     common_aliases,
     common_flags,
 )
-from .output import Progress, table
+from .output import Progress, collect_pages, table
 
 
 class RunCommand(BookstoreCommand):
@@ -288,19 +288,17 @@ class RunsCommand(BookstoreCommand):
 
         self.need_bucket(settings)
         path = self.api_path(args[0])
-        runs: list[dict[str, Any]] = []
-        token: str | None = None
         listing = None
+
+        async def fetch(size: int, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+            nonlocal listing
+            listing = await list_runs(
+                settings, store, path, limit=size, page_token=token, on_fetched=progress.advance
+            )
+            return listing.runs, listing.next_token
+
         with Progress("listing runs") as progress:
-            while True:
-                size = 1000 if not self.limit else min(1000, self.limit - len(runs) or 1)
-                listing = await list_runs(
-                    settings, store, path, limit=size, page_token=token, on_fetched=progress.advance
-                )
-                runs += listing.runs
-                token = listing.next_token
-                if not token or (self.limit and len(runs) >= self.limit):
-                    break
+            runs, _ = await collect_pages(fetch, self.limit)
         if self.limit:
             runs = runs[: self.limit]
         assert listing is not None
