@@ -40,7 +40,9 @@ def main() -> int:
         s3 = start_s3(args.s3, tmp)
         try:
             s3.create_bucket(BUCKET, versioning=True)
-            s3.boto3_client().put_object(Bucket=BUCKET, Key="published/big.bin", Body=os.urandom(size))
+            s3.boto3_client().put_object(
+                Bucket=BUCKET, Key="published/big.bin", Body=os.urandom(size)
+            )
             config = bench_server_config(
                 s3, BUCKET, os.path.join(tmp, "spool"), max_read_bytes=4 * size
             )
@@ -50,7 +52,10 @@ def main() -> int:
                 before = memory_mb(jp.pid, "VmRSS")
                 started = time.perf_counter()
                 r = jp.request(
-                    "POST", "/api/bookstore/clone", json={"s3_key": "published/big.bin"}, timeout=600
+                    "POST",
+                    "/api/bookstore/clone",
+                    json={"s3_key": "published/big.bin"},
+                    timeout=600,
                 )
                 elapsed = time.perf_counter() - started
                 if r.status_code != 200:
