@@ -16,6 +16,7 @@ Ctrl+S: the version lands under that user's workspace prefix.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -323,6 +324,25 @@ def test_both_see_alices_published_notebook_in_the_gallery(
         page = user.request("GET", "bookstore/published")
         assert page.status_code == 200
         assert "report.ipynb" in page.text
+
+    # bob follows the links of alice's entry: her read-only history, the clone landing page,
+    # and "Run this version" is offered for her published version.
+    page = bob.request("GET", "bookstore/published", params={"owner": "alice"}).text
+    entry = re.search(r'data-key="published/alice/report.ipynb">(.*?)</li>', page, re.S)
+    assert entry is not None
+    links = dict(
+        (text, html.unescape(href))
+        for href, text in re.findall(r'<a class="bs-action" href="([^"]+)">([^<]+)</a>', entry[1])
+    )
+    assert set(links) == {"Clone", "History"}
+    assert 'name="key" value="published/alice/report.ipynb"' in entry[1]  # the Run form
+    (published,) = wait_for_versions(hub, "published/alice/report.ipynb", 1)
+    for text in ("Clone", "History"):
+        followed = bob.api.get(hub.url + links[text], timeout=60)
+        assert followed.status_code == 200, (text, followed.text[:500])
+    history = bob.api.get(hub.url + links["History"], timeout=60).text
+    assert published["VersionId"] in history
+    assert "Restore" not in history
 
 
 @pytest.mark.browser
