@@ -7,7 +7,9 @@ reads at most :data:`MAX_SCAN_PAGES` S3 pages per answer (a ``?q=`` that matches
 answers with what it found and a token to go on), then asks S3 for the details of the
 entries shown only (a HEAD for the newest version id, a ``ListObjectVersions`` of that one
 key for the number of versions), a few at a time. Each answer is kept for
-``BookstoreSettings.published_cache_seconds`` so a busy gallery costs S3 little; a key's
+``BookstoreSettings.published_cache_seconds`` so a busy gallery costs S3 little, and after
+that, until it is :data:`STALE_FACTOR` times as old, given at once while one background
+request fetches it again (so readers seldom wait for a listing of a big bucket); a key's
 newest version id is kept while its listed ETag, time and size stay the same (so an answer
 for keys that did not change is one list request), and its version count while its newest
 version stays the same. When one list request already took longer than the counts may
@@ -62,6 +64,9 @@ COUNT_CACHE_ENTRIES = 10_000
 MAX_COUNT_PAGES = 10
 #: Answers kept in the cache at most.
 CACHE_ENTRIES = 256
+#: An answer older than ``published_cache_seconds`` is still given, while one refresh runs
+#: in the background, until it is this many times ``published_cache_seconds`` old.
+STALE_FACTOR = 6
 #: Longest ``?q=`` and ``?owner=``.
 MAX_FILTER_CHARS = 256
 
@@ -136,7 +141,12 @@ class Gallery:
         #: Seconds an answer waits for version counts (None: until all are counted).
         self.count_budget = count_budget
         self._count_backoff_until = 0.0
-        self._cache: OrderedDict[tuple[Any, ...], tuple[float, GalleryPage]] = OrderedDict()
+        #: cache key -> (fresh until, given until at the latest, answer)
+        self._cache: OrderedDict[tuple[Any, ...], tuple[float, float, GalleryPage]] = OrderedDict()
+        #: Background refreshes of stale answers, one per cache key.
+        self._refreshing: dict[tuple[Any, ...], asyncio.Task[None]] = {}
+        #: Bumped by :meth:`invalidate`: a refresh started before does not store its answer.
+        self._generation = 0
         #: (bucket, key) -> (newest version id, number of versions, reuse until)
         self._counts: OrderedDict[tuple[str, str], tuple[str, int, float]] = OrderedDict()
         #: (bucket, key) -> ((ETag, time, size) as listed, its version id, reuse until)
@@ -206,6 +216,44 @@ class Gallery:
     def invalidate(self) -> None:
         """Forget cached answers (after this server publishes)."""
         self._cache.clear()
+        self._generation += 1
+
+    async def stop(self) -> None:
+        """Cancel the background refreshes (the server is stopping)."""
+        tasks = list(self._refreshing.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._refreshing.clear()
+
+    def _store(self, cache_key: tuple[Any, ...], page: GalleryPage) -> None:
+        ttl = self.settings.published_cache_seconds
+        if ttl <= 0:
+            return
+        now = time.monotonic()
+        self._cache[cache_key] = (now + ttl, now + ttl * STALE_FACTOR, page)
+        self._cache.move_to_end(cache_key)
+        while len(self._cache) > CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+
+    def _refresh(self, cache_key: tuple[Any, ...], args: tuple[Any, ...]) -> None:
+        """Fetch a stale answer again in the background (one refresh per answer at a time)."""
+        if cache_key in self._refreshing:
+            return
+        generation = self._generation
+
+        async def refresh() -> None:
+            try:
+                page = await self._fetch(*args)
+            except Exception as e:  # the stale answer stays; a request past it will raise
+                self.settings.log.warning("bookstore: refreshing the gallery failed: %s", e)
+                return
+            finally:
+                self._refreshing.pop(cache_key, None)
+            if generation == self._generation:
+                self._store(cache_key, page)
+
+        self._refreshing[cache_key] = asyncio.ensure_future(refresh())
 
     async def page(
         self,
@@ -219,18 +267,16 @@ class Gallery:
         prefix = self.list_prefix(owner)
         start = self.decode_token(page_token, prefix)
         cache_key = (self.settings.s3_bucket, prefix, q, limit, start)
-        ttl = self.settings.published_cache_seconds
         now = time.monotonic()
         hit = self._cache.get(cache_key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[1] > now and self.settings.published_cache_seconds > 0:
+            fresh_until, _, page = hit
             self._cache.move_to_end(cache_key)
-            page = hit[1]
+            if fresh_until <= now:  # stale: given at once, fetched again in the background
+                self._refresh(cache_key, (prefix, q, limit, start))
             return GalleryPage(page.bucket, page.notebooks, page.next_token, cached=True)
         page = await self._fetch(prefix, q, limit, start)
-        if ttl > 0:
-            self._cache[cache_key] = (now + ttl, page)
-            while len(self._cache) > CACHE_ENTRIES:
-                self._cache.popitem(last=False)
+        self._store(cache_key, page)
         return page
 
     async def _fetch(

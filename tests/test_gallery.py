@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,49 @@ async def test_answers_are_cached_until_this_server_publishes(
     )
     keys = [n["key"] for n in (await get_json(jp_fetch))["published"]]
     assert keys == ["published/alice/new.ipynb", "published/bob/own.ipynb"]
+
+
+async def test_a_stale_answer_is_given_at_once_and_refreshed_in_the_background(
+    jp_fetch: Any, bookstore_ext: Any, s3: Any, s3_bucket: str
+) -> None:
+    gallery_ = bookstore_ext.gallery
+    bookstore_ext.bookstore_settings.published_cache_seconds = 2.0  # stale from 2 s to 12 s
+    s3.put_object(Bucket=s3_bucket, Key="published/alice/one.ipynb", Body=nb_body("one"))
+    assert [n["path"] for n in (await get_json(jp_fetch))["published"]] == ["one.ipynb"]
+    s3.put_object(Bucket=s3_bucket, Key="published/alice/two.ipynb", Body=nb_body("two"))
+    ((fresh_until, _, _),) = gallery_._cache.values()
+    await async_wait_until(lambda: time.monotonic() > fresh_until, 30, "never stale")
+
+    # Stale: the old answer at once (what the handlers get), and one refresh started...
+    stale = await gallery_.page()
+    assert stale.cached
+    assert [n.path for n in stale.notebooks] == ["one.ipynb"]
+    (refresh,) = gallery_._refreshing.values()
+    assert [n.path for n in (await gallery_.page()).notebooks] == ["one.ipynb"]
+    assert list(gallery_._refreshing.values()) == [refresh]  # not a second one
+    await refresh
+    # ...whose answer the next reader gets, fresh, without listing S3 themselves.
+    ((fresh_until, _, page),) = gallery_._cache.values()
+    assert [n.path for n in page.notebooks] == ["one.ipynb", "two.ipynb"]
+    assert [n["path"] for n in (await get_json(jp_fetch))["published"]] == [
+        "one.ipynb",
+        "two.ipynb",
+    ]
+
+
+async def test_a_refresh_started_before_a_publish_does_not_store_its_answer(
+    jp_fetch: Any, bookstore_ext: Any, s3: Any, s3_bucket: str
+) -> None:
+    gallery_ = bookstore_ext.gallery
+    bookstore_ext.bookstore_settings.published_cache_seconds = 2.0
+    assert (await get_json(jp_fetch))["published"] == []
+    ((fresh_until, _, _),) = gallery_._cache.values()
+    await async_wait_until(lambda: time.monotonic() > fresh_until, 30, "never stale")
+    await gallery_.page()  # the stale answer; starts a refresh
+    (refresh,) = gallery_._refreshing.values()
+    gallery_.invalidate()  # this server published meanwhile
+    await refresh
+    assert gallery_._cache == {}
 
 
 async def test_narrowed_readable_prefixes_hide_notebooks(
