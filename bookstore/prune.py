@@ -8,11 +8,18 @@ logic in :mod:`bookstore.retention`.
 decides about each path's versions as they arrive, and deletes the removed ones in
 ``DeleteObjects`` batches of up to 1,000, so memory does not grow with the number of
 versions. Never deleted: the newest version of a path, pinned versions (S3 tag
-``bookstore-pinned``, read right before deleting: never the pin index that listings
-read, which could be stale; with ``--yes`` the index is repaired from the tags read),
-and the published and runs prefixes unless they are the prefix asked for. A removed
-version never changes the verdict on the others, so after a failure partway the same
-command finishes the job.
+``bookstore-pinned``: never the pin index that listings read, which could be stale;
+with ``--yes`` the index is repaired from the tags read), and the published and runs
+prefixes unless they are the prefix asked for. A removed version never changes the
+verdict on the others, so after a failure partway the same command finishes the job.
+
+Pins and a running prune: the tags are read twice. Once when a path's versions are
+decided (the plan, which the report shows), and again for each ``DeleteObjects`` batch
+right before it is sent: a version pinned at any time before that second read is kept
+(counted in ``pinned_late``), however long ago its plan was made. An unpin during a
+prune takes effect at the next run. What no S3 request can close is a pin that lands
+in the moment between a batch's second read and its ``DeleteObjects``; ``bookstore pin``
+of a version already deleted fails (the version does not exist).
 """
 
 from __future__ import annotations
@@ -132,6 +139,9 @@ class PruneResult:
     #: whose pin tag was removed by another tool (see :meth:`S3Store.pinned_versions`).
     pins_indexed: int = 0
     pins_unindexed: int = 0
+    #: Versions the plan removed but that were pinned before their batch was deleted
+    #: (kept; counted in ``kept``, not ``removed``).
+    pinned_late: int = 0
 
     @property
     def complete(self) -> bool:
@@ -154,6 +164,7 @@ class PruneResult:
             "failure": self.failure,
             "pins_indexed": self.pins_indexed,
             "pins_unindexed": self.pins_unindexed,
+            "pinned_late": self.pinned_late,
         }
 
 
@@ -171,6 +182,13 @@ class PruneListener:
 
     def deleted(self, count: int, total: int) -> None:
         """A DeleteObjects request deleted ``count`` versions (``total`` so far)."""
+
+    async def before_delete(self, batch: list[tuple[str, str]]) -> None:
+        """Awaited before a batch's pins are read again and it is deleted: ``(key,
+        version id)`` pairs. A pin set by then is honoured."""
+
+    def pinned_late(self, key: str, version_id: str) -> None:
+        """A version the plan removed was pinned before its batch was deleted: kept."""
 
 
 class _Pruner:
@@ -231,7 +249,7 @@ class _Pruner:
                 decision.keep = True
                 decision.reasons.insert(0, REASON_NEWEST)
         candidates = [d.item.version_id for d, _ in chunk if not d.keep]
-        pinned = await self._pinned(key, candidates) if candidates else set()
+        pinned = {vid for _, vid in await self._pinned([(key, vid) for vid in candidates])}
         if candidates and not self.dry_run:
             await self._sync_pin_index(key, candidates, pinned)
         for decision, _ in chunk:
@@ -259,19 +277,20 @@ class _Pruner:
         while len(self._to_delete) >= self.batch_size:
             await self._delete_batch()
 
-    async def _pinned(self, key: str, version_ids: list[str]) -> set[str]:
+    async def _pinned(self, versions: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these ``(key, version id)`` carry the pin tag (read from S3 now)."""
         semaphore = asyncio.Semaphore(PIN_CHECK_CONCURRENCY)
-        pinned: set[str] = set()
+        pinned: set[tuple[str, str]] = set()
 
-        async def check(vid: str) -> None:
+        async def check(key: str, vid: str) -> None:
             async with semaphore:
                 try:
                     if await self.store.is_pinned(key, vid):
-                        pinned.add(vid)
+                        pinned.add((key, vid))
                 except S3NotFound:
                     pass  # already gone: deleting it again is harmless
 
-        await gather_or_cancel(check(vid) for vid in version_ids)
+        await gather_or_cancel(check(key, vid) for key, vid in versions)
         return pinned
 
     async def _sync_pin_index(self, key: str, candidates: list[str], pinned: set[str]) -> None:
@@ -290,9 +309,23 @@ class _Pruner:
     async def _delete_batch(self) -> None:
         batch = self._to_delete[: self.batch_size]
         sizes = {(k, vid): size for k, vid, size in batch}
-        answer = await self.store.delete_versions([(k, vid) for k, vid, _ in batch])
+        pairs = [(k, vid) for k, vid, _ in batch]
+        await self.listener.before_delete(pairs)
+        # The plan read these tags a while ago (a batch gathers versions from many
+        # listing pages): read them again, right before deleting.
+        late = await self._pinned(pairs)
+        for k, vid in sorted(late):
+            await self.store.index_pin(k, vid)
+            size = sizes[(k, vid)]
+            self.result.pinned_late += 1
+            self.result.kept += 1
+            self.result.removed -= 1
+            self.result.bytes_removed -= size
+            self.listener.pinned_late(k, vid)
+        doomed = [p for p in pairs if p not in late]
+        answer = await self.store.delete_versions(doomed)
         del self._to_delete[: len(batch)]
-        self.result.delete_requests += 1
+        self.result.delete_requests += 1 if doomed else 0
         for k, vid in answer.deleted:
             self.result.deleted += 1
             self.result.bytes_deleted += sizes.get((k, vid), 0)

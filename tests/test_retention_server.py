@@ -109,12 +109,14 @@ async def cli(*argv: str) -> None:
     assert proc.returncode == 0, (argv, out, err)
 
 
-async def pin_elsewhere(bookstore_config: dict[str, Any], path: str, version_id: str) -> None:
-    """Pin through another S3 client than the server's (quicker than a process)."""
+async def pin_elsewhere(
+    bookstore_config: dict[str, Any], path: str, version_id: str, pinned: bool = True
+) -> None:
+    """Pin (or unpin) through another S3 client than the server's (quicker than a process)."""
     settings = BookstoreSettings(**bookstore_config)
     store = S3Store(settings)
     try:
-        await set_pin(store, settings, path, version_id, True)
+        await set_pin(store, settings, path, version_id, pinned)
     finally:
         await store.close()
 

@@ -58,6 +58,16 @@ _rule_aliases = {
 }
 
 
+def _count_rule(periods: str) -> Unicode:
+    return Unicode(
+        "", help=f"Keep the newest version of each of the last N {periods} that have one."
+    ).tag(config=True)
+
+
+def _within_rule(period: str) -> Unicode:
+    return Unicode("", help=f"Keep one version per {period} within DURATION.").tag(config=True)
+
+
 class PruneCommand(BookstoreCommand):
     """Thin out old versions under a retention policy (a dry run unless --yes)."""
 
@@ -95,39 +105,19 @@ class PruneCommand(BookstoreCommand):
     prefix = Enum(list(PRUNE_PREFIXES), "workspace", help=_prefix_help).tag(config=True)
     yes = Bool(False, help="Really delete (without it, a dry run).").tag(config=True)
     keep_last = Unicode("", help="Keep the N newest versions.").tag(config=True)
-    keep_hourly = Unicode(
-        "", help="Keep the newest version of each of the last N hours that have one."
-    ).tag(config=True)
-    keep_daily = Unicode(
-        "", help="Keep the newest version of each of the last N days that have one."
-    ).tag(config=True)
-    keep_weekly = Unicode(
-        "", help="Keep the newest version of each of the last N weeks that have one."
-    ).tag(config=True)
-    keep_monthly = Unicode(
-        "", help="Keep the newest version of each of the last N months that have one."
-    ).tag(config=True)
-    keep_yearly = Unicode(
-        "", help="Keep the newest version of each of the last N years that have one."
-    ).tag(config=True)
+    keep_hourly = _count_rule("hours")
+    keep_daily = _count_rule("days")
+    keep_weekly = _count_rule("weeks")
+    keep_monthly = _count_rule("months")
+    keep_yearly = _count_rule("years")
     keep_within = Unicode("", help="Keep every version newer than now minus DURATION.").tag(
         config=True
     )
-    keep_within_hourly = Unicode("", help="Keep one version per hour within DURATION.").tag(
-        config=True
-    )
-    keep_within_daily = Unicode("", help="Keep one version per day within DURATION.").tag(
-        config=True
-    )
-    keep_within_weekly = Unicode("", help="Keep one version per week within DURATION.").tag(
-        config=True
-    )
-    keep_within_monthly = Unicode("", help="Keep one version per month within DURATION.").tag(
-        config=True
-    )
-    keep_within_yearly = Unicode("", help="Keep one version per year within DURATION.").tag(
-        config=True
-    )
+    keep_within_hourly = _within_rule("hour")
+    keep_within_daily = _within_rule("day")
+    keep_within_weekly = _within_rule("week")
+    keep_within_monthly = _within_rule("month")
+    keep_within_yearly = _within_rule("year")
 
     def policy(self, settings: BookstoreSettings) -> RetentionPolicy:
         given = {
@@ -227,6 +217,11 @@ def _result_text(result: PruneResult, path: str | None) -> str:
             f"Deleted {result.deleted} version(s) ({human_size(result.bytes_deleted)}) in "
             f"{result.delete_requests} request(s)."
         )
+        if result.pinned_late:
+            lines.append(
+                f"Kept {result.pinned_late} version(s) pinned while the prune ran (after the "
+                f"plan above, before their deletion)."
+            )
         if result.pins_indexed or result.pins_unindexed:
             lines.append(
                 f"Pin index repaired from the tags: {result.pins_indexed} pin(s) added, "
@@ -242,6 +237,12 @@ class _Printer(PruneListener):
 
     def deleted(self, count: int, total: int) -> None:
         self.progress.label = f"pruning ({total} deleted)"
+
+    def pinned_late(self, key: str, version_id: str) -> None:
+        clear = "\r\033[K" if self.progress.enabled else ""
+        self.progress.stream.write(
+            f"{clear}kept {key} version {version_id}: pinned while pruning\n"
+        )
 
 
 class _TextPrinter(_Printer):
