@@ -11,8 +11,6 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import nbformat
-
 if TYPE_CHECKING:
     from .settings import BookstoreSettings
 
@@ -233,6 +231,7 @@ def diff_notebooks(
     answer are shifted back: the diff is the same, on the whole ``base``.
     """
     import nbdime
+    import nbformat
 
     if summary is None:
         summary = summarize_cells(base, remote, DiffCaps(0, 0, 0))

@@ -25,7 +25,6 @@ from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import nbformat
 from anyio.to_thread import run_sync
 
 from .codecs import (
@@ -66,6 +65,8 @@ from .validators import (
 )
 
 if TYPE_CHECKING:
+    import nbformat
+
     from .s3 import S3Store
     from .settings import BookstoreSettings
     from .spool import Archiver, SpoolEntry
@@ -353,6 +354,8 @@ class VersionHistory:
         if to_id is not None:
             remote = await self.read_notebook(path, to_id, prefix)
         else:
+            import nbformat  # loaded on use: see bookstore.notebooks
+
             remote = nbformat.from_dict(current)
         caps = DiffCaps.from_settings(self.settings)
         summary = await run_sync(summarize_cells, base, remote, caps)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
-
-import nbformat
-from nbformat.corpus.words import generate_corpus_id
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidNotebook
+
+if TYPE_CHECKING:
+    import nbformat
+
+# nbformat is imported where it is used: importing it loads jsonschema's format checkers,
+# seconds of start-up for command-line tools (``bookstore versions``) that never parse one.
 
 #: Longest nbformat validation message we send back (some embed a whole cell).
 _MAX_MESSAGE = 600
@@ -34,6 +37,8 @@ def parse_notebook(data: bytes, what: str, *, validate: bool = True) -> nbformat
     Schema validation only logs (as Jupyter does when it opens a notebook) and takes most
     of the time on big notebooks: diffs skip it (``validate=False``).
     """
+    import nbformat
+
     try:
         if validate:
             return nbformat.reads(data.decode("utf-8"), as_version=4, capture_validation_error={})
@@ -74,6 +79,8 @@ def check_notebook(content: Any, what: str = "the notebook") -> nbformat.Noteboo
         raise InvalidNotebook(
             f"{what} is not a valid notebook: at $.cells: must be a list of cell objects"
         )
+    import nbformat
+
     nb = nbformat.from_dict(content)
     if nb.nbformat_minor >= 5:
         _repair_cell_ids(nb.cells)
@@ -95,6 +102,8 @@ def _repair_cell_ids(cells: list[Any]) -> None:
 
     nbformat would do the same inside ``validate``, with a warning each time.
     """
+    from nbformat.corpus.words import generate_corpus_id
+
     seen: set[Any] = set()
     for cell in cells:
         if "id" not in cell or cell["id"] in seen:
@@ -104,6 +113,8 @@ def _repair_cell_ids(cells: list[Any]) -> None:
 
 def notebook_bytes(nb: nbformat.NotebookNode) -> bytes:
     """The bytes the archive stores for ``nb``: nbformat's own serialisation plus a newline."""
+    import nbformat
+
     text = nbformat.writes(nb, version=nbformat.NO_CONVERT)
     if not text.endswith("\n"):
         text += "\n"
