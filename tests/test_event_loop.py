@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
@@ -13,38 +12,15 @@ import pytest
 from helpers import list_versions, notebook
 from history_helpers import get_json, save_versions
 
-
-class S3Operations:
-    """The S3 operations sent by the server's request handlers (botocore's ``before-send``);
-    the archiver's background uploads (tasks named ``bookstore:<key>``) are left out."""
-
-    def __init__(self) -> None:
-        self.ops: list[str] = []
-
-    def __call__(self, event_name: str, **kwargs: Any) -> None:
-        task = asyncio.current_task()
-        if task is not None and task.get_name().startswith("bookstore:"):
-            return
-        self.ops.append(event_name.rsplit(".", 1)[-1])
-
-
-@pytest.fixture
-def s3_ops(bookstore_ext: Any, jp_asyncio_loop: Any) -> Any:
-    client = jp_asyncio_loop.run_until_complete(bookstore_ext.store.client())
-    counter = S3Operations()
-    client.meta.events.register("before-send.s3", counter)
-    try:
-        yield counter
-    finally:
-        client.meta.events.unregister("before-send.s3", counter)
+from bookstore.pytest_plugin import S3Requests
 
 
 async def test_a_diff_reads_each_version_with_one_get(
-    jp_fetch: Any, bookstore_ext: Any, s3: Any, s3_bucket: str, s3_ops: S3Operations
+    jp_fetch: Any, bookstore_ext: Any, s3: Any, s3_bucket: str, s3_requests: S3Requests
 ) -> None:
     await save_versions(bookstore_ext, jp_fetch, "one-get.ipynb", ["x = 1", "x = 2"])
     new, old = list_versions(s3, s3_bucket, "workspace/one-get.ipynb")
-    s3_ops.ops.clear()
+    s3_requests.ops.clear()
 
     body = await get_json(
         jp_fetch,
@@ -57,7 +33,7 @@ async def test_a_diff_reads_each_version_with_one_get(
 
     assert body["from"] == old["VersionId"]
     # Two versions, two GETs: no HEAD for "is it the latest", no tag reads for pins.
-    assert sorted(s3_ops.ops) == ["GetObject", "GetObject"]
+    assert sorted(s3_requests.reads()) == ["GetObject", "GetObject"]
 
 
 # --- a status request does not wait on S3 -------------------------------------------------------
