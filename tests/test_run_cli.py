@@ -134,11 +134,12 @@ def test_a_failing_notebook_is_archived_as_failed_and_exits_1(
     assert json.loads(out)["status"] == "failed"
 
 
-# A cell that says it started (a file), then waits for a "go" file.
+# A cell that prints, says it started (a file: the print is out by then, so an interrupt
+# cannot come before it), then waits for a "go" file.
 WAIT_CELL = (
     "import pathlib, time\n"
-    "pathlib.Path('started').write_text('1')\n"
     "print('partial output', flush=True)\n"
+    "pathlib.Path('started').write_text('1')\n"
     "while not pathlib.Path('go').exists():\n"
     "    time.sleep(0.05)\n"
     "print('after go')"
