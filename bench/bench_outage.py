@@ -34,14 +34,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))  # the JupyterSubprocess and notebook helpers
+from bench_common import JupyterSubprocess  # puts tests/ on sys.path
+from helpers import notebook
 
-from helpers import notebook  # noqa: E402
-from jupyter_subprocess import JupyterSubprocess  # noqa: E402
-
-from bookstore.pytest_plugin import server_config, settings_for, wait_until  # noqa: E402
-from bookstore.testing import S3Server, TcpProxy, start_s3  # noqa: E402
+from bookstore.pytest_plugin import server_config, settings_for, wait_until
+from bookstore.testing import S3Server, TcpProxy, start_s3
 
 BUCKET = "bench-outage"
 
