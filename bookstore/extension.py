@@ -215,6 +215,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.gallery.stop()
         await self.runs.stop()  # before the archiver and the store: runs archive on SIGTERM
         await self.archiver.stop()
         await self.store.close()

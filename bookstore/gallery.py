@@ -7,8 +7,14 @@ reads at most :data:`MAX_SCAN_PAGES` S3 pages per answer (a ``?q=`` that matches
 answers with what it found and a token to go on), then asks S3 for the details of the
 entries shown only (a HEAD for the newest version id, a ``ListObjectVersions`` of that one
 key for the number of versions), a few at a time. Each answer is kept for
-``BookstoreSettings.published_cache_seconds`` so a busy gallery costs S3 little, and
-version counts are kept while a key's newest version stays the same.
+``BookstoreSettings.published_cache_seconds`` so a busy gallery costs S3 little, and after
+that, until it is :data:`STALE_FACTOR` times as old, given at once while one background
+request fetches it again (so readers seldom wait for a listing of a big bucket); a key's
+newest version id is kept while its listed ETag, time and size stay the same (so an answer
+for keys that did not change is one list request), and its version count while its newest
+version stays the same. When one list request already took longer than the counts may
+(an S3 server that scans its whole bucket for every list request, as moto does), no
+version is counted for a while: listing versions there would be slower still.
 
 Owners come from the key: with ``published_prefix = 'published/{username}'`` the segment
 after ``published/`` is the (encoded) owner. Keys outside ``readable_prefixes`` are never
@@ -58,8 +64,15 @@ COUNT_CACHE_ENTRIES = 10_000
 MAX_COUNT_PAGES = 10
 #: Answers kept in the cache at most.
 CACHE_ENTRIES = 256
+#: An answer older than ``published_cache_seconds`` is still given, while one refresh runs
+#: in the background, until it is this many times ``published_cache_seconds`` old.
+STALE_FACTOR = 6
 #: Longest ``?q=`` and ``?owner=``.
 MAX_FILTER_CHARS = 256
+
+
+#: One listed object chosen for an answer: (owner, path, key, its ListObjectsV2 entry).
+Chosen = tuple[str | None, str, str, dict[str, Any]]
 
 
 @dataclass
@@ -128,9 +141,16 @@ class Gallery:
         #: Seconds an answer waits for version counts (None: until all are counted).
         self.count_budget = count_budget
         self._count_backoff_until = 0.0
-        self._cache: OrderedDict[tuple[Any, ...], tuple[float, GalleryPage]] = OrderedDict()
+        #: cache key -> (fresh until, given until at the latest, answer)
+        self._cache: OrderedDict[tuple[Any, ...], tuple[float, float, GalleryPage]] = OrderedDict()
+        #: Background refreshes of stale answers, one per cache key.
+        self._refreshing: dict[tuple[Any, ...], asyncio.Task[None]] = {}
+        #: Bumped by :meth:`invalidate`: a refresh started before does not store its answer.
+        self._generation = 0
         #: (bucket, key) -> (newest version id, number of versions, reuse until)
         self._counts: OrderedDict[tuple[str, str], tuple[str, int, float]] = OrderedDict()
+        #: (bucket, key) -> ((ETag, time, size) as listed, its version id, reuse until)
+        self._ids: OrderedDict[tuple[str, str], tuple[tuple[Any, ...], str, float]] = OrderedDict()
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -196,6 +216,44 @@ class Gallery:
     def invalidate(self) -> None:
         """Forget cached answers (after this server publishes)."""
         self._cache.clear()
+        self._generation += 1
+
+    async def stop(self) -> None:
+        """Cancel the background refreshes (the server is stopping)."""
+        tasks = list(self._refreshing.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._refreshing.clear()
+
+    def _store(self, cache_key: tuple[Any, ...], page: GalleryPage) -> None:
+        ttl = self.settings.published_cache_seconds
+        if ttl <= 0:
+            return
+        now = time.monotonic()
+        self._cache[cache_key] = (now + ttl, now + ttl * STALE_FACTOR, page)
+        self._cache.move_to_end(cache_key)
+        while len(self._cache) > CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+
+    def _refresh(self, cache_key: tuple[Any, ...], args: tuple[Any, ...]) -> None:
+        """Fetch a stale answer again in the background (one refresh per answer at a time)."""
+        if cache_key in self._refreshing:
+            return
+        generation = self._generation
+
+        async def refresh() -> None:
+            try:
+                page = await self._fetch(*args)
+            except Exception as e:  # the stale answer stays; a request past it will raise
+                self.settings.log.warning("bookstore: refreshing the gallery failed: %s", e)
+                return
+            finally:
+                self._refreshing.pop(cache_key, None)
+            if generation == self._generation:
+                self._store(cache_key, page)
+
+        self._refreshing[cache_key] = asyncio.ensure_future(refresh())
 
     async def page(
         self,
@@ -209,18 +267,16 @@ class Gallery:
         prefix = self.list_prefix(owner)
         start = self.decode_token(page_token, prefix)
         cache_key = (self.settings.s3_bucket, prefix, q, limit, start)
-        ttl = self.settings.published_cache_seconds
         now = time.monotonic()
         hit = self._cache.get(cache_key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[1] > now and self.settings.published_cache_seconds > 0:
+            fresh_until, _, page = hit
             self._cache.move_to_end(cache_key)
-            page = hit[1]
+            if fresh_until <= now:  # stale: given at once, fetched again in the background
+                self._refresh(cache_key, (prefix, q, limit, start))
             return GalleryPage(page.bucket, page.notebooks, page.next_token, cached=True)
         page = await self._fetch(prefix, q, limit, start)
-        if ttl > 0:
-            self._cache[cache_key] = (now + ttl, page)
-            while len(self._cache) > CACHE_ENTRIES:
-                self._cache.popitem(last=False)
+        self._store(cache_key, page)
         return page
 
     async def _fetch(
@@ -229,7 +285,13 @@ class Gallery:
         bucket = self.settings.s3_bucket
         what = f"listing published notebooks under s3://{bucket}/{prefix}"
         try:
+            started = time.monotonic()
             chosen, next_after = await self._scan(prefix, q, limit, start)
+            # A server that took longer than the count budget to list one page scans its
+            # whole bucket per list request (moto does); listing versions would be slower
+            # still, and would keep it busy long after this answer gave up waiting.
+            if self.count_budget is not None and time.monotonic() - started > self.count_budget:
+                self._count_backoff_until = time.monotonic() + COUNT_BACKOFF
             found = await self._details(chosen)
         except BadRequest:
             raise
@@ -239,9 +301,9 @@ class Gallery:
 
     async def _scan(
         self, prefix: str, q: str | None, limit: int, start: str | None
-    ) -> tuple[list[tuple[str | None, str, str]], str | None]:
-        """(owner, path, key) of the next ``limit`` matching current objects after ``start``,
-        and the key to go on after (None: the listing is complete).
+    ) -> tuple[list[Chosen], str | None]:
+        """(owner, path, key, listed object) of the next ``limit`` matching current objects
+        after ``start``, and the key to go on after (None: the listing is complete).
 
         ListObjectsV2 lists current objects only (an unpublished key, whose newest version is
         a delete marker, is not listed), in key order, 1,000 per request. At most
@@ -258,7 +320,7 @@ class Gallery:
         if start:
             kwargs["StartAfter"] = start
         q_folded = q.casefold() if q else None
-        chosen: list[tuple[str | None, str, str]] = []
+        chosen: list[Chosen] = []
         last_seen: str | None = None
         client = await self.store.client()
         for _ in range(MAX_SCAN_PAGES):
@@ -274,7 +336,7 @@ class Gallery:
                 owner, path = parsed
                 if q_folded and q_folded not in path.casefold():
                     continue
-                chosen.append((owner, path, key))
+                chosen.append((owner, path, key, obj))
                 if len(chosen) >= limit:
                     more = truncated or i + 1 < len(contents)
                     return chosen, key if more else None
@@ -285,34 +347,56 @@ class Gallery:
             kwargs["ContinuationToken"] = token
         return chosen, last_seen  # scan budget spent: go on after the last key read
 
-    async def _details(self, chosen: list[tuple[str | None, str, str]]) -> list[PublishedNotebook]:
-        """The newest version (a HEAD) and the number of versions of each chosen key.
+    async def _details(self, chosen: list[Chosen]) -> list[PublishedNotebook]:
+        """The newest version id and the number of versions of each chosen key.
 
-        Only the entries of the page shown cost requests, :data:`DETAIL_CONCURRENCY` at a time.
+        ListObjectsV2 gives each key's time, size and ETag but not its version id. The id
+        is kept per key with the listed ETag, time and size it belonged to, so a key that
+        has not changed since is not asked again; the others cost a HEAD each,
+        :data:`DETAIL_CONCURRENCY` at a time. (Two versions with the same bytes listed
+        within the same second look alike: the older id of the same content may be shown
+        for up to :data:`COUNT_TTL` seconds.)
+
         Counts are cached per newest version id; a count not known within
         ``count_budget`` seconds is left out (``versions`` None) rather than holding the
         page back, and no new count is asked for :data:`COUNT_BACKOFF` seconds.
         """
         bucket = self.settings.s3_bucket
         gate = asyncio.Semaphore(DETAIL_CONCURRENCY)
-        heads: dict[str, dict[str, Any] | None] = {}
+        now = time.monotonic()
+        newest: dict[str, tuple[str, datetime, int] | None] = {}
+        to_head: list[tuple[str, tuple[Any, ...]]] = []
+        for _owner, _path, key, obj in chosen:
+            listed = (obj.get("ETag"), obj.get("LastModified"), obj.get("Size"))
+            known = self._ids.get((bucket, key))
+            if known is not None and known[0] == listed and known[2] > now:
+                newest[key] = (known[1], obj["LastModified"], int(obj.get("Size", 0)))
+            else:
+                to_head.append((key, listed))
 
-        async def head(key: str) -> None:
+        async def head(key: str, listed: tuple[Any, ...]) -> None:
             async with gate:
                 try:
-                    heads[key] = await self.store.head_object(key)
+                    got = await self.store.head_object(key)
                 except S3NotFound:  # unpublished since it was listed
-                    heads[key] = None
+                    newest[key] = None
+                    return
+            version_id = str(got.get("VersionId") or "null")
+            newest[key] = (version_id, got["LastModified"], int(got.get("ContentLength", 0)))
+            self._ids[(bucket, key)] = (listed, version_id, time.monotonic() + COUNT_TTL)
+            self._ids.move_to_end((bucket, key))
+            while len(self._ids) > COUNT_CACHE_ENTRIES:
+                self._ids.popitem(last=False)
 
-        await gather_or_cancel(head(key) for _owner, _path, key in chosen)
+        await gather_or_cancel(head(key, listed) for key, listed in to_head)
         now = time.monotonic()
         counts: dict[str, int] = {}
         to_count: list[tuple[str, str]] = []
-        for _owner, _path, key in chosen:
-            got = heads.get(key)
+        for _owner, _path, key, _obj in chosen:
+            got = newest.get(key)
             if got is None:
                 continue
-            version_id = str(got.get("VersionId") or "null")
+            version_id = got[0]
             hit = self._counts.get((bucket, key))
             if hit is not None and hit[0] == version_id and hit[2] > now:
                 counts[key] = hit[1]
@@ -340,8 +424,8 @@ class Gallery:
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
         found = []
-        for owner, path, key in chosen:
-            got = heads.get(key)
+        for owner, path, key, _obj in chosen:
+            got = newest.get(key)
             if got is None:
                 continue
             found.append(
@@ -349,9 +433,9 @@ class Gallery:
                     owner=owner,
                     path=path,
                     key=key,
-                    version_id=str(got.get("VersionId") or "null"),
-                    last_modified=got["LastModified"],
-                    size=int(got.get("ContentLength", 0)),
+                    version_id=got[0],
+                    last_modified=got[1],
+                    size=got[2],
                     versions=counts.get(key),
                 )
             )

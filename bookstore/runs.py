@@ -967,6 +967,9 @@ class RunManager:
         ]
         if s.s3_endpoint_url:
             argv.append(f"--BookstoreSettings.s3_endpoint_url={s.s3_endpoint_url}")
+        key = run.source.get("key")
+        if key and key != s.s3_key("published", run.path):
+            argv.append(f"--s3-key={key}")  # a published notebook of another user
         if params_file:
             argv.append(f"--parameters-file={params_file}")
         return argv

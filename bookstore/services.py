@@ -27,15 +27,13 @@ Nothing here knows about HTTP: failures are :class:`bookstore.errors.BookstoreEr
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import posixpath
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from jupyter_server.utils import ensure_async
-
 from .errors import BookstoreError, Conflict, NotFound
-from .handlers.streaming import discard, download_into_folder, local_os_path, move_into_place
 from .metadata import META_RESTORED_FROM
 from .notebooks import check_notebook, file_model, is_notebook_path, notebook_bytes, parse_notebook
 from .publisher import publish_bytes
@@ -51,9 +49,19 @@ from .runs import (
 )
 from .s3 import S3BadRequest, S3Error, S3NotFound, S3Unavailable
 from .save_context import archive_metadata
+from .streaming import discard, download_into_folder, local_os_path, move_into_place
 from .threads import in_thread
 from .times import isoformat
 from .validators import RESTORABLE_PREFIXES, validate_prefix, validate_version_id
+
+
+async def ensure_async(value: Any) -> Any:
+    """``await`` what a contents manager returned, if it is awaitable (sync and async
+    managers alike); jupyter_server's own helper would load the server stack in the CLI."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
 
 if TYPE_CHECKING:
     from .history import VersionHistory

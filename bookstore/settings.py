@@ -274,7 +274,9 @@ class BookstoreSettings(LoggingConfigurable):
         help=(
             "How long (seconds) an answer of the published-notebooks gallery "
             "(/api/bookstore/published, /bookstore/published) is reused before S3 is listed "
-            "again. 0 turns the cache off. Publishing from this server clears it."
+            "again. After that, until it is 6 times as old, it is still given at once while "
+            "one background request lists S3 again for the next reader. 0 turns the cache "
+            "off. Publishing from this server clears it."
         ),
     ).tag(config=True)
 

@@ -9,11 +9,14 @@ the proxy's API port and the spawn timeouts on the command line). One hub per mo
 alice and bob log in through the hub's login form, take an API token from the hub, and talk
 to their own servers through the proxy: their saves land under their own workspace prefix,
 bob clones what alice published but gets 403 for her draft, and both see alice's published
-notebook in the gallery.
+notebook in the gallery. One browser test logs in through the hub's login page in headless
+Chromium, lands in JupyterLab on the user's server, types in a notebook and saves it with
+Ctrl+S: the version lands under that user's workspace prefix.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -243,6 +246,10 @@ def bob(hub: Hub) -> User:
     return User(hub, "bob")
 
 
+TYPED = "print('typed behind the hub, saved to S3')"
+SCREENSHOT = Path(os.environ.get("BOOKSTORE_SCREENSHOT_HUB", "/tmp/bookstore-browser-hub.png"))
+
+
 def nb_model(text: str) -> str:
     return json.dumps({"type": "notebook", "content": notebook(text)})
 
@@ -317,3 +324,78 @@ def test_both_see_alices_published_notebook_in_the_gallery(
         page = user.request("GET", "bookstore/published")
         assert page.status_code == 200
         assert "report.ipynb" in page.text
+
+    # bob follows the links of alice's entry: her read-only history, the clone landing page,
+    # and "Run this version" is offered for her published version.
+    page = bob.request("GET", "bookstore/published", params={"owner": "alice"}).text
+    entry = re.search(r'data-key="published/alice/report.ipynb">(.*?)</li>', page, re.S)
+    assert entry is not None
+    links = dict(
+        (text, html.unescape(href))
+        for href, text in re.findall(r'<a class="bs-action" href="([^"]+)">([^<]+)</a>', entry[1])
+    )
+    assert set(links) == {"Clone", "History"}
+    assert 'name="key" value="published/alice/report.ipynb"' in entry[1]  # the Run form
+    (published,) = wait_for_versions(hub, "published/alice/report.ipynb", 1)
+    for text in ("Clone", "History"):
+        followed = bob.api.get(hub.url + links[text], timeout=60)
+        assert followed.status_code == 200, (text, followed.text[:500])
+    history = bob.api.get(hub.url + links["History"], timeout=60).text
+    assert published["VersionId"] in history
+    assert "Restore" not in history
+
+
+@pytest.mark.browser
+def test_browser_logs_in_through_the_hub_and_saves_from_jupyterlab(
+    hub: Hub, browser: Any, alice: User
+) -> None:
+    """The real UI end to end: the hub's login form, the spawn, JupyterLab, Ctrl+S, S3."""
+    key = "workspace/alice/from-browser.ipynb"
+    nb = notebook("")
+    nb["cells"][0]["source"] = ""
+    r = alice.request(
+        "PUT",
+        "api/contents/from-browser.ipynb",
+        data=json.dumps({"type": "notebook", "content": nb}),
+    )
+    assert r.status_code in (200, 201), r.text[:500]
+    (first,) = wait_for_versions(hub, key, 1)
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{hub.url}/hub/login")
+        page.fill("#username_input", "alice")
+        page.fill("#password_input", "any")
+        page.click("#login_submit")
+        # The hub sends a logged-in user on to their server's default URL (/lab).
+        page.wait_for_url(re.compile(r"/user/alice/lab"), timeout=STARTUP * 1000)
+        page.goto(f"{hub.url}/user/alice/lab/tree/from-browser.ipynb")
+        page.wait_for_selector(".jp-NotebookPanel .jp-Cell .cm-content", state="visible")
+        # The notebook names no kernel, so JupyterLab asks for one: "No Kernel".
+        page.locator(".jp-Dialog button", has_text="No Kernel").click()
+        page.locator(".jp-Dialog").wait_for(state="detached")
+        page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first.click()
+        page.keyboard.type(TYPED)
+        page.keyboard.press("Control+s")
+        versions = wait_for_versions(hub, key, 2)
+    finally:
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+        context.close()
+
+    newest = max(versions, key=lambda v: v["LastModified"])
+    assert newest["VersionId"] != first["VersionId"]
+    got = hub.s3.get_object(Bucket=hub.bucket, Key=key, VersionId=newest["VersionId"])
+    assert got["Metadata"].get("user") == "alice"
+    saved = json.loads(got["Body"].read())
+    assert TYPED in "".join(saved["cells"][0]["source"])
+    # Only under alice's own prefix: no other user's workspace holds it.
+    elsewhere = hub.s3.list_object_versions(Bucket=hub.bucket, Prefix="workspace/")
+    assert {
+        v["Key"] for v in elsewhere.get("Versions", []) if v["Key"].endswith("from-browser.ipynb")
+    } == {key}
+    assert errors == [], errors

@@ -313,6 +313,54 @@ async def _fs_clone(api: Api) -> None:
     assert (missing.code, bad.code) == (404, 400)
 
 
+@scenario("publishedHistoryPage")
+async def _published_history(api: Api) -> None:
+    version = api.put_object("published/g/h.ipynb", nb_bytes(notebook()))
+    ok = await api.call("GET", "bookstore/published/history", params={"key": "published/g/h.ipynb"})
+    assert ok.code == 200
+    assert version.encode() in ok.body
+    statuses = [
+        (await api.call("GET", "bookstore/published/history")).code,
+        (await api.call("GET", "bookstore/published/history", params={"key": "x/y.ipynb"})).code,
+    ]
+    assert statuses == [400, 400]
+
+
+@scenario("publishedVersionPage")
+async def _published_view(api: Api) -> None:
+    version = api.put_object("published/g/v.ipynb", nb_bytes(notebook("seen here")))
+    key = "published/g/v.ipynb"
+    ok = await api.call(
+        "GET", "bookstore/published/view", params={"key": key, "version_id": version}
+    )
+    assert ok.code == 200
+    assert b"seen here" in ok.body
+    missing = await api.call("GET", "bookstore/published/view", params={"key": key})
+    assert missing.code == 400
+
+
+@scenario("publishedRun")
+async def _published_run(api: Api) -> None:
+    vid = api.put_object("published/r/gallery.ipynb", _run_notebook())
+    try:
+        form = {"key": "published/r/gallery.ipynb", "version_id": vid}
+        ok = await api.call("POST", "bookstore/published/run", urlencode(form))
+        assert ok.code == 303
+        statuses = [
+            (await api.call("POST", "bookstore/published/run", urlencode({}))).code,
+            (
+                await api.call(
+                    "POST",
+                    "bookstore/published/run",
+                    urlencode({**form, "key": "published/r/a.txt"}),
+                )
+            ).code,
+        ]
+        assert statuses == [400, 415]
+    finally:
+        await api.runs.stop(timeout=60)
+
+
 # --- tests ----------------------------------------------------------------------------------------
 
 
