@@ -16,6 +16,11 @@ It provides:
 * ``spool_dir``, ``bookstore_config`` (``c.BookstoreSettings`` for the test bucket, fast
   retries), ``jp_server_config`` (the extension enabled, ``BookstoreContentsArchiver`` as the
   contents manager) and ``bookstore_ext`` (the started extension object).
+* ``s3_requests``: an :class:`S3Requests` log of the S3 operations the server's request
+  handlers send (the archiver's background uploads left out), to pin how many requests a
+  page or API call costs, or that a save sends none.
+* ``bookstore_cli_env``: the environment of the ``bookstore`` command line (``JPYNB_S3_*``
+  for the test bucket, and its own Jupyter config, data and spool directories).
 
 Override ``bookstore_config`` or ``jp_server_config`` in a test module or class to change
 settings. :func:`wait_until` and :func:`async_wait_until` wait on a condition and fail loudly
@@ -36,7 +41,13 @@ import pytest
 
 from bookstore.testing import S3Server, TcpProxy, start_s3
 
-__all__ = ["async_wait_until", "server_config", "wait_until"]
+__all__ = [
+    "S3Requests",
+    "async_wait_until",
+    "server_config",
+    "settings_for",
+    "wait_until",
+]
 
 #: The S3 implementation the fixtures start: ``moto`` (default) or ``seaweedfs``.
 BACKEND_ENV = "BOOKSTORE_TEST_S3"
@@ -106,6 +117,50 @@ def server_config(
     }
 
 
+class S3Requests:
+    """The S3 operations sent on the server's own client, in order (botocore's ``before-send``).
+
+    Only what the request handlers send is kept: the archiver's background uploads run in
+    tasks named ``bookstore:<key>`` (their PUTs, and the HEAD before a retried attempt) and
+    are left out. ``ops`` holds operation names such as ``"GetObject"``; clear it to start
+    counting afresh.
+    """
+
+    def __init__(self) -> None:
+        self.ops: list[str] = []
+
+    def __call__(self, event_name: str, **kwargs: Any) -> None:
+        task = asyncio.current_task()
+        if task is not None and task.get_name().startswith("bookstore:"):
+            return
+        self.ops.append(event_name.rsplit(".", 1)[-1])
+
+    def reads(self) -> list[str]:
+        """``ops``, after checking that none of them wrote (only the uploader writes)."""
+        assert "PutObject" not in self.ops, self.ops
+        return list(self.ops)
+
+
+def settings_for(
+    s3_server: S3Server, bucket: str, spool_dir: str, **overrides: Any
+) -> dict[str, Any]:
+    """``c.BookstoreSettings`` (as a dict) for ``bucket`` on ``s3_server``, with fast retries
+    and short timeouts; the keyword arguments override them (``s3_endpoint_url=proxy.url``)."""
+    return {
+        "s3_bucket": bucket,
+        "s3_endpoint_url": s3_server.endpoint_url,
+        "s3_access_key_id": s3_server.access_key_id,
+        "s3_secret_access_key": s3_server.secret_access_key,
+        "s3_region_name": s3_server.region_name,
+        "spool_dir": spool_dir,
+        "upload_retry_initial_delay": 0.05,
+        "upload_retry_max_delay": 0.5,
+        "s3_connect_timeout": 2.0,
+        "flush_timeout": 10.0,
+        **overrides,
+    }
+
+
 @pytest.fixture(scope="session")
 def bookstore_s3_backend() -> str:
     """``moto`` or ``seaweedfs``, from ``BOOKSTORE_TEST_S3``."""
@@ -161,18 +216,7 @@ def spool_dir(tmp_path: Any) -> str:
 @pytest.fixture
 def bookstore_config(s3_server: S3Server, s3_bucket: str, spool_dir: str) -> dict[str, Any]:
     """``c.BookstoreSettings`` for the test server: the test bucket, fast retries."""
-    return {
-        "s3_bucket": s3_bucket,
-        "s3_endpoint_url": s3_server.endpoint_url,
-        "s3_access_key_id": s3_server.access_key_id,
-        "s3_secret_access_key": s3_server.secret_access_key,
-        "s3_region_name": s3_server.region_name,
-        "spool_dir": spool_dir,
-        "upload_retry_initial_delay": 0.05,
-        "upload_retry_max_delay": 0.5,
-        "s3_connect_timeout": 2.0,
-        "flush_timeout": 10.0,
-    }
+    return settings_for(s3_server, s3_bucket, spool_dir)
 
 
 @pytest.fixture
@@ -190,3 +234,40 @@ def bookstore_ext(jp_serverapp: Any, jp_asyncio_loop: Any) -> Any:
     ext = jp_serverapp.web_app.settings["bookstore_extension"]
     jp_asyncio_loop.run_until_complete(ext._start_jupyter_server_extension(jp_serverapp))
     return ext
+
+
+@pytest.fixture
+def s3_requests(bookstore_ext: Any, jp_asyncio_loop: Any) -> Iterator[S3Requests]:
+    """The S3 operations the server's request handlers send from now on."""
+    client = jp_asyncio_loop.run_until_complete(bookstore_ext.store.client())
+    log = S3Requests()
+    client.meta.events.register("before-send.s3", log)
+    try:
+        yield log
+    finally:
+        client.meta.events.unregister("before-send.s3", log)
+
+
+@pytest.fixture
+def bookstore_cli_env(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Point the ``bookstore`` command line at the test bucket, as a container would: all
+    through environment variables, with a Jupyter config, data and spool directory of the
+    test's own (in ``tmp_path``). Returns the variables set."""
+    config = tmp_path / "jupyter-config"
+    config.mkdir(exist_ok=True)
+    values = {
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_CONFIG_PATH": str(config),
+        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
+        "JPYNB_S3_BUCKET": s3_bucket,
+        "JPYNB_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "JPYNB_S3_ACCESS_KEY_ID": s3_server.access_key_id,
+        "JPYNB_S3_SECRET_ACCESS_KEY": s3_server.secret_access_key,
+        "JPYNB_S3_REGION_NAME": s3_server.region_name,
+        "BOOKSTORE_SPOOL_DIR": str(tmp_path / "cli-spool"),
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values

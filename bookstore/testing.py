@@ -39,7 +39,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ __all__ = [
     "SEAWEEDFS_SECRET_ACCESS_KEY",
     "S3Server",
     "S3ServerError",
+    "StopOnExit",
     "TcpProxy",
     "find_weed",
     "start_moto",
@@ -121,12 +122,33 @@ def _client_config(**overrides: Any) -> Any:
     return Config(**settings)
 
 
+_Stoppable = TypeVar("_Stoppable", bound="StopOnExit")
+
+
+class StopOnExit:
+    """A ``with`` block over the object calls its ``stop()`` on the way out."""
+
+    def stop(self) -> Any:
+        raise NotImplementedError
+
+    def __enter__(self: _Stoppable) -> _Stoppable:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 # --------------------------------------------------------------------------------------------
 # S3Server
 
 
 @dataclass
-class S3Server:
+class S3Server(StopOnExit):
     """A running S3-compatible server; ``stop()`` (or leaving the ``with`` block) ends it."""
 
     kind: str
@@ -204,17 +226,6 @@ class S3Server:
             stopper, self._stopper = self._stopper, None
         if stopper is not None:
             stopper()
-
-    def __enter__(self) -> S3Server:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # Stoppers of servers still running; run at interpreter exit so no weed process outlives Python.
@@ -651,7 +662,7 @@ def _abort(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-class TcpProxy:
+class TcpProxy(StopOnExit):
     """Forwards 127.0.0.1:<port> to a target host:port; the test can cut and restore it.
 
     Runs on plain threads (not asyncio). ``port`` is fixed at construction and kept across
@@ -832,11 +843,3 @@ class TcpProxy:
     def __enter__(self) -> TcpProxy:
         self.start()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -29,7 +29,8 @@ def notebook(source: str = "print('hello')", n_cells: int = 1) -> dict[str, Any]
     """A valid nbformat v4 notebook as a JSON-ready dict."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(f"{source}  # {i}") for i in range(n_cells)]
-    return json.loads(nbformat.writes(nb))  # type: ignore[no-any-return]
+    as_json: dict[str, Any] = json.loads(nbformat.writes(nb))
+    return as_json
 
 
 def list_versions(s3: Any, bucket: str, key: str) -> list[dict[str, Any]]:
@@ -47,12 +48,11 @@ def first_source(nb: bytes | str | dict[str, Any]) -> str:
     ``nb`` is the notebook file's bytes (as in S3 or on disk), a notebook dict, or a contents
     model (its ``content``). On disk, nbformat stores a source as a list of lines.
     """
-    if isinstance(nb, (bytes, str)):
-        nb = json.loads(nb)
-    assert isinstance(nb, dict)
-    if "cells" not in nb and isinstance(nb.get("content"), dict):
-        nb = nb["content"]
-    source = nb["cells"][0]["source"]
+    model: dict[str, Any] = json.loads(nb) if isinstance(nb, (bytes, str)) else nb
+    assert isinstance(model, dict)
+    if "cells" not in model and isinstance(model.get("content"), dict):
+        model = model["content"]
+    source = model["cells"][0]["source"]
     return "".join(source) if isinstance(source, list) else str(source)
 
 
@@ -79,7 +79,8 @@ async def drain(ext: Any, timeout: float = 60) -> None:
 
 async def get_status(jp_fetch: Any) -> dict[str, Any]:
     """The archiver's part of ``GET /api/bookstore``."""
-    return json.loads((await jp_fetch("api", "bookstore")).body)["archive"]  # type: ignore[no-any-return]
+    archive: dict[str, Any] = json.loads((await jp_fetch("api", "bookstore")).body)["archive"]
+    return archive
 
 
 def wait_archived(jp: Any, timeout: float = 60) -> None:

@@ -31,10 +31,11 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import requests
+
+from bookstore.testing import StopOnExit
 
 __all__ = ["APPS", "JupyterStartError", "JupyterSubprocess", "free_port", "jupyter_command"]
 
@@ -63,7 +64,7 @@ def jupyter_command() -> list[str]:
     return [sys.executable, "-m", "jupyter"]
 
 
-class JupyterSubprocess:
+class JupyterSubprocess(StopOnExit):
     """One ``jupyter <app>`` process; use as a context manager or call :meth:`start`/:meth:`stop`.
 
     ``config`` is written as ``jupyter_server_config.json`` (a dict of
@@ -298,14 +299,6 @@ class JupyterSubprocess:
 
     def __enter__(self) -> JupyterSubprocess:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- HTTP --------------------------------------------------------------------------
 

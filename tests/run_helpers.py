@@ -1,4 +1,5 @@
-"""Helpers for the run tests: parametrised notebooks, publishing them, running the CLI."""
+"""Helpers for the command-line tests: parametrised notebooks, publishing them, running the
+``bookstore`` command in-process or as a subprocess."""
 
 from __future__ import annotations
 
@@ -7,9 +8,16 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable
 
 import nbformat
+import pytest
+from helpers import wait_until
+
+from bookstore.cli import main
 
 
 def param_notebook(code: str, parameters: str = "x = 1") -> bytes:
@@ -85,3 +93,50 @@ def cli(*argv: str, env: dict[str, str] | None = None, cwd: str | None = None, *
         check=False,
         **kw,
     )
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run ``bookstore`` in-process: (exit code, stdout, stderr)."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    """Run ``bookstore ... --json`` in-process; it must succeed. Its JSON answer."""
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+@contextmanager
+def cli_process(argv: list[str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    """``bookstore`` as a subprocess (text pipes); killed on the way out if still running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bookstore.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env=dict(os.environ),
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def wait_while_running(
+    proc: subprocess.Popen[str], predicate: Callable[[], Any], what: str, timeout: float = 240.0
+) -> None:
+    """Until ``predicate()``; fails at once, with its stderr, if ``proc`` ends first."""
+
+    def done() -> bool:
+        if proc.poll() is not None:
+            stderr = proc.stderr.read() if proc.stderr is not None else ""
+            raise AssertionError(f"bookstore ended ({proc.returncode}) before {what}: {stderr}")
+        return bool(predicate())
+
+    wait_until(done, timeout, f"timed out waiting for {what}")

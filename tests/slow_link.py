@@ -12,12 +12,13 @@ import contextlib
 import socket
 import threading
 import time
-from types import TracebackType
+
+from bookstore.testing import StopOnExit
 
 __all__ = ["SlowLink"]
 
 
-class SlowLink:
+class SlowLink(StopOnExit):
     """Forwards 127.0.0.1:<port> to ``host:port``, delaying each chunk sent back by ``delay`` s."""
 
     def __init__(self, host: str, port: int, delay: float) -> None:
@@ -95,13 +96,4 @@ class SlowLink:
             if thread is not threading.current_thread():
                 thread.join(timeout=5)
 
-    def __enter__(self) -> SlowLink:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    stop = close

@@ -27,6 +27,7 @@ from bookstore.history import (
     checkpoint_id_for_version,
     parse_checkpoint_id,
 )
+from bookstore.pytest_plugin import S3Requests
 from bookstore.testing import S3Server, TcpProxy
 
 JUPYTER_ID = re.compile(r"^[\w-]+$")
@@ -383,38 +384,6 @@ class TestListingWhileUploading:
 
 
 # --- long histories stay cheap -----------------------------------------------------------------
-
-
-class S3Requests:
-    """The S3 operations the server's requests send (botocore's ``before-send`` event).
-
-    The archiver's background uploads (tasks named ``bookstore:<key>``: PUTs, and a HEAD
-    when an attempt is retried) are left out.
-    """
-
-    def __init__(self) -> None:
-        self.ops: list[str] = []
-
-    def __call__(self, event_name: str, **kwargs: Any) -> None:
-        task = asyncio.current_task()
-        if task is not None and task.get_name().startswith("bookstore:"):
-            return
-        self.ops.append(event_name.rsplit(".", 1)[-1])
-
-    def reads(self) -> list[str]:
-        assert "PutObject" not in self.ops  # nothing but the uploader writes
-        return list(self.ops)
-
-
-@pytest.fixture
-def s3_requests(bookstore_ext: Any, jp_asyncio_loop: Any) -> Any:
-    client = jp_asyncio_loop.run_until_complete(bookstore_ext.store.client())
-    counter = S3Requests()
-    client.meta.events.register("before-send.s3", counter)
-    try:
-        yield counter
-    finally:
-        client.meta.events.unregister("before-send.s3", counter)
 
 
 def put_foreign_versions(s3: Any, bucket: str, key: str, count: int) -> list[str]:

@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ from helpers import (
 from jupyter_subprocess import JupyterSubprocess
 from slow_link import SlowLink
 
+from bookstore.pytest_plugin import S3Requests
 from bookstore.testing import S3Server, TcpProxy
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -68,13 +68,17 @@ def spool_entries(spool_dir: str | Path) -> list[str]:
 # --- (a) S3 unreachable during saves ---------------------------------------------------------
 
 
-class TestS3Outage:
+class ThroughProxy:
+    """The server reaches S3 through ``s3_proxy``, which the test cuts and restores."""
+
     @pytest.fixture
     def bookstore_config(
         self, bookstore_config: dict[str, Any], s3_proxy: TcpProxy
     ) -> dict[str, Any]:
         return {**bookstore_config, "s3_endpoint_url": s3_proxy.url}
 
+
+class TestS3Outage(ThroughProxy):
     async def test_saves_succeed_and_are_uploaded_once_s3_is_back(
         self,
         jp_fetch: Any,
@@ -84,37 +88,52 @@ class TestS3Outage:
         s3_bucket: str,
         jp_root_dir: Path,
         caplog: pytest.LogCaptureFixture,
+        s3_requests: S3Requests,
     ) -> None:
         n = 15
+        archiver = bookstore_ext.archiver
         code, _ = await put_notebook(jp_fetch, "outage.ipynb", "outage 000")
         assert code == 201
-        assert await bookstore_ext.archiver.wait_idle(20)
+        assert await archiver.wait_idle(20)
+        await get_status(jp_fetch)  # the bucket check is done: no S3 request is due now
 
+        # The uploader stays in its first wait after a failed attempt until we let it go.
+        retry_waits: list[float] = []
+        resume = asyncio.Event()
+
+        async def held_sleep(delay: float) -> None:
+            retry_waits.append(delay)
+            await resume.wait()
+            await asyncio.sleep(delay)
+
+        archiver.uploader.sleep = held_sleep
         s3_proxy.cut()
-        durations = []
-        for i in range(1, n):
-            started = time.monotonic()
+        code, _ = await put_notebook(jp_fetch, "outage.ipynb", "outage 001")
+        assert code == 200
+        await async_wait_until(lambda: retry_waits, 20, "the first failed upload attempt")
+
+        s3_requests.ops.clear()
+        for i in range(2, n):
             code, model = await put_notebook(jp_fetch, "outage.ipynb", f"outage {i:03d}")
-            durations.append(time.monotonic() - started)
             assert code == 200
             assert "bookstore_save_id" in model
-        # S3 is not on the save path: no save waited for a connection attempt.
-        assert max(durations) < 1.0, durations
+        # S3 is not on the save path: the saves sent no S3 request (so none waited on a
+        # connection attempt) and all returned while the upload was still waiting to retry.
+        assert s3_requests.ops == []
+        assert len(retry_waits) == 1
+        assert archiver.failed_attempts == 1
         assert "outage 014" in (jp_root_dir / "outage.ipynb").read_text()
 
+        # The failed attempt shows in the status, with every save still queued.
         status = await get_status(jp_fetch)
         assert status["pending"] == n - 1
-        # The uploader's first failed attempt shows in the status.
-        await async_wait_until(
-            lambda: bookstore_ext.archiver.failed_attempts > 0, 10, "a failed upload attempt"
-        )
-        status = await get_status(jp_fetch)
-        assert status["pending"] == n - 1
+        assert status["failed_attempts"] == 1
         assert "unreachable" in status["last_error"]["message"]
         assert status["last_error"]["path"] == "outage.ipynb"
 
         s3_proxy.restore()
-        assert await bookstore_ext.archiver.wait_idle(30)
+        resume.set()
+        assert await archiver.wait_idle(30)
         assert archived_sources(s3, s3_bucket, "workspace/outage.ipynb") == expected("outage", n)
         assert (await get_status(jp_fetch))["pending"] == 0
 
@@ -153,8 +172,15 @@ class TestAnswerLost:
         await async_wait_until(
             lambda: len(list_versions(s3, s3_bucket, key)) == 1, 10, "the version in S3"
         )
+        failed_before = bookstore_ext.archiver.failed_attempts
         cuttable.cut()  # the answer never arrives
-        await asyncio.sleep(1.5)  # the archiver's next attempts fail too
+        # That attempt fails, and so does the next one (which first asks S3 whether the save
+        # arrived): both go unanswered.
+        await async_wait_until(
+            lambda: bookstore_ext.archiver.failed_attempts >= failed_before + 2,
+            30,
+            "two failed attempts while the link is cut",
+        )
         cuttable.restore()
         assert await bookstore_ext.archiver.wait_idle(30)
         assert archived_save_ids(s3, s3_bucket, key) == [model["bookstore_save_id"]]
@@ -163,13 +189,7 @@ class TestAnswerLost:
 # --- (d2) the connection is cut in the middle of a multipart upload ----------------------------
 
 
-class TestMultipartCut:
-    @pytest.fixture
-    def bookstore_config(
-        self, bookstore_config: dict[str, Any], s3_proxy: TcpProxy
-    ) -> dict[str, Any]:
-        return {**bookstore_config, "s3_endpoint_url": s3_proxy.url}
-
+class TestMultipartCut(ThroughProxy):
     async def test_cut_mid_multipart_leaves_no_incomplete_upload_and_the_save_lands(
         self,
         jp_fetch: Any,
@@ -361,6 +381,14 @@ def _backlog(jp: JupyterSubprocess, path: str, n: int) -> None:
     assert jp.request("GET", "/api/bookstore").json()["archive"]["pending"] == n
 
 
+def _restore_once_flushing(jp: JupyterSubprocess, proxy: TcpProxy, n: int) -> None:
+    """Restore the S3 link once the stopping server has logged its flush (or after 60 s)."""
+    try:
+        wait_until(lambda: f"flushing {n} queued upload(s)" in jp.log_text(), 60, "the flush")
+    finally:
+        proxy.restore()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGTERM", "api-shutdown", "ctrl-c-twice"])
 def test_clean_stop_flushes_the_queue(
@@ -377,22 +405,24 @@ def test_clean_stop_flushes_the_queue(
     with jp:
         s3_proxy.cut()
         _backlog(jp, "flush.ipynb", n)
-        # S3 comes back only after the stop has begun: the flush has all the work to do.
-        comeback = threading.Timer(1.0, s3_proxy.restore)
+        # S3 comes back only once the stop has begun (the server says it is flushing): the
+        # flush has all the work to do. A thread watches, as the API shutdown blocks.
+        comeback = threading.Thread(
+            target=_restore_once_flushing, args=(jp, s3_proxy, n), daemon=True
+        )
         comeback.start()
-        started = time.monotonic()
         if how == "SIGTERM":
             jp.kill(signal.SIGTERM)
         elif how == "api-shutdown":
             jp.request("POST", "/api/shutdown")  # answers once the server has cleaned up
         else:
             jp.kill(signal.SIGINT)  # "Shut down this Jupyter server (y/[n])?"
-            time.sleep(0.5)
+            wait_until(lambda: "Shut down this Jupyter server" in jp.log_text(), 30, "the prompt")
             jp.kill(signal.SIGINT)  # the second Ctrl-C stops without asking
-        jp.wait(bookstore_config["flush_timeout"] + 15)
-        stopped_in = time.monotonic() - started
+        jp.wait(bookstore_config["flush_timeout"] + 15)  # raises if the stop is not bounded
         comeback.join()
-    assert stopped_in < bookstore_config["flush_timeout"] + 5
+    # The flush finished the uploads itself (it did not give up at flush_timeout).
+    assert "not uploaded yet" not in jp.log_text()
     assert f"flushing {n} queued upload(s)" in jp.log_text()
     assert spool_entries(bookstore_config["spool_dir"]) == []
     assert archived_sources(s3, s3_bucket, "workspace/flush.ipynb") == expected("flush.ipynb", n)

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from helpers import list_versions
+from run_helpers import run, run_json
 
-from bookstore.cli import main
 from bookstore.prune import PruneListener, prune, set_pin
 from bookstore.retention import Item, RetentionPolicy, apply_policy
 from bookstore.s3 import S3Store, pin_index_prefix, pin_marker_key
@@ -25,38 +25,9 @@ from bookstore.testing import S3Server, TcpProxy
 
 
 @pytest.fixture
-def env(
-    s3_server: S3Server, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Path:
+def env(bookstore_cli_env: dict[str, str]) -> Path:
     """Point the command line at the test bucket; returns its Jupyter config directory."""
-    config = tmp_path / "jupyter-config"
-    config.mkdir()
-    values = {
-        "JUPYTER_CONFIG_DIR": str(config),
-        "JUPYTER_CONFIG_PATH": str(config),
-        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
-        "JPYNB_S3_BUCKET": s3_bucket,
-        "JPYNB_S3_ENDPOINT_URL": s3_server.endpoint_url,
-        "JPYNB_S3_ACCESS_KEY_ID": s3_server.access_key_id,
-        "JPYNB_S3_SECRET_ACCESS_KEY": s3_server.secret_access_key,
-        "JPYNB_S3_REGION_NAME": s3_server.region_name,
-        "BOOKSTORE_SPOOL_DIR": str(tmp_path / "spool"),
-    }
-    for k, v in values.items():
-        monkeypatch.setenv(k, v)
-    return config
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    code, out, err = run(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
+    return Path(bookstore_cli_env["JUPYTER_CONFIG_DIR"])
 
 
 def put_versions(s3: Any, bucket: str, key: str, n: int) -> list[str]:

@@ -6,39 +6,28 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_until
-from run_helpers import outputs_text, param_notebook, publish, run_versions
+from run_helpers import (
+    cli_process,
+    outputs_text,
+    param_notebook,
+    publish,
+    run_versions,
+    wait_while_running,
+)
 
 from bookstore.cli import main
-from bookstore.testing import S3Server, TcpProxy
+from bookstore.testing import TcpProxy
 
 
 @pytest.fixture
-def env(
-    s3_server: S3Server, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
+def env(bookstore_cli_env: dict[str, str]) -> dict[str, str]:
     """The command line's whole configuration, from the environment (as in a container)."""
-    config = tmp_path / "jupyter-config"
-    config.mkdir()
-    values = {
-        "JUPYTER_CONFIG_DIR": str(config),
-        "JUPYTER_CONFIG_PATH": str(config),
-        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
-        "JPYNB_S3_BUCKET": s3_bucket,
-        "JPYNB_S3_ENDPOINT_URL": s3_server.endpoint_url,
-        "JPYNB_S3_ACCESS_KEY_ID": s3_server.access_key_id,
-        "JPYNB_S3_SECRET_ACCESS_KEY": s3_server.secret_access_key,
-        "JPYNB_S3_REGION_NAME": s3_server.region_name,
-    }
-    for k, v in values.items():
-        monkeypatch.setenv(k, v)
-    return values
+    return bookstore_cli_env
 
 
 def test_a_pinned_run_uses_the_old_code_and_records_its_provenance(
@@ -76,8 +65,13 @@ def test_a_pinned_run_uses_the_old_code_and_records_its_provenance(
     }
     assert prov["parameters"] == {"x": 21}
     assert prov["kernel"] == "python3"
-    assert prov["duration"] >= 0
-    assert prov["started"] < prov["finished"]
+    started, finished = (
+        datetime.fromisoformat(prov[k].replace("Z", "+00:00")) for k in ("started", "finished")
+    )
+    assert started < finished
+    # The duration is the run's own (a kernel ran a cell), and agrees with its timestamps.
+    assert prov["duration"] > 0
+    assert prov["duration"] == pytest.approx((finished - started).total_seconds(), abs=0.002)
     assert prov["papermill_version"]
     assert prov["bookstore_version"]
     assert prov["host"]
@@ -123,8 +117,8 @@ def test_parameters_from_a_file_and_a_workspace_run(
 def test_a_failing_notebook_is_archived_as_failed_and_exits_1(
     env: dict[str, str], s3: Any, s3_bucket: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = "print('before')\nraise ValueError('bad input data')"
-    publish(s3, s3_bucket, "fails.ipynb", param_notebook(code))
+    source = "print('before')\nraise ValueError('bad input data')"
+    publish(s3, s3_bucket, "fails.ipynb", param_notebook(source))
 
     code = main(["run", "fails.ipynb", "--json"])
     out, err = capsys.readouterr()
@@ -140,35 +134,12 @@ def test_a_failing_notebook_is_archived_as_failed_and_exits_1(
     assert json.loads(out)["status"] == "failed"
 
 
-def _wait_for(
-    predicate: Any, timeout: float = 240.0, what: str = "condition", proc: Any = None
-) -> None:
-    """Until ``predicate()``; fails at once, with its stderr, if ``proc`` ends first."""
-
-    def done() -> bool:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"bookstore run ended ({proc.returncode}): {proc.stderr.read()}")
-        return bool(predicate())
-
-    wait_until(done, timeout, f"timed out waiting for {what}")
-
-
-def _start(argv: list[str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bookstore.cli", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=cwd,
-        env=dict(os.environ),
-    )
-
-
-# A cell that says it started (a file), then waits for a "go" file.
+# A cell that prints, says it started (a file: the print is out by then, so an interrupt
+# cannot come before it), then waits for a "go" file.
 WAIT_CELL = (
     "import pathlib, time\n"
-    "pathlib.Path('started').write_text('1')\n"
     "print('partial output', flush=True)\n"
+    "pathlib.Path('started').write_text('1')\n"
     "while not pathlib.Path('go').exists():\n"
     "    time.sleep(0.05)\n"
     "print('after go')"
@@ -179,15 +150,10 @@ def test_sigterm_during_a_long_cell_archives_the_partial_output_as_cancelled(
     env: dict[str, str], s3: Any, s3_bucket: str, tmp_path: Path
 ) -> None:
     publish(s3, s3_bucket, "long.ipynb", param_notebook(WAIT_CELL))
-    proc = _start(["run", "long.ipynb", "--cwd", str(tmp_path), "--json"], tmp_path)
-    try:
-        _wait_for(lambda: (tmp_path / "started").exists(), what="the long cell to start", proc=proc)
+    with cli_process(["run", "long.ipynb", "--cwd", str(tmp_path), "--json"], tmp_path) as proc:
+        wait_while_running(proc, (tmp_path / "started").exists, "the long cell to start")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
     assert proc.returncode == 3, err
     (run,) = run_versions(s3, s3_bucket, "long.ipynb")
@@ -220,9 +186,8 @@ def test_s3_down_at_the_end_of_a_run_then_back(
     publish(s3, s3_bucket, "net.ipynb", param_notebook(WAIT_CELL))
     os.environ["JPYNB_S3_ENDPOINT_URL"] = s3_proxy.url
     argv = ["run", "net.ipynb", "--cwd", str(tmp_path), "--upload-timeout", "120", "--json"]
-    proc = _start([*argv, "--output-dir", str(tmp_path / "out")], tmp_path)
-    try:
-        _wait_for(lambda: (tmp_path / "started").exists(), what="the cell to start", proc=proc)
+    with cli_process([*argv, "--output-dir", str(tmp_path / "out")], tmp_path) as proc:
+        wait_while_running(proc, (tmp_path / "started").exists, "the cell to start")
         s3_proxy.cut()
         (tmp_path / "go").write_text("1")
         assert proc.stderr is not None
@@ -235,10 +200,6 @@ def test_s3_down_at_the_end_of_a_run_then_back(
         assert len(list((tmp_path / "out").glob("*.ipynb"))) == 1
         s3_proxy.restore()
         out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
     assert proc.returncode == 0, seen + err
     (run,) = run_versions(s3, s3_bucket, "net.ipynb")
@@ -253,16 +214,11 @@ def test_s3_still_down_keeps_the_output_and_exits_4(
     publish(s3, s3_bucket, "net.ipynb", param_notebook(WAIT_CELL))
     os.environ["JPYNB_S3_ENDPOINT_URL"] = s3_proxy.url
     argv = ["run", "net.ipynb", "--cwd", str(tmp_path), "--upload-timeout", "1"]
-    proc = _start([*argv, "--output-dir", str(tmp_path / "out")], tmp_path)
-    try:
-        _wait_for(lambda: (tmp_path / "started").exists(), what="the cell to start", proc=proc)
+    with cli_process([*argv, "--output-dir", str(tmp_path / "out")], tmp_path) as proc:
+        wait_while_running(proc, (tmp_path / "started").exists, "the cell to start")
         s3_proxy.cut()
         (tmp_path / "go").write_text("1")
         _out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
     assert proc.returncode == 4, err
     (kept,) = (tmp_path / "out").glob("*.ipynb")

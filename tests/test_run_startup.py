@@ -16,7 +16,6 @@ import pytest
 from run_helpers import outputs_text, param_notebook, publish, run_versions
 
 from bookstore.cli import main
-from bookstore.testing import S3Server
 
 #: Modules of the Jupyter server side, which the command line's run path never needs.
 SERVER_MODULES = (
@@ -43,24 +42,9 @@ def test_the_run_path_does_not_import_the_server_stack() -> None:
 
 
 @pytest.fixture
-def env(
-    s3_server: S3Server, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Path:
+def env(bookstore_cli_env: dict[str, str]) -> Path:
     """The command line's configuration from the environment; returns the runs' local dir."""
-    config = tmp_path / "jupyter-config"
-    config.mkdir()
-    for k, v in {
-        "JUPYTER_CONFIG_DIR": str(config),
-        "JUPYTER_CONFIG_PATH": str(config),
-        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
-        "JPYNB_S3_BUCKET": s3_bucket,
-        "JPYNB_S3_ENDPOINT_URL": s3_server.endpoint_url,
-        "JPYNB_S3_ACCESS_KEY_ID": s3_server.access_key_id,
-        "JPYNB_S3_SECRET_ACCESS_KEY": s3_server.secret_access_key,
-        "JPYNB_S3_REGION_NAME": s3_server.region_name,
-    }.items():
-        monkeypatch.setenv(k, v)
-    return tmp_path / "jupyter-data" / "bookstore" / "runs"
+    return Path(bookstore_cli_env["JUPYTER_DATA_DIR"]) / "bookstore" / "runs"
 
 
 def test_the_output_names_its_s3_source_and_keeps_no_copy_of_it(
