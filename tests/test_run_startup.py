@@ -41,6 +41,20 @@ def test_the_run_path_does_not_import_the_server_stack() -> None:
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
+def test_the_command_line_loads_nbformat_only_to_read_a_notebook() -> None:
+    """Importing nbformat loads jsonschema's format checkers (seconds of start-up, every
+    time): ``bookstore versions``, ``pin``, ``prune`` and the others never need it."""
+    code = (
+        "import json, sys\n"
+        "import bookstore.cli, bookstore.cli.app, bookstore.history, bookstore.services\n"
+        "print(json.dumps([m for m in ('nbformat', 'jsonschema') if m in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
 @pytest.fixture
 def env(bookstore_cli_env: dict[str, str]) -> Path:
     """The command line's configuration from the environment; returns the runs' local dir."""
