@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import notebook
+from helpers import notebook, wait_until
 
 from bookstore.testing import S3Server
 
@@ -255,14 +255,12 @@ def nb_model(text: str) -> str:
 
 
 def wait_for_versions(hub: Hub, key: str, count: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 60
-    while True:
+    def versions() -> list[dict[str, Any]] | None:
         resp = hub.s3.list_object_versions(Bucket=hub.bucket, Prefix=key)
-        versions = [v for v in resp.get("Versions", []) if v["Key"] == key]
-        if len(versions) >= count:
-            return versions
-        assert time.monotonic() < deadline, f"{key} has {len(versions)} version(s), not {count}"
-        time.sleep(0.2)
+        found = [v for v in resp.get("Versions", []) if v["Key"] == key]
+        return found if len(found) >= count else None
+
+    return wait_until(versions, 60, f"{key} never had {count} version(s)", interval=0.2)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
