@@ -944,7 +944,10 @@ class Archiver:
                     return None, error, None, 0, 0
                 staged.rejection = e
                 return staged, None, None, 0, 0
-            duplicate = self.identical_to(entry)
+            try:  # reads the uploader's queues, which the loop may change meanwhile
+                duplicate = self.identical_to(entry)
+            except (IndexError, KeyError, RuntimeError):
+                duplicate = None  # a save archived twice at worst
             if duplicate is not None:
                 write(data)
                 return StagedSave(duplicate, None, committed=True, duplicate=True), None, None, 0, 0
