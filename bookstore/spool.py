@@ -53,6 +53,8 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from anyio.to_thread import run_sync as run_in_worker
+
 from .metadata import NOTEBOOK_CONTENT_TYPE
 from .s3 import (
     META_DROPPED_SAVES,
@@ -914,7 +916,7 @@ class Archiver:
         try:
             await self.start()
         except Exception as e:  # no spool: the save itself goes on
-            await run_sync(lambda: write(produce()))
+            await run_in_worker(lambda: write(produce()))
             return None, e
         check_disk = self.settings.min_free_disk_bytes > 0
         limit = self.settings.max_spool_bytes
@@ -959,7 +961,9 @@ class Archiver:
             done, failed = self.spool.stage_beside(entry, data, partial(write, data), helper)
             return done, failed, None, free, need
 
-        staged, error, data, free, need = await run_sync(work)
+        # In anyio's worker threads, as jupyter_server's own saves: the event loop's default
+        # executor (a few threads) is the uploads' (reading the spool), not the saves'.
+        staged, error, data, free, need = await run_in_worker(work)
         if staged is None or staged.rejection is not None or staged.duplicate:
             if staged is not None and staged.duplicate:
                 self.skipped_identical += 1
