@@ -28,14 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))  # the JupyterSubprocess helper
+from bench_common import JupyterSubprocess, bench_server_config
+from bench_list_versions import BUCKET, PATH, make_versions_in_s3
 
-from bench_list_versions import BUCKET, PATH, make_versions_in_s3  # noqa: E402
-from jupyter_subprocess import JupyterSubprocess  # noqa: E402
-
-from bookstore.testing import start_s3  # noqa: E402
+from bookstore.testing import start_s3
 
 URL = f"/api/contents/{PATH}/checkpoints"
 
@@ -50,21 +46,7 @@ def timed(jp: JupyterSubprocess, method: str, url: str, status: int) -> tuple[fl
 
 
 def measure(s3: Any, tmp: str, cap: int, runs: int) -> dict[str, Any]:
-    config = {
-        "ServerApp": {
-            "jpserver_extensions": {"bookstore": True},
-            "contents_manager_class": "bookstore.BookstoreContentsArchiver",
-        },
-        "BookstoreSettings": {
-            "s3_bucket": BUCKET,
-            "s3_endpoint_url": s3.endpoint_url,
-            "s3_access_key_id": s3.access_key_id,
-            "s3_secret_access_key": s3.secret_access_key,
-            "s3_region_name": s3.region_name,
-            "spool_dir": os.path.join(tmp, f"spool-{cap}"),
-            "max_checkpoints": cap,
-        },
-    }
+    config = bench_server_config(s3, BUCKET, os.path.join(tmp, f"spool-{cap}"), max_checkpoints=cap)
     jp = JupyterSubprocess(
         "server", Path(tmp) / f"jupyter-{cap}", config=config, request_timeout=300
     )

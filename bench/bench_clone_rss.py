@@ -23,21 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))  # the JupyterSubprocess helper
+from bench_common import JupyterSubprocess, bench_server_config, memory_mb, peak_rss_mb
 
-from jupyter_subprocess import JupyterSubprocess  # noqa: E402
-
-from bookstore.testing import start_s3  # noqa: E402
+from bookstore.testing import start_s3
 
 BUCKET = "bench-clone"
-
-
-def memory_mb(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise SystemExit(f"no {field} in /proc/{pid}/status")
 
 
 def main() -> int:
@@ -50,34 +40,27 @@ def main() -> int:
         s3 = start_s3(args.s3, tmp)
         try:
             s3.create_bucket(BUCKET, versioning=True)
-            s3.boto3_client().put_object(Bucket=BUCKET, Key="shared/big.bin", Body=os.urandom(size))
-            config = {
-                "ServerApp": {
-                    "jpserver_extensions": {"bookstore": True},
-                    "contents_manager_class": "bookstore.BookstoreContentsArchiver",
-                },
-                "BookstoreSettings": {
-                    "s3_bucket": BUCKET,
-                    "s3_endpoint_url": s3.endpoint_url,
-                    "s3_access_key_id": s3.access_key_id,
-                    "s3_secret_access_key": s3.secret_access_key,
-                    "s3_region_name": s3.region_name,
-                    "spool_dir": os.path.join(tmp, "spool"),
-                    "max_read_bytes": 4 * size,
-                },
-            }
+            s3.boto3_client().put_object(
+                Bucket=BUCKET, Key="published/big.bin", Body=os.urandom(size)
+            )
+            config = bench_server_config(
+                s3, BUCKET, os.path.join(tmp, "spool"), max_read_bytes=4 * size
+            )
             jp = JupyterSubprocess("server", Path(tmp) / "jupyter", config=config)
             with jp:
                 jp.request("GET", "/api/bookstore").raise_for_status()
                 before = memory_mb(jp.pid, "VmRSS")
                 started = time.perf_counter()
                 r = jp.request(
-                    "POST", "/api/bookstore/clone", json={"s3_key": "shared/big.bin"}, timeout=600
+                    "POST",
+                    "/api/bookstore/clone",
+                    json={"s3_key": "published/big.bin"},
+                    timeout=600,
                 )
                 elapsed = time.perf_counter() - started
                 if r.status_code != 200:
                     raise SystemExit(f"clone answered {r.status_code}: {r.text[:300]}")
-                peak = memory_mb(jp.pid, "VmHWM")
+                peak = peak_rss_mb(jp.pid)
                 after = memory_mb(jp.pid, "VmRSS")
                 cloned = (jp.root_dir / "big.bin").stat().st_size
         finally:

@@ -37,12 +37,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))  # the JupyterSubprocess helper
+from bench_common import JupyterSubprocess, bench_server_config
 
-from jupyter_subprocess import JupyterSubprocess  # noqa: E402
-
-from bookstore.testing import start_s3  # noqa: E402
+from bookstore.testing import start_s3
 
 BUCKET = "bench-diff"
 
@@ -151,20 +148,7 @@ def main() -> int:
                 key = f"workspace/bench/{name}.ipynb"
                 size = len(json.dumps(remote, indent=1))
                 ids[name] = (put(client, key, base), put(client, key, remote), size)
-            config = {
-                "ServerApp": {
-                    "jpserver_extensions": {"bookstore": True},
-                    "contents_manager_class": "bookstore.BookstoreContentsArchiver",
-                },
-                "BookstoreSettings": {
-                    "s3_bucket": BUCKET,
-                    "s3_endpoint_url": s3.endpoint_url,
-                    "s3_access_key_id": s3.access_key_id,
-                    "s3_secret_access_key": s3.secret_access_key,
-                    "s3_region_name": s3.region_name,
-                    "spool_dir": os.path.join(tmp, "spool"),
-                },
-            }
+            config = bench_server_config(s3, BUCKET, os.path.join(tmp, "spool"))
             with JupyterSubprocess("server", Path(tmp) / "jupyter", config=config) as jp:
                 jp.request("GET", "/api/bookstore").raise_for_status()
                 for name in cases:

@@ -49,12 +49,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))  # the JupyterSubprocess helper
+from bench_common import JupyterSubprocess, bench_server_config
 
-from jupyter_subprocess import JupyterSubprocess  # noqa: E402
-
-from bookstore.testing import start_s3  # noqa: E402
+from bookstore.testing import start_s3
 
 PATH = "bench/history.ipynb"
 BUCKET = "bench-versions"
@@ -219,20 +216,7 @@ def main() -> int:
             if args.count_requests:
                 make_versions_in_s3(s3.boto3_client(), f"workspace/{PATH}", args.versions)
                 return count_requests(s3, args.versions, args.limit)
-            config = {
-                "ServerApp": {
-                    "jpserver_extensions": {"bookstore": True},
-                    "contents_manager_class": "bookstore.BookstoreContentsArchiver",
-                },
-                "BookstoreSettings": {
-                    "s3_bucket": BUCKET,
-                    "s3_endpoint_url": s3.endpoint_url,
-                    "s3_access_key_id": s3.access_key_id,
-                    "s3_secret_access_key": s3.secret_access_key,
-                    "s3_region_name": s3.region_name,
-                    "spool_dir": os.path.join(tmp, "spool"),
-                },
-            }
+            config = bench_server_config(s3, BUCKET, os.path.join(tmp, "spool"))
             jp = JupyterSubprocess("server", Path(tmp) / "jupyter", config=config)
             (jp.root_dir / "bench").mkdir(parents=True, exist_ok=True)
             print(f"storing {args.versions} versions in {args.s3}…", file=sys.stderr)

@@ -42,6 +42,7 @@ from .settings import unarchivable_reason
 from .spool import utcnow_iso
 
 if TYPE_CHECKING:
+    from .history import VersionHistory
     from .spool import Archiver, SpoolEntry
 
 __all__ = ["MAX_NOT_ARCHIVABLE", "BookstoreContentsArchiver", "archive_metadata"]
@@ -55,6 +56,8 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
 
     #: Set by the bookstore server extension when it starts; None means "not archiving".
     bookstore_archiver: Archiver | None = None
+    #: The extension's version history (its checkpoints use it); set with the archiver.
+    bookstore_history: VersionHistory | None = None
     _warned_unarchived = False
 
     def _archiver_for(self, path: str, model: dict[str, Any]) -> Archiver | None:

@@ -28,12 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from anyio.to_thread import run_sync
 from jupyter_server.services.contents.filecheckpoints import AsyncFileCheckpoints
-from jupyter_server.utils import ensure_async
 from tornado.web import HTTPError
 from traitlets import Bool
 
+from .errors import BookstoreError
 from .history import (
-    META_RESTORED_FROM,
     HistoryError,
     VersionHistory,
     checkpoint_id_for_save,
@@ -43,7 +42,8 @@ from .history import (
     save_model,
 )
 from .s3 import META_SAVE_ID, S3BadRequest, S3Error, S3NotFound
-from .save_context import archive_metadata, content_type, current_stages
+from .save_context import content_type, current_stages
+from .services import restore_model
 
 if TYPE_CHECKING:
     from .spool import Archiver, SpoolEntry
@@ -73,6 +73,8 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
         ),
     ).tag(config=True)
 
+    _own_history: VersionHistory | None = None
+
     # --- which paths are ours --------------------------------------------------------------
 
     def _archiver(self, path: str) -> Archiver | None:
@@ -83,9 +85,17 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
             return None
         return archiver
 
-    @staticmethod
-    def _history(archiver: Archiver) -> VersionHistory:
-        return VersionHistory(archiver.settings, archiver.store, archiver)
+    def _history(self, archiver: Archiver) -> VersionHistory:
+        """The version history the extension built at start (``history_class``), which the
+        contents manager holds; without the extension (a contents manager given its
+        archiver directly), one built here once, for that archiver."""
+        history: VersionHistory | None = getattr(self.parent, "bookstore_history", None)
+        if history is not None and history.archiver is archiver:
+            return history
+        own = self._own_history
+        if own is None or own.archiver is not archiver:
+            own = self._own_history = VersionHistory(archiver.settings, archiver.store, archiver)
+        return own
 
     @staticmethod
     def _http_error(e: Exception, doing: str) -> HTTPError:
@@ -223,7 +233,10 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
             raise self._http_error(e, f"restoring checkpoint {checkpoint_id} of {path}") from e
         kind, value = parse_checkpoint_id(checkpoint_id)
         restored_from = value if kind == "version" else checkpoint_id
-        await restore_model(contents_mgr, path, model, restored_from=restored_from)
+        try:
+            await restore_model(contents_mgr, path, model, restored_from=restored_from)
+        except BookstoreError as e:
+            raise HTTPError(e.status, str(e)) from e
         self.log.info("bookstore: restored %s from checkpoint %s", path, checkpoint_id)
 
     async def _checkpoint_bytes(self, archiver: Archiver, checkpoint_id: str, path: str) -> bytes:
@@ -291,25 +304,6 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
 def _read_bytes(os_path: str) -> bytes:
     with open(os_path, "rb") as f:
         return f.read()
-
-
-async def restore_model(
-    contents_mgr: Any, path: str, model: dict[str, Any], *, restored_from: str | None = None
-) -> dict[str, Any]:
-    """Save ``model`` (from :func:`bookstore.history.save_model`) at ``path``: a normal save.
-
-    A notebook keeps the trust its signature earns (as when it is opened), so restoring
-    never makes untrusted outputs trusted. Answers the saved model, without content.
-    """
-    directory = path.rpartition("/")[0]
-    if directory and not await ensure_async(contents_mgr.dir_exists(directory)):
-        raise HTTPError(404, f"cannot restore {path}: directory {directory!r} does not exist")
-    if model["type"] == "notebook":
-        contents_mgr.mark_trusted_cells(model["content"], path)
-    meta = {META_RESTORED_FROM: restored_from} if restored_from else {}
-    with archive_metadata(**meta):
-        saved: dict[str, Any] = await ensure_async(contents_mgr.save(model, path))
-    return saved
 
 
 __all__ = ["BookstoreCheckpoints", "restore_model"]

@@ -17,7 +17,11 @@ ours, and that session names the notebook. Outside a kernel, pass ``url`` and ``
 server's info file includes it.
 
 HTTP goes through :mod:`urllib.request` only, every request with a timeout. Errors are
-raised as one of::
+raised as one of these, all part of bookstore's one error tree (:mod:`bookstore.errors`):
+``BookstoreError`` is :class:`bookstore.errors.BookstoreError`, and each HTTP error is also
+the bookstore error of its status (``BookstoreNotFound`` is a
+:class:`bookstore.errors.NotFound`, ``BookstoreS3Error`` a :class:`bookstore.errors.S3Error`,
+and so on), with ``status`` the server's answer::
 
     BookstoreError
     ├── BookstoreDiscoveryError          no server, token or notebook found for this kernel
@@ -47,6 +51,17 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import (
+    BadRequest,
+    BookstoreError,
+    Conflict,
+    Forbidden,
+    InvalidNotebook,
+    NotFound,
+    S3Error,
+    TooLarge,
+)
+
 __all__ = [
     "BookstoreBadRequest",
     "BookstoreClient",
@@ -75,10 +90,6 @@ _SERVER_FILE_RE = re.compile(r"^jpserver-\d+\.json$")
 # --- exceptions ---------------------------------------------------------------------------------
 
 
-class BookstoreError(Exception):
-    """Base class of every error this client raises."""
-
-
 class BookstoreDiscoveryError(BookstoreError):
     """The client could not find its server, token or notebook; pass them explicitly."""
 
@@ -92,41 +103,52 @@ class BookstoreTimeout(BookstoreConnectionError):
 
 
 class BookstoreHTTPError(BookstoreError):
-    """The server answered with an error status; ``message`` is the server's explanation."""
+    """The server answered with an error ``status``; ``message`` is the server's explanation.
+
+    Each subclass is also the :mod:`bookstore.errors` class of its status (the server
+    raised that error): ``except bookstore.errors.NotFound`` catches a client's 404 too.
+    """
 
     def __init__(self, status: int, message: str, *, url: str = "") -> None:
-        super().__init__(f"{status}: {message}" + (f" ({url})" if url else ""))
-        self.status = status
-        self.message = message
+        BookstoreError.__init__(
+            self, f"{status}: {message}" + (f" ({url})" if url else ""), status=status
+        )
+        self._message = message
         self.url = url
 
+    @property
+    def message(self) -> str:
+        return self._message
 
-class BookstoreBadRequest(BookstoreHTTPError):
+
+class BookstoreBadRequest(BookstoreHTTPError, BadRequest):
     """400: a path, key, version id or body the server cannot use."""
 
 
-class BookstoreForbidden(BookstoreHTTPError):
+class BookstoreForbidden(BookstoreHTTPError, Forbidden):
     """403: no or wrong token, missing permission, or a bucket the server may not read."""
 
 
-class BookstoreNotFound(BookstoreHTTPError):
+class BookstoreNotFound(BookstoreHTTPError, NotFound):
     """404: no such notebook, S3 key or version (or the feature is not enabled)."""
 
 
-class BookstoreConflict(BookstoreHTTPError):
+class BookstoreConflict(BookstoreHTTPError, Conflict):
     """409: the target conflicts with what exists (a folder of that name)."""
 
 
-class BookstorePayloadTooLarge(BookstoreHTTPError):
+class BookstorePayloadTooLarge(BookstoreHTTPError, TooLarge):
     """413: the notebook is over the server's max_request_body_size."""
 
 
-class BookstoreInvalidNotebook(BookstoreHTTPError):
+class BookstoreInvalidNotebook(BookstoreHTTPError, InvalidNotebook):
     """415 or 422: not a notebook, or not a valid one (the message says where)."""
 
 
-class BookstoreS3Error(BookstoreHTTPError):
+class BookstoreS3Error(BookstoreHTTPError, S3Error):
     """502 or 503: S3 refused the server's request, or could not be reached."""
+
+    code = None
 
 
 _ERRORS_BY_STATUS: dict[int, type[BookstoreHTTPError]] = {

@@ -22,7 +22,10 @@ client and the archiver use the same errors::
         ├── S3BadRequest                  400 S3 rejected an argument we passed
         └── ObjectTooLarge                413 over ``max_read_bytes``; not read
 
-``HistoryError`` is the former name of the base, kept for imports.
+``HistoryError`` is the former name of the base, kept for imports. The in-notebook client
+(:mod:`bookstore.client`) raises this tree too: its ``BookstoreNotFound`` is a
+:class:`NotFound`, its ``BookstoreS3Error`` an :class:`S3Error`, and so on. So are the
+refusals of a run (:class:`bookstore.runs.RunError`, with ``status`` and ``exit_code``).
 """
 
 from __future__ import annotations

@@ -114,6 +114,7 @@ class BookstoreExtension(ExtensionAppJinjaMixin, ExtensionApp):
         self.archiving = isinstance(cm, BookstoreContentsArchiver)
         if isinstance(cm, BookstoreContentsArchiver):
             cm.bookstore_archiver = self.archiver
+            cm.bookstore_history = self.history
             self.archiver.root_dir = cm.root_dir
         elif self.bookstore_settings.s3_bucket:
             self.log.info(

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .codecs import decode_page_token, encode_page_token
-from .errors import Forbidden
+from .errors import BookstoreError, Forbidden
 from .metadata import (
     META_RUN,
     META_RUN_ID,
@@ -55,9 +55,7 @@ from .metadata import (
     META_USER,
     object_metadata,
 )
-from .notebooks import parse_notebook
 from .s3 import (
-    S3BadRequest,
     S3Error,
     S3NotFound,
     S3Unavailable,
@@ -110,9 +108,11 @@ MAX_RUN_METADATA = 1400
 KILL_GRACE = 10.0
 
 
-class RunError(Exception):
-    """A run that could not be made; ``exit_code`` says which."""
+class RunError(BookstoreError):
+    """A run that could not be made: ``exit_code`` for ``bookstore run``, ``status`` for
+    the runs API (400 unless the cause says otherwise: 403, 404, 415, 422, 429, 502, 503)."""
 
+    status = 400
     exit_code = EXIT_USAGE
 
 
@@ -121,6 +121,7 @@ class RunUsageError(RunError):
 
 
 class RunS3Unavailable(RunError):
+    status = 503
     exit_code = EXIT_S3_UNAVAILABLE
 
 
@@ -208,7 +209,8 @@ def check_kernel(name: str) -> str:
     except NoSuchKernel as e:
         raise RunUsageError(
             f"no kernel named {name!r} is installed here (installed: "
-            f"{', '.join(kernel_names()) or 'none'}); pass --kernel NAME or install it"
+            f"{', '.join(kernel_names()) or 'none'}); pass --kernel NAME or install it",
+            status=404,
         ) from e
     return name
 
@@ -220,7 +222,8 @@ def notebook_kernel(nb: Any, requested: str | None) -> str:
     name = (nb.get("metadata", {}).get("kernelspec") or {}).get("name")
     if not name:
         raise RunUsageError(
-            "the notebook names no kernel (metadata.kernelspec): pass --kernel NAME"
+            "the notebook names no kernel (metadata.kernelspec): pass --kernel NAME",
+            status=404,
         )
     return str(name)
 
@@ -249,57 +252,14 @@ class RunSource:
         }
 
 
-async def resolve_source(
-    settings: BookstoreSettings,
-    store: S3Store,
-    path: str,
-    *,
-    origin: str = "published",
-    version_id: str | None = None,
-    s3_key: str | None = None,
-    s3_bucket: str | None = None,
-) -> RunSource:
-    """Read the version to run; the resolved version id is always known afterwards."""
-    if s3_key:
-        bucket = s3_bucket or settings.s3_bucket
-        allowed = settings.allowed_clone_buckets
-        if bucket not in allowed:
-            raise RunUsageError(
-                f"running from bucket {bucket!r} is not allowed: only "
-                f"{', '.join(repr(b) for b in allowed) or 'no bucket'} (s3_bucket and "
-                f"c.BookstoreSettings.clone_allowed_buckets)"
-            )
-        key, prefix = s3_key.lstrip("/"), None
-        what = f"s3://{bucket}/{key}"
-    else:
-        bucket = settings.s3_bucket
-        key, prefix = settings.s3_key(origin, path), origin
-        what = f"{origin} notebook {path} (s3://{bucket}/{key})"
-    reason = settings.unreadable_reason(key, bucket)
-    if reason:
-        raise RunUsageError(reason)
-    try:
-        got = await store.get_object(key, version_id, bucket=bucket)
-    except (S3NotFound, S3BadRequest) as e:
-        if version_id:
-            raise RunUsageError(
-                f"version {version_id!r} of {what} does not exist: list them with "
-                f"`bookstore versions {path} --prefix {origin}`"
-            ) from e
-        hint = " (publish it first: `bookstore publish PATH`)" if origin == "published" else ""
-        raise RunUsageError(f"there is no {what}{hint}") from e
-    except S3Unavailable as e:
-        raise RunS3Unavailable(f"cannot read {what}: {e}") from e
-    except S3Error as e:
-        raise RunUsageError(f"cannot read {what}: {e}") from e
-    return RunSource(
-        bucket=bucket,
-        key=key,
-        prefix=prefix,
-        version_id=got.version_id,
-        sha256=hashlib.sha256(got.body).hexdigest(),
-        body=got.body,
-    )
+@dataclass
+class PreparedRun:
+    """What a run executes (:func:`bookstore.services.prepare_run`): the version read, its
+    parsed notebook and the kernel to use."""
+
+    source: RunSource
+    notebook: Any
+    kernel: str
 
 
 # --- execution --------------------------------------------------------------------------------
@@ -523,41 +483,17 @@ class Runner:
     def output_key(self) -> str:
         return self.settings.s3_key("runs", self.options.path)
 
-    async def prepare(self) -> tuple[RunSource, Any, str]:
-        """Resolve and check everything a run needs; raises RunError, writes nothing."""
+    async def check(self) -> None:
+        """What only ``bookstore run`` checks before :func:`bookstore.services.prepare_run`:
+        a bucket to archive into, the kernel's working directory. Raises RunError."""
         opts = self.options
         if not self.settings.s3_bucket:
             raise RunUsageError(
                 "no S3 bucket configured: pass --bucket=NAME, set c.BookstoreSettings.s3_bucket, "
                 "or the JPYNB_S3_BUCKET environment variable"
             )
-        if not opts.path.endswith(".ipynb"):
-            raise RunUsageError(f"{opts.path} is not a notebook (.ipynb): only notebooks run")
         if opts.cwd and not await in_thread(os.path.isdir, opts.cwd):
             raise RunUsageError(f"--cwd {opts.cwd} is not a directory")
-        source = await resolve_source(
-            self.settings,
-            self.store,
-            opts.path,
-            origin=opts.origin,
-            version_id=opts.version_id,
-            s3_key=opts.s3_key,
-            s3_bucket=opts.s3_bucket,
-        )
-        try:
-            # Only to check it is a notebook and read its kernel: papermill validates it when
-            # it reads the source file (as it does when run alone).
-            nb = await in_thread(
-                parse_notebook,
-                source.body,
-                f"s3://{source.bucket}/{source.key}",
-                validate=False,
-            )
-        except Exception as e:
-            raise RunUsageError(str(e)) from e
-        kernel = notebook_kernel(nb, opts.kernel)
-        await in_thread(check_kernel, kernel)
-        return source, nb, kernel
 
     def _provenance(
         self,
@@ -589,9 +525,10 @@ class Runner:
             "papermill_version": papermill.__version__,
         }
 
-    async def run(self) -> RunResult:
-        """Prepare, execute and archive; never raises for a notebook's own failure."""
-        source, _nb, kernel = await self.prepare()
+    async def run(self, prepared: PreparedRun) -> RunResult:
+        """Execute ``prepared`` (from :func:`bookstore.services.prepare_run`) and archive the
+        output; never raises for a notebook's own failure."""
+        source, kernel = prepared.source, prepared.kernel
         opts = self.options
         out_dir = opts.output_dir or default_output_dir()
         await in_thread(os.makedirs, out_dir, exist_ok=True)
@@ -985,6 +922,8 @@ class ActiveRun:
 
 class TooManyRuns(RunError):
     """``max_concurrent_runs`` runs are executing already."""
+
+    status = 429
 
 
 class RunManager:

@@ -47,6 +47,12 @@ echo "==> installing bookstore and its test/dev dependencies into $VENV"
 # extension and the prebuilt frontend in share/jupyter/labextensions are installed exactly
 # as users get them. The build hook compiles the frontend with node (jlpm) when src/ is
 # newer than bookstore/labextension.
-"$VENV/bin/python" -m pip install --quiet --upgrade --force-reinstall --no-deps .
-"$VENV/bin/python" -m pip install --quiet ".[dev]"
+# The wheel is built once (the build, in its own isolated environment, is the slow part)
+# and installed from the file, first over any older copy, then with the dev extras.
+WHEELS=$(mktemp -d)
+trap 'rm -rf "$WHEELS"' EXIT
+"$VENV/bin/python" -m pip wheel --quiet --no-deps --wheel-dir "$WHEELS" .
+WHEEL=$(echo "$WHEELS"/bookstore-*.whl)
+"$VENV/bin/python" -m pip install --quiet --upgrade --force-reinstall --no-deps "$WHEEL"
+"$VENV/bin/python" -m pip install --quiet "$WHEEL[dev]"
 echo "$HASH" > "$STAMP"

@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+begin=$SECONDS
 bash scripts/install-browser.sh
 bash scripts/setup-env.sh
 VENV=${BOOKSTORE_VENV:-.venv}
@@ -19,6 +20,8 @@ export PATH="$PWD/$VENV/bin:$PATH"
 # jupyter_server's own contents tests, from the sdist of the installed version (run below).
 bash scripts/fetch-upstream-tests.sh "$VENV/bin/python"
 
+echo "==> set-up done in $((SECONDS - begin)) s"
+lint_started=$SECONDS
 echo "==> ruff"
 ruff check bookstore tests bench scripts tests_upstream/tests/conftest.py
 ruff format --check bookstore tests bench scripts tests_upstream/tests/conftest.py
@@ -28,9 +31,11 @@ echo "==> eslint, prettier and unit tests of the frontend (TypeScript)"
 [ -d node_modules ] || jlpm install
 jlpm lint:check
 jlpm test
+echo "==> lint, types and frontend tests done in $((SECONDS - lint_started)) s"
 
 WORKERS=${BOOKSTORE_TEST_WORKERS:-2}
-PYTEST=(python -m pytest -p no:cacheprovider -n "$WORKERS" --dist loadgroup)
+# --durations: every run's log names its slowest tests, to keep an eye on the time budget.
+PYTEST=(python -m pytest -p no:cacheprovider -n "$WORKERS" --dist loadgroup --durations=25)
 
 # One pytest run, its output line-prefixed with its name; its exit status.
 run_pytest() {
@@ -63,5 +68,6 @@ wait "$moto_pid" || moto_status=$?
 wait "$seaweedfs_pid" || seaweedfs_status=$?
 wait "$upstream_pid" || upstream_status=$?
 echo "==> pytest exit status: moto $moto_status, SeaweedFS $seaweedfs_status," \
-  "jupyter_server's contents tests $upstream_status ($((SECONDS - started)) s in all)"
+  "jupyter_server's contents tests $upstream_status ($((SECONDS - started)) s;" \
+  "$((SECONDS - begin)) s for the whole command)"
 [ "$moto_status" -eq 0 ] && [ "$seaweedfs_status" -eq 0 ] && [ "$upstream_status" -eq 0 ]

@@ -330,14 +330,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
         panel.setPath(current.context.path);
       }
     };
+    // A new version of `path` was written (a save, a publish): status and panel catch up.
+    const wrote = (path: string) => {
+      poller.poke();
+      if (panel.path === path) {
+        panel.invalidate();
+      }
+    };
     tracker.currentChanged.connect(follow);
     tracker.widgetAdded.connect((_, widget: NotebookPanel) => {
       widget.context.saveState.connect((context, state) => {
         if (state === 'completed') {
-          poller.poke();
-          if (panel.path === context.path) {
-            panel.invalidate();
-          }
+          wrote(context.path);
         }
       });
       widget.context.pathChanged.connect((context, path) => {
@@ -361,16 +365,40 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const path = targetPath(args, tracker, browser);
       return !!path && path.endsWith('.ipynb');
     };
-
-    commands.addCommand(CommandIDs.publish, {
-      label: 'Publish notebook',
-      caption: 'Save, then publish this notebook to the published prefix in S3',
-      isEnabled: hasNotebook,
-      execute: async args => {
-        const path = targetPath(args, tracker, browser);
-        if (!path) {
-          return;
+    // A command on the notebook the arguments name (or the current one): enabled for a
+    // notebook, and run with its path.
+    const addNotebookCommand = (
+      id: string,
+      label: string,
+      caption: string,
+      run: (path: string, args: any) => Promise<unknown>
+    ) =>
+      commands.addCommand(id, {
+        label,
+        caption,
+        isEnabled: hasNotebook,
+        execute: async args => {
+          const path = targetPath(args, tracker, browser);
+          return path ? run(path, args) : undefined;
         }
+      });
+    // The newest published versions of a notebook; null when it has none (404).
+    const publishedListing = async (path: string, limit: number) => {
+      try {
+        return await listVersions(path, { prefix: 'published', limit });
+      } catch (error) {
+        if (error instanceof BookstoreError && error.status === 404) {
+          return null;
+        }
+        throw error;
+      }
+    };
+
+    addNotebookCommand(
+      CommandIDs.publish,
+      'Publish notebook',
+      'Save, then publish this notebook to the published prefix in S3',
+      async path => {
         let result: IPublishResult;
         try {
           await saveIfDirty(path);
@@ -386,10 +414,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           );
           return;
         }
-        poller.poke();
-        if (panel.path === path) {
-          panel.invalidate();
-        }
+        wrote(path);
         const link = cloneLink(result.bucket, result.key, result.versionID);
         await showDialog({
           title: `Published ${PathExt.basename(path)}`,
@@ -409,7 +434,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         });
         return result;
       }
-    });
+    );
 
     commands.addCommand(CommandIDs.openHistory, {
       label: 'Version history',
@@ -424,20 +449,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
-    commands.addCommand(CommandIDs.copyCloneLink, {
-      label: 'Copy clone link',
-      caption: 'Copy a link that clones the newest published version',
-      isEnabled: hasNotebook,
-      execute: async args => {
-        const path = targetPath(args, tracker, browser);
-        if (!path) {
-          return;
-        }
+    addNotebookCommand(
+      CommandIDs.copyCloneLink,
+      'Copy clone link',
+      'Copy a link that clones the newest published version',
+      async path => {
         try {
-          const listing = await listVersions(path, {
-            prefix: 'published',
-            limit: 1
-          });
+          const listing = await publishedListing(path, 1);
+          if (!listing) {
+            await showErrorMessage(
+              'No clone link',
+              `${PathExt.basename(path)} is not published yet: publish it first.`
+            );
+            return;
+          }
           const newest = listing.versions[0];
           const where = splitS3Path(listing.s3_path);
           if (!newest || !where) {
@@ -453,40 +478,28 @@ const plugin: JupyterFrontEndPlugin<void> = {
           );
           return link;
         } catch (error) {
-          const message =
-            error instanceof BookstoreError && error.status === 404
-              ? `${PathExt.basename(path)} is not published yet: publish it first.`
-              : errorMessage(error);
-          await showErrorMessage('No clone link', message);
+          await showErrorMessage('No clone link', errorMessage(error));
         }
       }
-    });
+    );
 
-    commands.addCommand(CommandIDs.run, {
-      label: 'Run published version…',
-      caption: 'Run a published version of this notebook with parameters',
-      isEnabled: hasNotebook,
-      execute: async args => {
-        const path = targetPath(args, tracker, browser);
-        if (!path) {
-          return;
-        }
+    addNotebookCommand(
+      CommandIDs.run,
+      'Run published version…',
+      'Run a published version of this notebook with parameters',
+      async (path, args) => {
         let published: {
           version_id: string | null;
           last_modified: string | null;
         }[] = [];
         try {
-          published = (
-            await listVersions(path, { prefix: 'published', limit: 20 })
-          ).versions;
+          published = (await publishedListing(path, 20))?.versions ?? [];
         } catch (error) {
-          if (!(error instanceof BookstoreError && error.status === 404)) {
-            await showErrorMessage(
-              'Cannot list published versions',
-              errorMessage(error)
-            );
-            return;
-          }
+          await showErrorMessage(
+            'Cannot list published versions',
+            errorMessage(error)
+          );
+          return;
         }
         if (!published.length) {
           await showErrorMessage(
@@ -550,7 +563,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           await showErrorMessage('Cannot start the run', message);
         }
       }
-    });
+    );
 
     // --- menus, palette, file browser, status bar -------------------------------------
     const ids = [

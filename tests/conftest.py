@@ -20,22 +20,46 @@ pytest_plugins = ["pytest_jupyter.jupyter_server", "bookstore.pytest_plugin"]
 BACKEND = os.environ.get("BOOKSTORE_TEST_S3", "moto")
 
 #: Modules whose outcome cannot depend on the S3 implementation under test, so they run once
-#: (on moto) and the SeaweedFS run deselects them with ``-m "not surface"``: pure logic,
-#: packaging, docs, page links, logging or the shape of HTTP answers, where S3 is only a
-#: backdrop; and test_testing_infra, which starts its own moto and SeaweedFS servers whatever
-#: ``BOOKSTORE_TEST_S3`` says (so it covers both in either run).
+#: (on moto) and the SeaweedFS run deselects them with ``-m "not surface"``:
+#:
+#: - pure logic, packaging, docs, layout and settings validation;
+#: - the HTTP surface, where S3 is only a backdrop: page links and rendering, the shape of
+#:   answers, authorization, confinement and hostile input, request limits, diff limits,
+#:   the event loop, the extension's state;
+#: - the kernel side of runs and of the in-kernel client (papermill, kernels), whose S3 calls
+#:   (put with metadata, list versions, head, get a version) are the store's, tested on both
+#:   servers by test_archive, test_versions, test_publish and test_clone;
+#: - the spool's bounds while S3 is cut off by a TCP proxy (test_limits: no S3 answers at all);
+#: - test_testing_infra, which starts its own moto and SeaweedFS servers whatever
+#:   ``BOOKSTORE_TEST_S3`` says (so it covers both in either run).
+#:
+#: Everything that reads back what S3 stored (versions, metadata, listings, pins, errors S3
+#: answers with, streaming reads, crash recovery against the bucket, the hub) runs on both.
 SURFACE_MODULES = {
     "test_cli_demo",
+    "test_client",
     "test_demo_script",
+    "test_diff_limits",
     "test_docs",
+    "test_event_loop",
+    "test_extension_state",
+    "test_history_page",
     "test_labextension",
+    "test_layout",
+    "test_limits",
     "test_logging",
     "test_openapi",
     "test_pages_frontend",
     "test_retention",
+    "test_run_cli",
+    "test_run_startup",
+    "test_runs_api",
     "test_scheduling_docs",
+    "test_security",
     "test_server_modes",
+    "test_settings",
     "test_testing_infra",
+    "test_units",
 }
 
 

@@ -522,3 +522,28 @@ class TestLongHistory:
         assert first_source_on_disk(jp_root_dir / "many.ipynb") == "foreign 7  # 0"
         assert s3_requests.reads() == ["HeadObject", "GetObject"]
         assert before != (jp_root_dir / "many.ipynb").read_bytes()
+
+
+def test_without_the_extension_checkpoints_build_one_history_for_their_archiver(
+    tmp_path: Path,
+) -> None:
+    # As jupyter_server's own contents tests run it (tests_upstream): a contents manager
+    # given its archiver directly, no extension and so no history built at start.
+    import logging
+
+    from bookstore import BookstoreContentsArchiver
+    from bookstore.s3 import S3Store
+    from bookstore.settings import BookstoreSettings
+    from bookstore.spool import Archiver
+
+    settings = BookstoreSettings(s3_bucket="notebooks", spool_dir=str(tmp_path / "spool"))
+    log = logging.getLogger("test")
+    cm = BookstoreContentsArchiver(root_dir=str(tmp_path))
+    cm.bookstore_archiver = Archiver(settings, S3Store(settings, log=log), log)
+    checkpoints = cm.checkpoints
+
+    first = checkpoints._history(cm.bookstore_archiver)
+    assert checkpoints._history(cm.bookstore_archiver) is first  # built once, not per call
+    assert first.archiver is cm.bookstore_archiver
+    other = Archiver(settings, S3Store(settings, log=log), log)
+    assert checkpoints._history(other).archiver is other  # never another archiver's

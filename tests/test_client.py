@@ -19,6 +19,8 @@ import pytest
 from helpers import notebook
 from jupyter_subprocess import JupyterSubprocess, free_port
 
+from bookstore import client as client_module
+from bookstore import errors
 from bookstore.client import (
     BookstoreBadRequest,
     BookstoreClient,
@@ -117,6 +119,23 @@ async def test_errors_are_typed(
         await in_thread(client.publish, "plain.txt")
     assert not_nb.value.status == 400  # the contents API refuses type=notebook for a text file
     assert not isinstance(not_nb.value, BookstoreInvalidNotebook)
+
+
+async def test_client_errors_are_bookstores_error_tree(
+    client: BookstoreClient, s3_bucket: str
+) -> None:
+    # The server's refusal and the client's error are the same class of bookstore.errors.
+    with pytest.raises(errors.NotFound) as missing:
+        await in_thread(client.clone, "published/no/such.ipynb")
+    with pytest.raises(errors.Forbidden) as forbidden:
+        await in_thread(client.clone, "a.ipynb", s3_bucket="some-other-bucket")
+
+    assert isinstance(missing.value, BookstoreNotFound)
+    assert isinstance(forbidden.value, BookstoreForbidden)
+    for e in (missing.value, forbidden.value):
+        assert isinstance(e, errors.BookstoreError)
+        assert errors.http_status(e) == e.status
+    assert client_module.BookstoreError is errors.BookstoreError
 
 
 async def test_wrong_token_is_forbidden(server_url: str) -> None:

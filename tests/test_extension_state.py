@@ -26,10 +26,16 @@ class RecordingStore(S3Store):
 
 class RecordingHistory(VersionHistory):
     built = 0
+    #: The paths whose pending saves were asked for through this class.
+    pending_of: list[str] = []
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         type(self).built += 1
         super().__init__(*args, **kwargs)
+
+    async def pending(self, path: str) -> Any:
+        type(self).pending_of.append(path)
+        return await super().pending(path)
 
 
 @pytest.fixture
@@ -68,6 +74,25 @@ async def test_the_classes_come_from_config_and_are_built_once(
 
     assert RecordingHistory.built == built  # no request builds its own history
     assert RecordingStore.gets >= 1  # the requests went through the configured store
+
+
+async def test_checkpoints_use_the_history_the_extension_built(
+    jp_fetch: Any, bookstore_ext: Any
+) -> None:
+    cm = bookstore_ext.serverapp.contents_manager
+    assert cm.bookstore_history is bookstore_ext.history
+    await save_versions(bookstore_ext, jp_fetch, "cp.ipynb", ["a = 1", "a = 2"])
+    built = RecordingHistory.built
+    RecordingHistory.pending_of.clear()
+
+    listed = json.loads((await jp_fetch("api", "contents", "cp.ipynb", "checkpoints")).body)
+    oldest = listed[0]["id"]
+    r = await jp_fetch("api", "contents", "cp.ipynb", "checkpoints", oldest, method="POST", body="")
+
+    assert r.code == 204
+    assert len(listed) == 2
+    assert RecordingHistory.built == built
+    assert "cp.ipynb" in RecordingHistory.pending_of  # the extension's history answered
 
 
 async def test_features_are_what_was_registered(

@@ -18,7 +18,7 @@ from helpers import notebook
 from history_helpers import fetch_error
 from slow_link import SlowLink
 
-from bookstore.handlers.streaming import TEMP_PREFIX
+from bookstore.streaming import TEMP_PREFIX
 from bookstore.testing import S3Server
 
 LIMIT = 64 * 1024

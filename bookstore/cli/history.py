@@ -19,9 +19,8 @@ from ..history import (
 )
 from ..metadata import content_type_for, object_metadata
 from ..render import cell_changes, human_size, metadata_changed, strip_ansi, text_diff
-from ..s3 import (
-    S3Store,
-)
+from ..s3 import PutResult, S3Store
+from ..services import restore_version
 from ..settings import BookstoreSettings
 from ..spool import (
     new_save_id,
@@ -36,12 +35,68 @@ from .base import (
     common_flags,
 )
 from .files import read_local_file, write_local_file
-from .output import Progress, plural, short_time, table
+from .output import Progress, collect_pages, plural, short_time, table
+
+
+class LocalRestore:
+    """:class:`bookstore.services.RestoreTarget` of ``bookstore restore``: the local file
+    (atomically), then, unless ``upload`` is off, the newest workspace version at once."""
+
+    def __init__(
+        self, settings: BookstoreSettings, store: S3Store, local: str, *, upload: bool
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.local = local
+        self.upload = upload
+        self.data = b""
+        self.result: PutResult | None = None
+
+    async def stream(self, *args: Any) -> None:
+        return None  # the CLI reads the version (within max_read_bytes), then writes it
+
+    async def write(
+        self, path: str, data: bytes, notebook: dict[str, Any] | None, version_id: str
+    ) -> dict[str, Any]:
+        self.data = data
+        await in_thread(write_local_file, self.local, data)
+        if self.upload:
+            metadata = object_metadata(
+                sha256=hashlib.sha256(data).hexdigest(),
+                saved_at=utcnow_iso(),
+                user=self.settings.username,
+                path=path,
+                save_id=new_save_id(),
+                extra={META_RESTORED_FROM: version_id},
+            )
+            self.result = await self.store.put_object(
+                self.settings.s3_key("workspace", path),
+                data,
+                metadata,
+                content_type=content_type_for(path),
+            )
+        return {"local_path": self.local}
+
 
 # --- subcommands --------------------------------------------------------------------------------
 
 
-class VersionsCommand(BookstoreCommand):
+class HistoryCommand(BookstoreCommand):
+    """Base of the commands on one file's history: its prefix, its :class:`VersionHistory`."""
+
+    prefix = Enum(
+        ["workspace", "published"], "workspace", help="Which prefix: workspace or published."
+    ).tag(config=True)
+
+    def history_of(
+        self, settings: BookstoreSettings, store: S3Store, args: list[str]
+    ) -> tuple[str, VersionHistory]:
+        """The Jupyter path given (``args[0]``) and the version history to read it from."""
+        self.need_bucket(settings)
+        return self.api_path(args[0]), VersionHistory(settings, store)
+
+
+class VersionsCommand(HistoryCommand):
     """List the versions of a file, newest first (saves still in the spool first)."""
 
     name = "bookstore-versions"
@@ -69,34 +124,27 @@ class VersionsCommand(BookstoreCommand):
         "all": ({"VersionsCommand": {"limit": 0}}, "List every version (the default)."),
     }
 
-    prefix = Enum(["workspace", "published"], "workspace", help="Which prefix to list.").tag(
-        config=True
-    )
     limit = Integer(
         0, help="Show at most this many versions, the newest (0, or --all: every one)."
     ).tag(config=True)
 
     async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
-        self.need_bucket(settings)
-        path = self.api_path(args[0])
-        history = VersionHistory(settings, store)
-        records: list[VersionRecord] = []
-        token: str | None = None
+        path, history = self.history_of(settings, store, args)
         listing = None
+
+        async def fetch(size: int, token: str | None) -> tuple[list[VersionRecord], str | None]:
+            nonlocal listing
+            listing = await history.listing(
+                path,
+                prefix=self.prefix,
+                limit=size,
+                page_token=token,
+                on_fetched=progress.advance,
+            )
+            return listing.versions, listing.next_token
+
         with Progress("listing versions") as progress:
-            while True:
-                page_size = 1000 if not self.limit else min(1000, self.limit - len(records) or 1)
-                listing = await history.listing(
-                    path,
-                    prefix=self.prefix,
-                    limit=page_size,
-                    page_token=token,
-                    on_fetched=progress.advance,
-                )
-                records += listing.versions
-                token = listing.next_token
-                if not token or (self.limit and len(records) >= self.limit):
-                    break
+            records, token = await collect_pages(fetch, self.limit)
         assert listing is not None
         total = len(records)
         if self.limit and (len(records) > self.limit or token):
@@ -142,7 +190,7 @@ class VersionsCommand(BookstoreCommand):
         self.emit(data, text)
 
 
-class ShowCommand(BookstoreCommand):
+class ShowCommand(HistoryCommand):
     """Print one version (default: the latest)."""
 
     name = "bookstore-show"
@@ -169,13 +217,10 @@ class ShowCommand(BookstoreCommand):
     }
 
     version_id = Unicode("", help="The version to show (default: the latest).").tag(config=True)
-    prefix = Enum(["workspace", "published"], "workspace", help="Which prefix.").tag(config=True)
     raw = Bool(False, help="Write the stored bytes to stdout.").tag(config=True)
 
     async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
-        self.need_bucket(settings)
-        path = self.api_path(args[0])
-        history = VersionHistory(settings, store)
+        path, history = self.history_of(settings, store, args)
         version_id = self.version_id
         if version_id:
             validate_version_id(version_id, "--version")
@@ -226,7 +271,7 @@ class ShowCommand(BookstoreCommand):
         return "\n".join(out).rstrip("\n") + "\n"
 
 
-class DiffCommand(BookstoreCommand):
+class DiffCommand(HistoryCommand):
     """What changed between two versions, or from a version to the local file."""
 
     name = "bookstore-diff"
@@ -248,17 +293,14 @@ class DiffCommand(BookstoreCommand):
         "all": ({"DiffCommand": {"show_unchanged": True}}, "Also show unchanged cells."),
     }
 
-    prefix = Enum(["workspace", "published"], "workspace", help="Which prefix.").tag(config=True)
     show_unchanged = Bool(False, help="Also show unchanged cells.").tag(config=True)
 
     async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
-        self.need_bucket(settings)
-        path = self.api_path(args[0])
+        path, history = self.history_of(settings, store, args)
         if not is_notebook_path(path):
             raise CommandError(f"{path} is not a notebook (.ipynb): only notebooks are diffed")
         a = validate_version_id(args[1], "A")
         b = validate_version_id(args[2], "B") if len(args) > 2 else None
-        history = VersionHistory(settings, store)
         current = None
         if b is None:
             local = self.local_path(path)
@@ -283,7 +325,7 @@ class DiffCommand(BookstoreCommand):
         self.emit(diff.to_json(), text)
 
 
-class RestoreCommand(BookstoreCommand):
+class RestoreCommand(HistoryCommand):
     """Write a version to the local file and archive it as the newest version."""
 
     name = "bookstore-restore"
@@ -314,38 +356,21 @@ class RestoreCommand(BookstoreCommand):
     }
 
     version_id = Unicode("", help="The version to restore (required).").tag(config=True)
-    prefix = Enum(["workspace", "published"], "workspace", help="Which prefix.").tag(config=True)
     local_only = Bool(False, help="Only write the local file.").tag(config=True)
 
     async def run(self, settings: BookstoreSettings, store: S3Store, args: list[str]) -> None:
-        self.need_bucket(settings)
-        path = self.api_path(args[0])
+        path, history = self.history_of(settings, store, args)
         if not self.version_id:
             self.usage_error("give the version to restore: --version ID")
         version_id = validate_version_id(self.version_id, "--version")
-        history = VersionHistory(settings, store)
+        local = self.local_path(path)
+        target = LocalRestore(settings, store, local, upload=not self.local_only)
         with Progress("restoring", total=2) as progress:
-            data = await history.read_bytes(path, version_id, self.prefix)
+            await restore_version(
+                history, path, version_id, self.prefix, target, on_read=progress.advance
+            )
             progress.advance()
-            if is_notebook_path(path):
-                await in_thread(parse_notebook, data, f"version {version_id}")
-            local = self.local_path(path)
-            await in_thread(write_local_file, local, data)
-            result = None
-            if not self.local_only:
-                key = settings.s3_key("workspace", path)
-                metadata = object_metadata(
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    saved_at=utcnow_iso(),
-                    user=settings.username,
-                    path=path,
-                    save_id=new_save_id(),
-                    extra={META_RESTORED_FROM: version_id},
-                )
-                result = await store.put_object(
-                    key, data, metadata, content_type=content_type_for(path)
-                )
-            progress.advance()
+        data, result = target.data, target.result
         data_out = {
             "path": path,
             "local_path": local,

@@ -4,13 +4,36 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any, TextIO
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TextIO, TypeVar
 
 from ..history import (
     VersionRecord,
 )
 from ..times import human_time
+
+T = TypeVar("T")
+
+
+async def collect_pages(
+    fetch: Callable[[int, str | None], Awaitable[tuple[Sequence[T], str | None]]],
+    limit: int,
+    page_size: int = 1000,
+) -> tuple[list[T], str | None]:
+    """The items of ``fetch(size, page_token)``, page after page, until the last page or
+    until ``limit`` are in (0: no limit); (items, the next page's token or None).
+
+    The items are not cut to ``limit``: a command says how many more there are.
+    """
+    items: list[T] = []
+    token: str | None = None
+    while True:
+        size = page_size if not limit else min(page_size, limit - len(items) or 1)
+        page, token = await fetch(size, token)
+        items += page
+        if not token or (limit and len(items) >= limit):
+            return items, token
+
 
 # --- output helpers -----------------------------------------------------------------------------
 

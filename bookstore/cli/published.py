@@ -10,7 +10,7 @@ from ..s3 import S3Store
 from ..settings import BookstoreSettings
 from ..times import human_time
 from .base import BookstoreCommand, common_aliases
-from .output import table
+from .output import collect_pages, table
 
 
 class PublishedCommand(BookstoreCommand):
@@ -39,15 +39,12 @@ class PublishedCommand(BookstoreCommand):
         owner = validate_filter(self.owner, "--owner")
         q = validate_filter(self.q, "--q")
         gallery = Gallery(settings, store, count_budget=None)  # a command waits for counts
-        found: list[PublishedNotebook] = []
-        token: str | None = None
-        while True:
-            want = MAX_LIMIT if not self.limit else min(MAX_LIMIT, self.limit - len(found))
-            page = await gallery.page(owner=owner, q=q, limit=max(want, 1), page_token=token)
-            found += page.notebooks
-            token = page.next_token
-            if not token or (self.limit and len(found) >= self.limit):
-                break
+
+        async def fetch(size: int, token: str | None) -> tuple[list[PublishedNotebook], str | None]:
+            page = await gallery.page(owner=owner, q=q, limit=size, page_token=token)
+            return page.notebooks, page.next_token
+
+        found, _ = await collect_pages(fetch, self.limit, MAX_LIMIT)
         if self.limit:
             found = found[: self.limit]
         rows = [

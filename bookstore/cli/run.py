@@ -16,6 +16,7 @@ from ..history import (
 from ..s3 import (
     S3Store,
 )
+from ..services import prepare_run
 from ..settings import BookstoreSettings, clean_api_path
 from .base import (
     BookstoreCommand,
@@ -23,7 +24,7 @@ from .base import (
     common_aliases,
     common_flags,
 )
-from .output import Progress, table
+from .output import Progress, collect_pages, table
 
 
 class RunCommand(BookstoreCommand):
@@ -226,7 +227,18 @@ class RunCommand(BookstoreCommand):
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, on_signal, signal.Signals(sig).name)
                 handled.append(sig)
-            result = await runner.run()
+            await runner.check()
+            prepared = await prepare_run(
+                settings,
+                store,
+                options.path,
+                origin=options.origin,
+                version_id=options.version_id,
+                s3_key=options.s3_key,
+                s3_bucket=options.s3_bucket,
+                kernel=options.kernel,
+            )
+            result = await runner.run(prepared)
         except RunError as e:
             self.fail(str(e))
             return e.exit_code
@@ -276,19 +288,17 @@ class RunsCommand(BookstoreCommand):
 
         self.need_bucket(settings)
         path = self.api_path(args[0])
-        runs: list[dict[str, Any]] = []
-        token: str | None = None
         listing = None
+
+        async def fetch(size: int, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+            nonlocal listing
+            listing = await list_runs(
+                settings, store, path, limit=size, page_token=token, on_fetched=progress.advance
+            )
+            return listing.runs, listing.next_token
+
         with Progress("listing runs") as progress:
-            while True:
-                size = 1000 if not self.limit else min(1000, self.limit - len(runs) or 1)
-                listing = await list_runs(
-                    settings, store, path, limit=size, page_token=token, on_fetched=progress.advance
-                )
-                runs += listing.runs
-                token = listing.next_token
-                if not token or (self.limit and len(runs) >= self.limit):
-                    break
+            runs, _ = await collect_pages(fetch, self.limit)
         if self.limit:
             runs = runs[: self.limit]
         assert listing is not None

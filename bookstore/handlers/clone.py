@@ -40,6 +40,7 @@ from ..s3 import MAX_KEY_BYTES, S3Error, S3NotFound
 from ..services import clone_target
 from ..settings import clean_api_path, describe_char, unsafe_path_char
 from ..shared_folder import open_beneath, read_beneath
+from ..streaming import discard, download_into_folder, local_os_path, move_into_place
 from ..validators import optional_version_id
 from .base import (
     AUTH_RESOURCE,
@@ -50,7 +51,6 @@ from .base import (
 from .common import BoundedBodyMixin, dumps
 from .frontend import Links, frontend_links
 from .history import jupyter_logo_data_uri
-from .streaming import discard, download_into_folder, local_os_path, move_into_place
 
 if TYPE_CHECKING:
     from ..settings import BookstoreSettings

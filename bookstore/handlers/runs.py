@@ -20,27 +20,10 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import path_regex
 from tornado import web
 
-from ..errors import BadRequest, Forbidden, NotANotebook, NotFound, TooManyRequests
-from ..history import (
-    contents_model,
-    is_notebook_path,
-    parse_notebook,
-    validate_limit,
-    validate_version_id,
-)
-from ..runs import (
-    RunError,
-    RunManager,
-    TooManyRuns,
-    check_kernel,
-    check_kernel_name,
-    check_parameters,
-    isoformat,
-    list_runs,
-    notebook_kernel,
-    run_from_metadata,
-)
-from ..s3 import S3BadRequest, S3NotFound
+from ..errors import BadRequest
+from ..history import contents_model, validate_limit, validate_version_id
+from ..runs import RunManager, list_runs, run_from_metadata
+from ..services import runnable_path, start_run
 from .base import BookstoreAPIHandler
 from .history import BookstorePageHandler
 from .versions_common import HistoryMixin
@@ -55,70 +38,26 @@ class RunsMixin(HistoryMixin):
 
     @staticmethod
     def notebook_path(path: str) -> str:
-        if not is_notebook_path(path):
-            raise NotANotebook(f"{path!r} is not a notebook (.ipynb): only notebooks run")
-        return path
+        return runnable_path(path)
 
     async def start_run(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Check the request, resolve the published version, start it; the 202 answer."""
-        settings = self.settings["bookstore_settings"]
-        store = self.settings["bookstore_store"]
-        try:
-            version_id = body.get("version_id")
-            version_id = None if version_id in (None, "") else validate_version_id(version_id)
-            parameters = check_parameters(body.get("parameters"))
-            kernel = check_kernel_name(body.get("kernel"))
-        except RunError as e:
-            raise BadRequest(str(e)) from e
+        """Start a run of ``path`` as :func:`bookstore.services.start_run` does; the 202
+        answer. ``body`` holds ``version_id``, ``parameters`` and ``kernel``, all optional."""
         unknown = set(body) - {"version_id", "parameters", "kernel"}
         if unknown:
             raise BadRequest(
                 f"unknown field(s) {', '.join(sorted(unknown))}: give version_id, "
                 f"parameters and kernel",
             )
-        key = settings.s3_key("published", path)
-        reason = settings.unreadable_reason(key)
-        if reason:
-            raise Forbidden(reason)
-        try:
-            got = await store.get_object(key, version_id)
-        except (S3NotFound, S3BadRequest) as e:
-            if version_id:
-                raise NotFound(
-                    f"published version {version_id!r} of {path!r} does not exist"
-                ) from e
-            raise NotFound(
-                f"{path!r} has no published version (s3://{settings.s3_bucket}/{key}): "
-                f"publish it first",
-            ) from e
-        nb = await run_sync(parse_notebook, got.body, f"published version of {path}")
-        try:
-            kernel = notebook_kernel(nb, kernel)
-            await run_sync(check_kernel, kernel)
-        except RunError as e:
-            raise NotFound(str(e)) from e
-        import hashlib
-
-        source = {
-            "bucket": settings.s3_bucket,
-            "key": key,
-            "prefix": "published",
-            "version_id": got.version_id,
-            "sha256": hashlib.sha256(got.body).hexdigest(),
-        }
-        try:
-            run = await self.run_manager.start(path, source, parameters, kernel)
-        except TooManyRuns as e:
-            raise TooManyRequests(str(e)) from e
-        return {
-            "run_id": run.run_id,
-            "path": path,
-            "status": run.status,
-            "source_version_id": got.version_id,
-            "kernel": kernel,
-            "parameters": parameters,
-            "started": isoformat(run.started),
-        }
+        return await start_run(
+            self.run_manager,
+            self.settings["bookstore_settings"],
+            self.settings["bookstore_store"],
+            path,
+            version_id=body.get("version_id"),
+            parameters=body.get("parameters"),
+            kernel=body.get("kernel"),
+        )
 
 
 class RunsHandler(RunsMixin, BookstoreAPIHandler):

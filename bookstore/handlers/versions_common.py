@@ -6,25 +6,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from anyio.to_thread import run_sync
 from jupyter_server.utils import ensure_async
 from nbformat.v4.rwbase import strip_transient
 
-from ..checkpoints import restore_model
-from ..errors import BadRequest, NotANotebook, NotFound, TooLarge
+from ..errors import BadRequest, NotANotebook, TooLarge
 from ..history import (
-    META_RESTORED_FROM,
     NotebookDiff,
     VersionHistory,
     is_notebook_path,
-    save_model,
     validate_prefix,
     validate_version_id,
 )
-from ..s3 import S3BadRequest, S3NotFound
+from ..services import ContentsRestore, restore_version
 from ..settings import clean_api_path
 from .base import require_contents_permission
-from .streaming import discard, download_into_folder, local_os_path, move_into_place
 
 
 @dataclass
@@ -94,20 +89,15 @@ class HistoryMixin:
         return DiffRequest(prefix, from_id, to_id, diff)
 
     async def restore(self, path: str, version_id: str, prefix: str) -> dict[str, Any]:
-        """Write a version back into ``path`` as a normal save; the saved model, no content.
+        """Write a version back into ``path`` as a normal save
+        (:func:`bookstore.services.restore_version`); the saved model, no content.
 
         Writes into the Jupyter root, so it needs ``("write", "contents")``. Files other than
         notebooks stream from S3 to disk (see :mod:`.streaming`).
         """
         await require_contents_permission(self, "write")
-        cm = self.contents_manager
-        os_path = None if is_notebook_path(path) else local_os_path(cm, path)
-        if os_path is not None and hasattr(cm, "archive_file"):
-            saved = await self._restore_streamed(path, os_path, version_id, prefix)
-        else:
-            data = await self.history.read_bytes(path, version_id, prefix)
-            model = await run_sync(save_model, path, data)
-            saved = await restore_model(cm, path, model, restored_from=version_id)
+        target = ContentsRestore(self.contents_manager)
+        saved = await restore_version(self.history, path, version_id, prefix, target)
         self.log.info(
             "bookstore: restored %s from %s version %s (save %s)",
             path,
@@ -115,32 +105,4 @@ class HistoryMixin:
             version_id,
             saved.get("bookstore_save_id"),
         )
-        return saved
-
-    async def _restore_streamed(
-        self, path: str, os_path: str, version_id: str, prefix: str
-    ) -> dict[str, Any]:
-        cm = self.contents_manager
-        directory = path.rpartition("/")[0]
-        if directory and not await ensure_async(cm.dir_exists(directory)):
-            raise NotFound(f"cannot restore {path}: directory {directory!r} does not exist")
-        history = self.history
-        validate_version_id(version_id)
-        try:
-            tmp, _info = await download_into_folder(
-                history.store, history.key(path, prefix), os_path, version_id
-            )
-        except (S3NotFound, S3BadRequest) as e:
-            raise NotFound(
-                f"version {version_id!r} of {path!r} does not exist under the {prefix} prefix"
-            ) from e
-        try:
-            await move_into_place(tmp, os_path)
-        except BaseException:
-            await discard(tmp)
-            raise
-        entry = await cm.archive_file(path, extra={META_RESTORED_FROM: version_id})
-        saved = dict(await ensure_async(cm.get(path, content=False)))
-        if entry is not None:
-            saved["bookstore_save_id"] = entry.save_id
         return saved

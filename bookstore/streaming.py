@@ -12,10 +12,8 @@ import contextlib
 import os
 from typing import Any
 
-from anyio.to_thread import run_sync
-from tornado import web
-
-from ..s3 import ObjectInfo, S3Store
+from .s3 import ObjectInfo, S3Store
+from .threads import in_thread
 
 #: Prefix of the temporary files a streamed write leaves in the destination folder.
 TEMP_PREFIX = ".bookstore-download-"
@@ -27,6 +25,9 @@ def local_os_path(contents_manager: Any, path: str) -> str | None:
     get = getattr(contents_manager, "_get_os_path", None)
     if get is None:
         return None
+    # Only the server calls this: the command line's import path stays free of tornado.
+    from tornado import web
+
     try:
         return str(get(path))
     except web.HTTPError:
@@ -61,7 +62,7 @@ def _move(tmp: str, os_path: str) -> None:
 
 async def move_into_place(tmp: str, os_path: str) -> None:
     """Atomically put the downloaded file at ``os_path`` (replacing what is there)."""
-    await run_sync(_move, tmp, os_path)
+    await in_thread(_move, tmp, os_path)
 
 
 async def discard(tmp: str) -> None:
@@ -71,4 +72,4 @@ async def discard(tmp: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
 
-    await run_sync(remove)
+    await in_thread(remove)
