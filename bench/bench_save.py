@@ -6,14 +6,16 @@ Starts, on loopback:
   * Jupyter server B: the same, with bookstore's archiving contents manager and extension,
 then PUTs notebooks through the contents API, alternating A and B save by save so both see
 the same machine noise, and prints p50 / p95 per size (10 KB, 1 MB, 10 MB, 50 MB) and the
-B/A ratios. Then the memory test: 8 notebooks of 50 MB saved at once to each server, and
-the peak RSS of each server process (for B until its uploads are done). Finally it sends
-a burst of 1,000 saves across 50 notebooks to B and reports how many became S3 versions
-and how long the queue took to drain. ``--plot out.png`` draws the ratio and the p50s
-against the notebook size (needs matplotlib: ``pip install .[bench]``).
+B/A ratios. Then the outage test: a third server C, bookstore too, whose S3 never answers,
+alternating 10 KB saves with B (S3 up): the C/B ratio. Then the memory test: 8 notebooks
+of 50 MB saved at once to each server, and the peak RSS of each server process (for B
+until its uploads are done). Finally it sends a burst of 1,000 saves across 50 notebooks
+to B and reports how many became S3 versions, whether each notebook's versions are in
+save order, and how long the queue took to drain. ``--plot out.png`` draws the ratio and
+the p50s against the notebook size (needs matplotlib: ``pip install .[bench]``).
 
     python bench/bench_save.py [--saves 60] [--burst 1000] [--notebooks 50] [--json out.json]
-                               [--plot docs/images/save-overhead.png]
+                               [--outage-saves 40] [--plot docs/images/save-overhead.png]
 """
 
 from __future__ import annotations
@@ -145,16 +147,20 @@ def pct(values: list[float], q: float) -> float:
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
-def latency(a: Jupyter, b: Jupyter, size: int, n: int) -> dict[str, Any]:
+def latency(
+    a: Jupyter, b: Jupyter, size: int, n: int, labels: tuple[str, str] = ("plain", "bookstore")
+) -> dict[str, Any]:
+    """Saves of a ``size`` notebook alternating between ``a`` and ``b``: p50, p95, b/a ratios."""
+    first, second = labels
     nb_a = make_notebook(size, "a")
     nb_b = make_notebook(size, "b")
     actual = len(nbformat.writes(nbformat.from_dict(nb_a)).encode())
     for srv, nb in ((a, nb_a), (b, nb_b)):  # warm up both
         for _ in range(5 if size < 5_000_000 else 1):
             srv.save(f"lat-{size}.ipynb", nb)
-    times: dict[str, list[float]] = {"plain": [], "bookstore": []}
+    times: dict[str, list[float]] = {first: [], second: []}
     for i in range(n):
-        order = [(a, "plain", nb_a), (b, "bookstore", nb_b)]
+        order = [(a, first, nb_a), (b, second, nb_b)]
         if i % 2:
             order.reverse()
         for srv, label, nb in order:
@@ -163,9 +169,31 @@ def latency(a: Jupyter, b: Jupyter, size: int, n: int) -> dict[str, Any]:
     out: dict[str, Any] = {"bytes": actual, "saves": n}
     for label, ts in times.items():
         out[label] = {"p50_ms": pct(ts, 0.5) * 1e3, "p95_ms": pct(ts, 0.95) * 1e3}
-    out["ratio_p50"] = out["bookstore"]["p50_ms"] / out["plain"]["p50_ms"]
-    out["ratio_p95"] = out["bookstore"]["p95_ms"] / out["plain"]["p95_ms"]
+    out["ratio_p50"] = out[second]["p50_ms"] / out[first]["p50_ms"]
+    out["ratio_p95"] = out[second]["p95_ms"] / out[first]["p95_ms"]
     return out
+
+
+class HungS3:
+    """An S3 endpoint that never answers: connections queue in its backlog, unanswered."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4096)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def outage(b: Jupyter, c: Jupyter, size: int, n: int) -> dict[str, Any]:
+    """Saves to ``c`` (bookstore, its S3 never answers) against ``b`` (bookstore, S3 up)."""
+    r = latency(b, c, size, n, labels=("s3_up", "s3_down"))
+    archive = c.status()["archive"]
+    r["queued_during_outage"] = archive["pending"]
+    r["uploaded_during_outage"] = archive["uploaded"]
+    return r
 
 
 def peak_rss_during(pid: int, work: Any) -> tuple[int, Any]:
@@ -304,15 +332,28 @@ def burst(b: Jupyter, s3: Any, bucket: str, total: int, notebooks: int) -> dict[
             raise RuntimeError("queue did not drain in 10 minutes")
         time.sleep(0.05)
     t_drained = time.perf_counter()
-    versions = 0
+    by_key: dict[str, list[dict[str, Any]]] = {}
     for page in s3.get_paginator("list_object_versions").paginate(
         Bucket=bucket, Prefix="workspace/burst/"
     ):
-        versions += len(page.get("Versions", []))
+        for v in page.get("Versions", []):
+            by_key.setdefault(v["Key"], []).append(v)
+    versions = sum(len(vs) for vs in by_key.values())
+
+    def save_ids(key: str) -> list[str]:
+        # S3 lists a key's versions newest first; oldest first, their save ids must sort.
+        return [
+            s3.head_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])["Metadata"]["save-id"]
+            for v in reversed(by_key[key])
+        ]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        in_order = all(ids == sorted(ids) for ids in pool.map(save_ids, by_key))
     return {
         "saves": total,
         "notebooks": notebooks,
         "versions_archived": versions,
+        "each_notebook_in_save_order": in_order,
         "save_phase_s": t_saved - t0,
         "drain_after_last_save_s": t_drained - t_saved,
         "total_s": t_drained - t0,
@@ -332,6 +373,12 @@ def main() -> int:
         "--sizes",
         default="10000,1000000,10000000,50000000",
         help="notebook sizes in bytes, comma-separated",
+    )
+    ap.add_argument(
+        "--outage-saves",
+        type=int,
+        default=40,
+        help="saves per server while S3 is down vs up (0: skip); 10 KB notebooks",
     )
     ap.add_argument("--memory-notebooks", type=int, default=8)
     ap.add_argument("--memory-size", type=int, default=50_000_000)
@@ -400,11 +447,30 @@ def main() -> int:
                 f"(base {m['bookstore']['base_mb']:.0f}, uploads included): "
                 f"ratio {m['ratio_peak']:.2f}"
             )
+        if args.outage_saves:
+            hung = HungS3()
+            c = Jupyter("outage", workdir, {**env, "JPYNB_S3_ENDPOINT_URL": hung.url}, archive=True)
+            servers.append(c)
+            try:
+                o = outage(b, c, 10_000, args.outage_saves)
+            finally:
+                c.stop()
+                servers.remove(c)
+                hung.close()
+            results["outage"] = o
+            print(
+                f"S3 outage, {o['saves']} saves of {o['bytes']} bytes each: S3 up p50 "
+                f"{o['s3_up']['p50_ms']:.1f}ms, S3 down (never answers) p50 "
+                f"{o['s3_down']['p50_ms']:.1f}ms: ratio p50 {o['ratio_p50']:.3f}, p95 "
+                f"{o['ratio_p95']:.3f}; {o['queued_during_outage']} save(s) queued, "
+                f"{o['uploaded_during_outage']} uploaded"
+            )
         r = burst(b, s3, bucket, args.burst, args.notebooks)
         results["burst"] = r
         print(
             f"burst: {r['saves']} saves across {r['notebooks']} notebooks -> "
-            f"{r['versions_archived']} S3 versions; saves took {r['save_phase_s']:.1f}s "
+            f"{r['versions_archived']} S3 versions (in save order: "
+            f"{r['each_notebook_in_save_order']}); saves took {r['save_phase_s']:.1f}s "
             f"(p50 {r['save_p50_ms']:.1f}ms), queue drained {r['drain_after_last_save_s']:.1f}s "
             f"after the last save ({r['total_s']:.1f}s in all)"
         )
@@ -418,7 +484,7 @@ def main() -> int:
             Path(args.json).write_text(json.dumps(results, indent=2))
         if args.plot:
             plot(results, args.plot)
-        return 0 if r["versions_archived"] == r["saves"] else 1
+        return 0 if r["versions_archived"] == r["saves"] and r["each_notebook_in_save_order"] else 1
     finally:
         for srv in servers:
             srv.stop()

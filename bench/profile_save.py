@@ -3,8 +3,10 @@
 Runs the very functions a save runs, in this process, on a temporary directory on the
 same disk as the spool (no server, no S3): serialising the notebook, hashing it, the disk
 write jupyter_server makes (``atomic_writing``), the spool's stage (write + fsync), its
-commit (rename + directory fsync) and one hop to a worker thread and back. Medians of
-``--runs`` runs per size.
+commit (rename + directory fsync) and one hop to a worker thread and back; the disk
+write and the stage one after the other against side by side. Then the contents manager's
+whole ``save()``, plain and bookstore, alternating, in this process (no HTTP, no S3).
+Medians of ``--runs`` runs per size.
 
     python bench/profile_save.py [--runs 50] [--sizes 10000,1000000]
 """
@@ -15,12 +17,15 @@ import argparse
 import asyncio
 import hashlib
 import json
+import logging
 import os
+import socket
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import nbformat
@@ -87,6 +92,32 @@ def profile(size: int, runs: int, workdir: str) -> dict[str, float]:
             spool.remove(s.entry)
         return statistics.median(samples) * 1e3
 
+    helper = ThreadPoolExecutor(1)
+    slot = os.path.join(workdir, "slot")
+    with open(slot, "wb") as f:  # a pre-allocated spool slot, reused by every save
+        f.write(b"\0" * (len(data) + 512))
+        os.fsync(f.fileno())
+
+    def write_slot() -> None:
+        fd = os.open(slot, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, 512)
+            os.pwrite(fd, entry().header()[:512], 0)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    def stage_then_write() -> None:
+        s = spool.stage(entry(), data)
+        write_disk()
+        spool.rename_staged(s)
+        spool.remove(s.entry)
+
+    def stage_beside_write() -> None:
+        s, error = spool.stage_beside(entry(), data, write_disk, helper)
+        assert s is not None, error
+        spool.remove(s.entry)
+
     write_disk()
     out: dict[str, float] = {
         "bytes": len(data),
@@ -97,10 +128,74 @@ def profile(size: int, runs: int, workdir: str) -> dict[str, float]:
         "sha256": timed(lambda: hashlib.sha256(data).hexdigest(), runs),
         "disk write (atomic_writing, fsync)": timed(write_disk, runs),
         "spool stage (write + fsync)": timed(stage, runs),
+        "a reused slot instead (pwrite + fdatasync)": timed(write_slot, runs),
         "spool commit, waiting (rename + dir fsync)": commit_alone(False),
         "spool commit, fsync deferred (rename only)": commit_alone(True),
         "thread hop (run_in_executor)": asyncio.run(hop(runs)),
+        "stage, then disk write, then rename (one thread)": timed(stage_then_write, runs),
+        "disk write with the stage beside it, rename": timed(stage_beside_write, runs),
     }
+    helper.shutdown()
+    return out
+
+
+async def whole_saves(size: int, runs: int, workdir: str) -> dict[str, float]:
+    """``save()`` of the contents manager in this process, plain and bookstore, alternating.
+
+    No HTTP, no S3: bookstore's uploads go to a port nobody listens on and wait an hour
+    before retrying, so what is timed is the save path alone.
+    """
+    from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+
+    from bookstore.archive import BookstoreContentsArchiver
+    from bookstore.s3 import S3Store
+    from bookstore.settings import BookstoreSettings
+    from bookstore.spool import Archiver
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    settings = BookstoreSettings(
+        s3_bucket="profile",
+        s3_endpoint_url=f"http://127.0.0.1:{dead}",
+        spool_dir=os.path.join(workdir, f"spool-{size}"),
+        upload_retry_initial_delay=3600,
+        upload_retry_max_delay=3600,
+        s3_access_key_id="profile",
+        s3_secret_access_key="profile",
+        max_spool_bytes=0,
+        skip_identical_saves=False,
+    )
+    log = logging.getLogger("profile")
+    log.setLevel(logging.CRITICAL)
+    roots = {name: os.path.join(workdir, f"{name}-{size}") for name in ("plain", "bookstore")}
+    for root in roots.values():
+        os.makedirs(root)
+    plain = AsyncLargeFileManager(root_dir=roots["plain"])
+    book = BookstoreContentsArchiver(root_dir=roots["bookstore"])
+    store = S3Store(settings)
+    archiver = Archiver(settings, store, log)
+    archiver.root_dir = roots["bookstore"]
+    book.bookstore_archiver = archiver
+    nb = make_notebook(size, "whole")
+    samples: dict[str, list[float]] = {"plain": [], "bookstore": []}
+    try:
+        for i in range(runs + 3):
+            order = [("plain", plain), ("bookstore", book)]
+            if i % 2:
+                order.reverse()
+            for name, cm in order:
+                nb["cells"][0]["source"] = f"# save {i}"
+                model = {"type": "notebook", "content": json.loads(json.dumps(nb))}
+                t0 = time.perf_counter()
+                await cm.save(model, "nb.ipynb")
+                if i >= 3:  # the first ones warm up (the archiver starts)
+                    samples[name].append(time.perf_counter() - t0)
+    finally:
+        await archiver.stop(flush_timeout=0)
+        await store.close()
+    out = {name: statistics.median(ts) * 1e3 for name, ts in samples.items()}
+    out["ratio"] = out["bookstore"] / out["plain"]
     return out
 
 
@@ -115,7 +210,12 @@ def main() -> int:
             res = profile(size, args.runs, workdir)
             print(f"notebook of {res.pop('bytes')} bytes, median of {args.runs} runs")
             for step, ms in res.items():
-                print(f"  {step:<45} {ms:7.2f} ms")
+                print(f"  {step:<50} {ms:7.2f} ms")
+            whole = asyncio.run(whole_saves(size, args.runs, workdir))
+            print(
+                f"  whole save() in this process, alternating: plain {whole['plain']:.2f} ms, "
+                f"bookstore {whole['bookstore']:.2f} ms, ratio {whole['ratio']:.3f}"
+            )
     print("load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     return 0
 

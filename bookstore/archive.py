@@ -16,6 +16,7 @@ import asyncio
 import os
 from base64 import decodebytes
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -210,29 +211,33 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
         archiver.last_error = {"message": f"spooling failed: {e}", "path": path, "at": utcnow_iso()}
         self.log.error("bookstore: could not queue %s for archiving: %s", path, e, exc_info=True)
 
-    async def _write_and_stage(self, os_path: str, data: bytes, content_type: str) -> None:
-        """Write ``data`` to ``os_path`` and, at the same time, stage it in the spool."""
+    async def _write_and_stage(
+        self, os_path: str, produce: Callable[[], bytes], content_type: str
+    ) -> None:
+        """Write the bytes ``produce()`` makes to ``os_path`` and, beside it, to the spool.
+
+        One trip to a worker thread for the whole save (:meth:`Archiver.write_and_commit`):
+        serialising, hashing, the disk write, the spool stage beside it and its commit.
+        """
         staged = current_stages()
         archiver = self.bookstore_archiver
         path = to_api_path(os_path, self.root_dir)
         if archiver is not None:
             await archiver.durable(path)  # the file recovers the previous save until then
-        write = run_sync(self._write_bytes, os_path, data)
         if staged is None or archiver is None:
-            await write
+            await run_sync(lambda: self._write_bytes(os_path, produce()))
             return
-        results = await asyncio.gather(
-            write,
-            archiver.stage(path, data, content_type=content_type, extra=extra_metadata()),
-            return_exceptions=True,
+        stage, error = await archiver.write_and_commit(
+            path,
+            produce,
+            partial(self._write_bytes, os_path),
+            content_type=content_type,
+            extra=extra_metadata(),
         )
-        write_result, stage_result = results
-        if isinstance(stage_result, BaseException):
-            self._archive_failed(archiver, path, stage_result)
-        else:
-            staged.append(stage_result)
-        if isinstance(write_result, BaseException):
-            raise write_result
+        if error is not None:
+            self._archive_failed(archiver, path, error)
+        if stage is not None:
+            staged.append(stage)
 
     def _write_bytes(self, os_path: str, data: bytes) -> None:
         with self.atomic_writing(os_path, text=False) as f:
@@ -243,20 +248,16 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
     ) -> None:
         if current_stages() is None:
             return await super()._save_notebook(os_path, nb, capture_validation_error)
-        # Exactly what nbformat.write() would put on disk.
-        text = await run_sync(
-            partial(
-                nbformat.writes,
-                nb,
-                version=nbformat.NO_CONVERT,
-                capture_validation_error=capture_validation_error,
-            )
-        )
-        data = text.encode("utf-8")
-        del text  # one copy of a big notebook in memory, not two, while it is written
-        if not data.endswith(b"\n"):
-            data += b"\n"
-        await self._write_and_stage(os_path, data, NOTEBOOK_CONTENT_TYPE)
+
+        def produce() -> bytes:
+            # Exactly what nbformat.write() would put on disk; one copy of a big notebook
+            # in memory, not two, while it is written.
+            data = nbformat.writes(
+                nb, version=nbformat.NO_CONVERT, capture_validation_error=capture_validation_error
+            ).encode("utf-8")
+            return data if data.endswith(b"\n") else data + b"\n"
+
+        await self._write_and_stage(os_path, produce, NOTEBOOK_CONTENT_TYPE)
 
     async def _save_file(self, os_path: str, content: Any, format: Any) -> None:
         if current_stages() is None:
@@ -270,4 +271,4 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
                 bcontent = decodebytes(content.encode("ascii"))
         except Exception as e:
             raise web.HTTPError(400, f"Encoding error saving {os_path}: {e}") from e
-        await self._write_and_stage(os_path, bcontent, guess_type(os_path))
+        await self._write_and_stage(os_path, lambda: bcontent, guess_type(os_path))

@@ -67,6 +67,8 @@ from .metadata import (  # noqa: F401  (their former home: kept importable from 
     META_USER,
     NOTEBOOK_CONTENT_TYPE,
 )
+from .signing import HashedBody
+from .signing import install as install_signer
 
 if TYPE_CHECKING:
     from .settings import BookstoreSettings
@@ -253,11 +255,17 @@ def translate_error(exc: BaseException, what: str) -> S3Error:
     return S3Error(f"{what}: {type(exc).__name__}: {exc}")
 
 
-def _read_part(f: BinaryIO, size: int, digest: Any) -> tuple[bytes, str]:
-    """Read up to ``size`` bytes, add them to ``digest``; the bytes and their base64 MD5."""
+def _read_part(f: BinaryIO, size: int, digest: Any, signed: bool) -> tuple[HashedBody, str]:
+    """Read up to ``size`` bytes, add them to ``digest``; the body and its base64 MD5.
+
+    In a worker thread. With ``signed`` (plain HTTP: botocore signs the payload) the body
+    carries its SHA-256 too, so that signing it hashes nothing on the event loop
+    (:mod:`.signing`); over HTTPS the Content-MD5 stands in for it.
+    """
     data = f.read(size)
     digest.update(data)
-    return data, base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
+    return HashedBody(data, hashlib.sha256(data).hexdigest() if signed else None), md5
 
 
 def _check_body(f: BinaryIO, size: int, read: int, digest: Any, sha256: str, key: str) -> None:
@@ -488,6 +496,11 @@ class S3Store:
         )
         return kwargs
 
+    @property
+    def _signs_payloads(self) -> bool:
+        """Whether botocore signs upload bodies: over plain HTTP (HTTPS has Content-MD5)."""
+        return not (self.settings.s3_endpoint_url or "https:").startswith("https:")
+
     async def client(self) -> Any:
         """The long-lived client, created on first use."""
         if self._client is not None:
@@ -503,6 +516,7 @@ class S3Store:
                 )
                 for op in ("PutObject", "CompleteMultipartUpload"):
                     self._client.meta.events.register(f"needs-retry.s3.{op}", _refuse_blind_resend)
+                install_signer(self._client)
                 self._stack = stack
         return self._client
 
@@ -519,7 +533,7 @@ class S3Store:
     async def put_object(
         self,
         key: str,
-        body: bytes,
+        body: bytes | HashedBody,
         metadata: Mapping[str, str] | None = None,
         *,
         bucket: str | None = None,
@@ -596,7 +610,9 @@ class S3Store:
         try:
             if size <= self.settings.multipart_threshold:
                 digest = hashlib.sha256()
-                data, md5 = await loop.run_in_executor(None, _read_part, f, size, digest)
+                data, md5 = await loop.run_in_executor(
+                    None, _read_part, f, size, digest, self._signs_payloads
+                )
                 await loop.run_in_executor(
                     None, _check_body, f, size, len(data), digest, sha256, key
                 )
@@ -649,7 +665,9 @@ class S3Store:
             sent = 0
             while sent < size:
                 want = min(part_size, size - sent)
-                data, md5 = await loop.run_in_executor(None, _read_part, f, want, digest)
+                data, md5 = await loop.run_in_executor(
+                    None, _read_part, f, want, digest, self._signs_payloads
+                )
                 if len(data) != want:  # cut short: raises
                     _check_body(f, size, sent + len(data), digest, sha256, key)
                 number = len(parts) + 1

@@ -47,9 +47,13 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
+
+from anyio.to_thread import run_sync as run_in_worker
 
 from .metadata import NOTEBOOK_CONTENT_TYPE
 from .s3 import (
@@ -82,6 +86,8 @@ LOCK_FILE = ".lock"
 STATS_FILE = "stats.json"
 #: How many spools (``<spool>``, ``<spool>-2`` ...) servers sharing a spool_dir may use.
 MAX_SPOOLS = 16
+#: Threads that write spool stages beside the saves' own disk writes (one per concurrent save).
+HELPER_THREADS = 8
 #: How many set-aside saves the status lists (all are counted).
 SET_ASIDE_LISTED = 20
 
@@ -149,6 +155,10 @@ class StagedSave:
     tmp_path: str | None
     dropped: bool = False
     rejection: S3BadRequest | None = None
+    #: Already part of the queue (:meth:`Archiver.write_and_commit`): nothing left to do.
+    committed: bool = False
+    #: Identical to ``entry``, queued or uploaded before: this save was not staged.
+    duplicate: bool = False
 
 
 def spool_candidates(base: str) -> list[str]:
@@ -446,6 +456,49 @@ class Spool:
         os.close(fd)
         return StagedSave(entry, tmp)
 
+    def stage_beside(
+        self, entry: SpoolEntry, data: bytes, write: Callable[[], None], helper: Executor
+    ) -> tuple[StagedSave | None, BaseException | None]:
+        """Stage ``entry`` while ``write()`` writes the file; rename it once both are done.
+
+        Blocking, in the worker thread of the save: the stage's write and fsync run on a
+        ``helper`` thread beside ``write()`` (its own write and fsync): one fsync waits
+        for the other's, not after it. The stage becomes an entry only once ``write()``
+        succeeded; the directory fsync that makes that rename durable is left to the
+        caller (:meth:`sync_dir`, grouped). Answers the staged save (None if staging
+        failed) and the staging error, if any; ``write()``'s error is raised, the stage
+        removed.
+        """
+        try:
+            future = helper.submit(self.stage, entry, data)
+        except RuntimeError:  # the helper is shut down (the server is stopping): in turn
+            write()
+            try:
+                staged = self.stage(entry, data)
+            except Exception as e:
+                return None, e
+            return self._rename_written(staged)
+        try:
+            write()
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                self.discard(future.result())
+            raise
+        try:
+            staged = future.result()
+        except Exception as e:  # the file is written; only its archive copy is not
+            return None, e
+        return self._rename_written(staged)
+
+    def _rename_written(self, staged: StagedSave) -> tuple[StagedSave | None, Exception | None]:
+        try:
+            self.rename_staged(staged)
+        except OSError as e:
+            self.discard(staged)
+            return None, e
+        staged.committed = True
+        return staged, None
+
     def commit(self, staged: StagedSave) -> None:
         """Make a staged entry part of the queue, durably (blocking)."""
         self.rename_staged(staged)
@@ -603,6 +656,7 @@ class Archiver:
         # Background directory fsyncs of committed saves, by path (see commit()).
         self._syncs: dict[str, asyncio.Future[None]] = {}
         self._sync_tasks: set[asyncio.Future[None]] = set()
+        self._helper: ThreadPoolExecutor | None = None
         self._start_lock: asyncio.Lock | None = None
         self._stopping = False
         self.spool_problems: list[str] = []
@@ -724,6 +778,9 @@ class Archiver:
         if self._sync_tasks:
             await asyncio.gather(*self._sync_tasks, return_exceptions=True)
         await self.uploader.stop(timeout)
+        if self._helper is not None:
+            self._helper.shutdown(wait=False)
+            self._helper = None
         if self.pending:
             self.log.warning(
                 "bookstore: %d save(s) not uploaded yet; they stay in %s and are uploaded at "
@@ -831,6 +888,120 @@ class Archiver:
         await run_sync(self.spool.write_stats, self.stats)
         return StagedSave(entry, None, dropped=True)
 
+    async def write_and_commit(
+        self,
+        path: str,
+        produce: Callable[[], bytes],
+        write: Callable[[bytes], None],
+        *,
+        content_type: str = NOTEBOOK_CONTENT_TYPE,
+        extra: dict[str, str] | None = None,
+    ) -> tuple[StagedSave | None, BaseException | None]:
+        """A save's whole trip off the event loop, in one worker call; raises ``write``'s error.
+
+        The worker makes the bytes (``produce()``: serialising the notebook), hashes them,
+        writes the file (``write(data)``) and, beside it on a helper thread, the spool
+        stage; once both are written and fsynced it renames the stage to an entry. Back on
+        the loop the entry is queued for upload and the directory fsync that makes the
+        rename durable runs in the background, grouped with other saves' (as
+        :meth:`commit` with ``file_unchanged_until_synced``): the caller keeps the file
+        unchanged until :meth:`durable` says so. An identical save (:meth:`identical_to`)
+        writes no stage. The rare cases take more trips: a save over the spool's limits
+        (room is made, then it is staged) and one S3 could never accept (staged, to be
+        set aside by :meth:`commit`).
+
+        Answers the save's stage (``committed`` in the common case; None when no archive
+        copy was made) and the error that kept it out of the spool, if any.
+        """
+        try:
+            await self.start()
+        except Exception as e:  # no spool: the save itself goes on
+            await run_in_worker(lambda: write(produce()))
+            return None, e
+        check_disk = self.settings.min_free_disk_bytes > 0
+        limit = self.settings.max_spool_bytes
+        min_free = self.settings.min_free_disk_bytes
+        used = self.spool_bytes
+        key = self.settings.s3_key("workspace", path)
+        carried = self._carry.get((self.settings.s3_bucket, key), 0)
+        helper = self._helper_pool()
+
+        def work() -> tuple[StagedSave | None, BaseException | None, bytes | None, int, int]:
+            data = produce()
+            try:
+                entry = self.make_entry(path, data, content_type=content_type, extra=extra)
+                free = self.spool.free_bytes() if check_disk else 0
+            except Exception as e:
+                write(data)
+                return None, e, None, 0, 0
+            try:
+                check_upload(entry.key, entry.size, entry.metadata())
+            except S3BadRequest as e:  # kept aside with its bytes, if the disk has room
+                write(data)
+                if check_disk and free - entry.size - len(entry.header()) < min_free:
+                    return StagedSave(entry, None, rejection=e), None, None, 0, 0
+                try:
+                    staged = self.spool.stage(entry, data)
+                except Exception as error:
+                    return None, error, None, 0, 0
+                staged.rejection = e
+                return staged, None, None, 0, 0
+            try:  # reads the uploader's queues, which the loop may change meanwhile
+                duplicate = self.identical_to(entry)
+            except (IndexError, KeyError, RuntimeError):
+                duplicate = None  # a save archived twice at worst
+            if duplicate is not None:
+                write(data)
+                return StagedSave(duplicate, None, committed=True, duplicate=True), None, None, 0, 0
+            entry.dropped = carried
+            need = entry.size + len(entry.header()) + 16
+            if (limit and used + need > limit) or (check_disk and free - need < min_free):
+                write(data)  # over the limits: room is made on the loop first
+                return StagedSave(entry, None), None, data, free, need
+            done, failed = self.spool.stage_beside(entry, data, partial(write, data), helper)
+            return done, failed, None, free, need
+
+        # In anyio's worker threads, as jupyter_server's own saves: the event loop's default
+        # executor (a few threads) is the uploads' (reading the spool), not the saves'.
+        staged, error, data, free, need = await run_in_worker(work)
+        if staged is None or staged.rejection is not None or staged.duplicate:
+            if staged is not None and staged.duplicate:
+                self.skipped_identical += 1
+                self.log.debug("bookstore: %s unchanged since save %s", path, staged.entry.save_id)
+            return staged, error
+        entry = staged.entry
+        k = (entry.bucket, entry.key)
+        self._carry.pop(k, None)
+        if staged.committed:
+            # Concurrent saves may have filled the spool meanwhile: check again.
+            if await self._make_room(entry, 0, free - need, extra_used=need):
+                self._sizes[entry.save_id] = need
+                self.uploader.enqueue(entry)
+                self._sync_in_background(entry.path)
+                return staged, None
+            await run_sync(self.spool.remove, entry)
+        elif error is None and data is not None and await self._make_room(entry, need, free):
+            self._sizes[entry.save_id] = need
+            try:
+                return await run_sync(self.spool.stage, entry, data), None
+            except Exception as e:
+                self._sizes.pop(entry.save_id, None)
+                return None, e
+        if error is not None:
+            return None, error
+        self._carry[k] = entry.dropped + 1
+        self._count_dropped(entry, 1)
+        await run_sync(self.spool.write_stats, self.stats)
+        return StagedSave(entry, None, dropped=True), None
+
+    def _helper_pool(self) -> Executor:
+        """The threads that write spool stages beside the saves' disk writes."""
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(
+                max_workers=HELPER_THREADS, thread_name_prefix="bookstore-stage"
+            )
+        return self._helper
+
     async def commit(
         self, staged: StagedSave, *, file_unchanged_until_synced: bool = False
     ) -> SpoolEntry:
@@ -845,6 +1016,8 @@ class Archiver:
         With ``skip_identical_saves``, a save identical to the newest queued or uploaded
         save of its key is dropped instead, and that earlier entry is returned.
         """
+        if staged.committed:
+            return staged.entry  # by write_and_commit, queued already
         if staged.rejection is not None:
             await self._set_aside(staged.entry, staged.tmp_path, staged.rejection)
         elif staged.tmp_path is not None:
@@ -908,6 +1081,8 @@ class Archiver:
         return newest
 
     async def discard(self, staged: StagedSave) -> None:
+        if staged.committed:
+            return  # its file was written: it stays queued
         self._sizes.pop(staged.entry.save_id, None)
         await run_sync(self.spool.discard, staged)
         if staged.dropped:  # it was never saved: nothing was dropped

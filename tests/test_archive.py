@@ -135,6 +135,48 @@ async def test_failed_save_creates_no_version_and_leaves_nothing_queued(
     assert leftovers == []
 
 
+async def test_a_save_takes_one_trip_to_a_worker_thread(
+    jp_fetch: Any,
+    bookstore_ext: Any,
+    jp_root_dir: Path,
+    s3: Any,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bookstore import archive, spool
+
+    await save_nb(jp_fetch, "trips.ipynb", "first")  # the archiver starts (its own trips)
+    await drain(bookstore_ext)
+    trips: list[str] = []
+    for module, name in ((archive, "run_sync"), (spool, "run_sync"), (spool, "run_in_worker")):
+        if not hasattr(module, name):
+            continue
+        real = getattr(module, name)
+
+        def spy(func: Any, *args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            trips.append(getattr(func, "__qualname__", repr(func)))
+            return _real(func, *args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+
+    model = await save_nb(jp_fetch, "trips.ipynb", "second")
+
+    # Serialising, hashing, the disk write, the spool stage beside it and its commit: one
+    # worker call. The directory fsync that makes the commit durable runs in the background.
+    assert [t for t in trips if not t.endswith("sync_dir")] == [
+        "Archiver.write_and_commit.<locals>.work"
+    ]
+    await drain(bookstore_ext)
+    versions = list_versions(s3, s3_bucket, "workspace/trips.ipynb")
+    assert len(versions) == 2
+    assert (
+        get_body(s3, s3_bucket, "workspace/trips.ipynb")
+        == (jp_root_dir / "trips.ipynb").read_bytes()
+    )
+    head = s3.head_object(Bucket=s3_bucket, Key="workspace/trips.ipynb")
+    assert head["Metadata"]["save-id"] == model["bookstore_save_id"]
+
+
 # --- many saves ------------------------------------------------------------------------------
 
 
