@@ -32,25 +32,9 @@ def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def env(
-    s3_server: S3Server,
-    s3_bucket: str,
-    config_dir: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> dict[str, str]:
+def env(config_dir: Path, bookstore_cli_env: dict[str, str]) -> dict[str, str]:
     """Point the command line at the test bucket through its environment variables."""
-    values = {
-        "JPYNB_S3_BUCKET": s3_bucket,
-        "JPYNB_S3_ENDPOINT_URL": s3_server.endpoint_url,
-        "JPYNB_S3_ACCESS_KEY_ID": s3_server.access_key_id,
-        "JPYNB_S3_SECRET_ACCESS_KEY": s3_server.secret_access_key,
-        "JPYNB_S3_REGION_NAME": s3_server.region_name,
-        "BOOKSTORE_SPOOL_DIR": str(tmp_path / "spool"),
-    }
-    for k, v in values.items():
-        monkeypatch.setenv(k, v)
-    return values
+    return bookstore_cli_env
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import asyncio
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from history_helpers import drain, get_json
 from bookstore.prune import set_pin
 from bookstore.s3 import S3Store
 from bookstore.settings import BookstoreSettings
-from bookstore.testing import S3Server
 
 # Fixed notebooks: helpers.notebook() makes new random cell ids at every call.
 NOTEBOOKS = {source: notebook(source) for source in ("one", "two", "three")}
@@ -76,23 +74,8 @@ class TestSkippingDisabled:
 
 
 @pytest.fixture
-def cli_env(
-    s3_server: S3Server, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def cli_env(bookstore_cli_env: dict[str, str]) -> None:
     """Point the command line (run in a thread: its own S3 client) at the server's bucket."""
-    config = tmp_path / "cli-config"
-    config.mkdir()
-    for name, value in {
-        "JUPYTER_CONFIG_DIR": str(config),
-        "JUPYTER_CONFIG_PATH": str(config),
-        "JPYNB_S3_BUCKET": s3_bucket,
-        "JPYNB_S3_ENDPOINT_URL": s3_server.endpoint_url,
-        "JPYNB_S3_ACCESS_KEY_ID": s3_server.access_key_id,
-        "JPYNB_S3_SECRET_ACCESS_KEY": s3_server.secret_access_key,
-        "JPYNB_S3_REGION_NAME": s3_server.region_name,
-        "BOOKSTORE_SPOOL_DIR": str(tmp_path / "cli-spool"),
-    }.items():
-        monkeypatch.setenv(name, value)
 
 
 async def cli(*argv: str) -> None:
