@@ -52,7 +52,7 @@ from .metadata import META_RESTORED_FROM, META_SAVE_ID
 from .notebooks import file_content, file_model, is_notebook_path, parse_notebook
 from .pending import read_pending_entries
 from .records import VersionListing, VersionRecord, contents_model, dropped_count
-from .s3 import GetResult, ObjectVersion, S3BadRequest, S3NotFound
+from .s3 import GetResult, ObjectVersion, S3BadRequest, S3NotFound, gather_or_cancel
 from .times import isoformat, parse_time
 from .validators import (
     MAX_LIMIT,
@@ -195,9 +195,11 @@ class VersionHistory:
         pins: set[str] = set()
         if metadata and page.versions:
             ids = [v.version_id for v in page.versions]
-            metas, pins = await asyncio.gather(
-                self.store.version_metadata(key, ids, on_fetched=on_fetched),
-                self.store.pinned_versions(key, ids),
+            metas, pins = await gather_or_cancel(
+                [
+                    self.store.version_metadata(key, ids, on_fetched=on_fetched),
+                    self.store.pinned_versions(key, ids),
+                ]
             )
         records = [VersionRecord.from_s3(v, metas.get(v.version_id), prefix) for v in page.versions]
         for r in records:

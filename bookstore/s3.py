@@ -164,12 +164,13 @@ LISTING_INCREMENT = 25
 DELETE_BATCH_SIZE = 1000
 
 
-async def gather_or_cancel(coros: Iterable[Awaitable[Any]]) -> None:
-    """Await all of ``coros`` at once; if one fails (or we are cancelled), cancel the rest
-    and wait for them before raising, so no request outlives its caller."""
+async def gather_or_cancel(coros: Iterable[Awaitable[Any]]) -> list[Any]:
+    """Await all of ``coros`` at once and return their results in order; if one fails (or
+    we are cancelled), cancel the rest and wait for them before raising, so no request
+    outlives its caller (``asyncio.gather`` leaves the others running)."""
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
-        await asyncio.gather(*tasks)
+        return list(await asyncio.gather(*tasks))
     except BaseException:
         for task in tasks:
             task.cancel()

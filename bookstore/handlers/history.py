@@ -15,7 +15,6 @@ carry a Content-Security-Policy that allows no inline script.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from functools import lru_cache
 from importlib import resources
@@ -54,6 +53,7 @@ from ..render import (
     metadata_changed,
     render_notebook,
 )
+from ..s3 import gather_or_cancel
 from ..times import human_time as format_time
 from .base import AUTH_RESOURCE, ClientErrorLogMixin, require_contents_permission
 from .frontend import frontend_links
@@ -233,9 +233,11 @@ class HistoryPageHandler(BookstorePageHandler):
             workspace = await self._listing(path, "workspace", limit, token)
             published: tuple[VersionListing | None, VersionRecord | None] = (None, None)
         else:
-            workspace, published = await asyncio.gather(
-                self._listing(path, "workspace", limit, None),
-                self._listing(path, "published", limit, None),
+            workspace, published = await gather_or_cancel(
+                [
+                    self._listing(path, "workspace", limit, None),
+                    self._listing(path, "published", limit, None),
+                ]
             )
         ws_entries = self._entries(path, *workspace)
         pub_entries = self._entries(path, *published)
