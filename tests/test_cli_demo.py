@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import nbformat
 import pytest
@@ -68,7 +68,8 @@ def demo(tmp_path: Path, s3_server: S3Server, s3_bucket: str) -> dict[str, Any]:
     return {"env": env, "cwd": elsewhere, "notebooks": notebooks, "spool": spool, "home": home}
 
 
-def bookstore(demo: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+def bookstore_process(demo: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    """``bookstore ARGS`` as its own Python process, with the demo's environment only."""
     return subprocess.run(
         [sys.executable, "-m", "bookstore.cli", *args],
         env=demo["env"],
@@ -80,11 +81,37 @@ def bookstore(demo: dict[str, Any], *args: str) -> subprocess.CompletedProcess[s
     )
 
 
-# Eleven command-line runs, each a fresh Python process: more than the default timeout on a
-# loaded machine (about a minute on an idle one).
-@pytest.mark.timeout(900)
+class Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def bookstore(
+    demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., Result]:
+    """``bookstore ARGS`` in this process, in the environment and directory the subprocess
+    gets: nothing of the test's own environment is left to help it find the config."""
+    for name in list(os.environ):
+        if name not in demo["env"]:
+            monkeypatch.delenv(name)
+    for name, value in demo["env"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(demo["cwd"])
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+# One command as its own process (the installed entry point finds the config by itself), the
+# other ten in this process: each fresh interpreter costs a second or more of CPU.
 def test_documented_commands_work_with_only_the_demo_config_dir(
-    demo: dict[str, Any], s3: Any, s3_bucket: str
+    demo: dict[str, Any], bookstore: Callable[..., Result], s3: Any, s3_bucket: str
 ) -> None:
     config = Config({"BookstoreSettings": {"workspace_prefix": "workspace/{username}"}})
     key = BookstoreSettings(config=config).s3_key("workspace", "welcome.ipynb")
@@ -96,47 +123,47 @@ def test_documented_commands_work_with_only_the_demo_config_dir(
     old, new = ids
     welcome = demo["notebooks"] / "welcome.ipynb"
 
-    versions = bookstore(demo, "versions", "welcome.ipynb")
+    versions = bookstore_process(demo, "versions", "welcome.ipynb")
     assert versions.returncode == 0, versions.stderr
     assert f"s3://{s3_bucket}/{key}: 2 versions" in versions.stdout
     assert versions.stdout.index(new) < versions.stdout.index(old)
 
-    show = bookstore(demo, "show", "welcome.ipynb", "--version", old)
+    show = bookstore("show", "welcome.ipynb", "--version", old)
     assert show.returncode == 0, show.stderr
     assert "one" in show.stdout
 
-    raw = bookstore(demo, "show", "welcome.ipynb", f"--version={old}", "--raw")
+    raw = bookstore("show", "welcome.ipynb", f"--version={old}", "--raw")
     assert nbformat.reads(raw.stdout, as_version=4).cells[0].source == "one"
 
-    between = bookstore(demo, "diff", "welcome.ipynb", old, new)
+    between = bookstore("diff", "welcome.ipynb", old, new)
     assert between.returncode == 0, between.stderr
     assert "- one" in between.stdout
     assert "+ two" in between.stdout
 
     # Against the local file: the root dir comes from c.ServerApp.root_dir in the config.
-    local = bookstore(demo, "diff", "welcome.ipynb", old)
+    local = bookstore("diff", "welcome.ipynb", old)
     assert local.returncode == 0, local.stderr
     assert f"+++ local file {welcome}" in local.stdout
 
-    restore = bookstore(demo, "restore", "welcome.ipynb", "--version", old)
+    restore = bookstore("restore", "welcome.ipynb", "--version", old)
     assert restore.returncode == 0, restore.stderr
     assert nbformat.read(welcome, as_version=4).cells[0].source == "one"
-    listed = bookstore(demo, "versions", "welcome.ipynb", "--limit=1")
+    listed = bookstore("versions", "welcome.ipynb", "--limit=1")
     assert f"restored from {old}" in listed.stdout
     assert "1 of 3 versions shown" in listed.stdout
 
-    publish = bookstore(demo, "publish", "welcome.ipynb")
+    publish = bookstore("publish", "welcome.ipynb")
     assert publish.returncode == 0, publish.stderr
     published_key = BookstoreSettings(
         config=Config({"BookstoreSettings": {"published_prefix": "published/{username}"}})
     ).s3_key("published", "welcome.ipynb")
     assert f"s3://{s3_bucket}/{published_key}" in publish.stdout
 
-    clone = bookstore(demo, "clone", published_key, "--to", "copy.ipynb")
+    clone = bookstore("clone", published_key, "--to", "copy.ipynb")
     assert clone.returncode == 0, clone.stderr
     assert nbformat.read(demo["notebooks"] / "copy.ipynb", as_version=4).cells[0].source == "one"
 
-    doctor = bookstore(demo, "doctor")
+    doctor = bookstore("doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert f"{demo['spool']} " in doctor.stdout
     assert str(demo["home"] / "jupyter" / "config" / "jupyter_server_config.py") in doctor.stdout
