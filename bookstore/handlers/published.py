@@ -238,10 +238,12 @@ class PublishedHistoryPageHandler(_PublishedPageMixin, BookstorePageHandler):
         out = []
         for run in [*here, *listing.runs]:
             output = run.get("output_version_id")
+            started = run.get("started") or run.get("last_modified") or ""
             out.append(
                 {
                     "run": run,
-                    "iso": run.get("started") or run.get("last_modified") or "",
+                    "iso": started,
+                    "time": started,
                     "view_url": (
                         self.page_url("versions", path, version_id=output, prefix="runs")
                         if output
