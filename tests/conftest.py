@@ -84,6 +84,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 CHROMIUM = os.environ.get("BOOKSTORE_CHROMIUM", "/usr/bin/chromium")
 
 
+@pytest.fixture
+def jp_nbconvert_templates() -> None:
+    """pytest-jupyter copies nbconvert's templates (about 100 files) into every test's data
+    directory, for servers that export notebooks. Nothing here exports: skip the copy."""
+
+
 @pytest.fixture(autouse=True)
 def _isolate_aws_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory

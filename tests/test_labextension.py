@@ -52,6 +52,7 @@ def test_wheel_installs_the_prebuilt_extension_enabled_and_ok(tmp_path: Path) ->
     assert any(re.fullmatch(rf"{share}/static/remoteEntry\.[0-9a-f]+\.js", n) for n in names)
     assert f"{data}/data/etc/jupyter/jupyter_server_config.d/bookstore.json" in names
     assert "bookstore/templates/versions.html" in names
+    assert "bookstore/templates/_macros.html" in names  # every page imports it
 
     # Install it into a prefix of its own and ask Jupyter what it sees there.
     prefix = tmp_path / "prefix"

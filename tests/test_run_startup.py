@@ -6,6 +6,7 @@ behaviour behind it.
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -53,6 +54,23 @@ def test_the_command_line_loads_nbformat_only_to_read_a_notebook() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_command_freezes_the_heap_before_its_process_exits(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As the command (no argv: its process exits next), the final garbage collections are
+    spared; called with arguments from other code (as here), the caller's heap is left alone."""
+    assert gc.get_freeze_count() == 0
+    assert main(["--version"]) == 0
+    assert gc.get_freeze_count() == 0
+    monkeypatch.setattr(sys, "argv", ["bookstore", "--version"])
+    try:
+        assert main() == 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert capsys.readouterr().out.strip()
 
 
 @pytest.fixture

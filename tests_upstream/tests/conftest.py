@@ -160,6 +160,12 @@ def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Any
 
 
 @pytest.fixture
+def jp_nbconvert_templates() -> None:
+    """pytest-jupyter copies nbconvert's templates (about 100 files) into every test's data
+    directory, for servers that export notebooks. Nothing here exports: skip the copy."""
+
+
+@pytest.fixture
 def jp_serverapp(
     jp_server_config: dict[str, Any],
     jp_argv: list[str],
