@@ -8,7 +8,10 @@ synthetic times in tests/test_retention.py.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import inspect
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,9 @@ from helpers import list_versions
 from run_helpers import run, run_json
 
 from bookstore.prune import PruneListener, prune, set_pin
+from bookstore.pytest_plugin import settings_for
 from bookstore.retention import Item, RetentionPolicy, apply_policy
-from bookstore.s3 import S3Store, pin_index_prefix, pin_marker_key
+from bookstore.s3 import DELETE_BATCH_SIZE, S3Store, pin_index_prefix, pin_marker_key
 from bookstore.settings import BookstoreSettings
 from bookstore.testing import S3Server, TcpProxy
 
@@ -232,20 +236,67 @@ def test_the_configured_policy_is_the_default(
 # --- batches, failures ----------------------------------------------------------------------
 
 
-def test_deletes_go_in_batches_of_at_most_1000(
-    env: Path, s3: Any, s3_bucket: str, capsys: pytest.CaptureFixture[str]
+async def _with_store(
+    s3_server: S3Server, bucket: str, tmp_path: Path, use: Callable[[S3Store], Awaitable[Any]]
+) -> Any:
+    store = S3Store(BookstoreSettings(**settings_for(s3_server, bucket, str(tmp_path / "spool"))))
+    try:
+        return await use(store)
+    finally:
+        await store.close()
+
+
+def test_s3_takes_a_full_delete_batch_in_one_request(
+    s3_server: S3Server, s3: Any, s3_bucket: str, tmp_path: Path
 ) -> None:
-    # One at a time: moto's server loses versions of a key written concurrently.
-    ids = put_versions(s3, s3_bucket, "workspace/big.ipynb", 1205)
-    put_versions(s3, s3_bucket, "workspace/small.ipynb", 3)
+    """A batch of DELETE_BATCH_SIZE (S3's limit, 1,000) versions is one DeleteObjects that S3
+    accepts: the request prune sends for every full batch."""
+    assert DELETE_BATCH_SIZE == 1000
+    assert inspect.signature(prune).parameters["batch_size"].default == DELETE_BATCH_SIZE
+    keys = [f"workspace/many/{i:04d}.ipynb" for i in range(DELETE_BATCH_SIZE)]
 
-    plan = run_json(capsys, "prune", "--keep-last", "2", "--yes")
+    def put(key: str) -> str:
+        return str(s3.put_object(Bucket=s3_bucket, Key=key, Body=b"{}")["VersionId"])
 
-    assert plan["result"]["removed"] == 1203 + 1
-    assert plan["result"]["deleted"] == 1204
-    assert plan["result"]["delete_requests"] == 2  # 1000 + 204
-    assert remaining(s3, s3_bucket, "workspace/big.ipynb") == ids[:2]
-    assert len(remaining(s3, s3_bucket, "workspace/small.ipynb")) == 2
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(put, keys))
+    pairs = list(zip(keys, ids))
+
+    answer = asyncio.run(
+        _with_store(s3_server, s3_bucket, tmp_path, lambda store: store.delete_versions(pairs))
+    )
+
+    assert answer.errors == []
+    assert sorted(answer.deleted) == sorted(pairs)
+    left = s3.list_object_versions(Bucket=s3_bucket, Prefix="workspace/many/")
+    assert left.get("Versions", []) == left.get("DeleteMarkers", []) == []
+
+
+def test_deletes_go_in_batches_of_the_batch_size_across_paths(
+    s3_server: S3Server, s3: Any, s3_bucket: str, tmp_path: Path
+) -> None:
+    ids = {name: put_versions(s3, s3_bucket, f"workspace/{name}.ipynb", 5) for name in "abc"}
+
+    result = asyncio.run(
+        _with_store(
+            s3_server,
+            s3_bucket,
+            tmp_path,
+            lambda store: prune(
+                store,
+                store.settings,
+                RetentionPolicy(last=1),
+                dry_run=False,
+                batch_size=5,
+            ),
+        )
+    )
+
+    assert result.complete
+    assert (result.removed, result.deleted) == (12, 12)
+    assert result.delete_requests == 3  # 5 + 5 + 2, batches spanning paths
+    for name in "abc":
+        assert remaining(s3, s3_bucket, f"workspace/{name}.ipynb") == ids[name][:1]
 
 
 class _CutAfterFirstBatch(PruneListener):

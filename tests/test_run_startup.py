@@ -7,6 +7,7 @@ behaviour behind it.
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from typing import Any
 import pytest
 from run_helpers import outputs_text, param_notebook, publish, run_versions
 
+import bookstore.cli
 from bookstore.cli import main
+from bookstore.cli.app import SUBCOMMANDS
 
 #: Modules of the Jupyter server side, which the command line's run path never needs.
 SERVER_MODULES = (
@@ -26,6 +29,11 @@ SERVER_MODULES = (
     "bookstore.handlers",
     "bookstore.cli.prune",
     "bookstore.prune",
+    # and the other subcommands' modules
+    "bookstore.cli.doctor",
+    "bookstore.cli.history",
+    "bookstore.cli.sharing",
+    "bookstore.cli.published",
 )
 
 
@@ -34,12 +42,23 @@ def test_the_run_path_does_not_import_the_server_stack() -> None:
         "import json, sys\n"
         "from bookstore.cli import RunCommand, main\n"
         "from bookstore.runs import Runner\n"
+        "assert main(['run', '--help']) == 0\n"
         f"print(json.dumps([m for m in {list(SERVER_MODULES)!r} if m in sys.modules]))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_each_subcommands_help_line_is_its_classs_docstring() -> None:
+    """The subcommands are imported when used; the one-line help ``bookstore --help`` shows
+    without importing them must stay the first line of each class's docstring."""
+    for name, (target, help_line) in SUBCOMMANDS.items():
+        module, _, cls_name = target.rpartition(".")
+        cls = getattr(importlib.import_module(module), cls_name)
+        assert (cls.__doc__ or "").strip().splitlines()[0] == help_line, name
+        assert getattr(bookstore.cli, cls_name, cls) is cls
 
 
 def test_the_command_line_loads_nbformat_only_to_read_a_notebook() -> None:

@@ -38,12 +38,39 @@ share, :mod:`.output` what they print with, :mod:`.files` the local files they w
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .app import SUBCOMMANDS, BookstoreApp, main
 from .base import BookstoreCommand, CommandError, UsageError
-from .doctor import DoctorCommand
-from .history import DiffCommand, RestoreCommand, ShowCommand, VersionsCommand
-from .run import RunCommand, RunsCommand
-from .sharing import CloneCommand, PublishCommand
+
+if TYPE_CHECKING:
+    from .doctor import DoctorCommand
+    from .history import DiffCommand, RestoreCommand, ShowCommand, VersionsCommand
+    from .run import RunCommand, RunsCommand
+    from .sharing import CloneCommand, PublishCommand
+
+#: The command classes, each imported from its module when first asked for (so that
+#: ``bookstore run`` loads the run module only).
+_COMMANDS = {
+    "CloneCommand": ".sharing",
+    "DiffCommand": ".history",
+    "DoctorCommand": ".doctor",
+    "PublishCommand": ".sharing",
+    "RestoreCommand": ".history",
+    "RunCommand": ".run",
+    "RunsCommand": ".run",
+    "ShowCommand": ".history",
+    "VersionsCommand": ".history",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _COMMANDS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
 
 __all__ = [
     "SUBCOMMANDS",

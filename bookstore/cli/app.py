@@ -11,10 +11,6 @@ from jupyter_core.application import JupyterApp
 from .._version import __version__
 from ..settings import BookstoreSettings
 from .base import BookstoreCommand
-from .doctor import DoctorCommand
-from .history import DiffCommand, RestoreCommand, ShowCommand, VersionsCommand
-from .run import RunCommand, RunsCommand
-from .sharing import CloneCommand, PublishCommand
 
 DESCRIPTION = """\
 bookstore: Jupyter notebook versions, publishing and cloning on versioned S3.
@@ -31,20 +27,43 @@ Usage:
 """
 
 
-SUBCOMMANDS: dict[str, type[BookstoreCommand]] = {
-    "versions": VersionsCommand,
-    "show": ShowCommand,
-    "diff": DiffCommand,
-    "restore": RestoreCommand,
-    "publish": PublishCommand,
-    "clone": CloneCommand,
-    "doctor": DoctorCommand,
-    "run": RunCommand,
-    "runs": RunsCommand,
-}
-
-#: Subcommands of other modules, which build on this one: imported when used.
-LAZY_SUBCOMMANDS: dict[str, tuple[str, str]] = {
+#: Every subcommand: its class (imported when the subcommand is used, so that a command loads
+#: only its own module: ``bookstore run`` never imports the history or doctor code) and its
+#: one-line help (the first line of the class's docstring; a test keeps them the same).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "versions": (
+        "bookstore.cli.history.VersionsCommand",
+        "List the versions of a file, newest first (saves still in the spool first).",
+    ),
+    "show": ("bookstore.cli.history.ShowCommand", "Print one version (default: the latest)."),
+    "diff": (
+        "bookstore.cli.history.DiffCommand",
+        "What changed between two versions, or from a version to the local file.",
+    ),
+    "restore": (
+        "bookstore.cli.history.RestoreCommand",
+        "Write a version to the local file and archive it as the newest version.",
+    ),
+    "publish": (
+        "bookstore.cli.sharing.PublishCommand",
+        "Copy the local notebook to the published prefix.",
+    ),
+    "clone": (
+        "bookstore.cli.sharing.CloneCommand",
+        "Copy an S3 object (any version) into the local folder.",
+    ),
+    "doctor": (
+        "bookstore.cli.doctor.DoctorCommand",
+        "Check the configuration, credentials, bucket, versioning and spool; say what to fix.",
+    ),
+    "run": (
+        "bookstore.cli.run.RunCommand",
+        "Run a published notebook version with papermill and archive its output.",
+    ),
+    "runs": (
+        "bookstore.cli.run.RunsCommand",
+        "List the archived runs of a notebook, newest first.",
+    ),
     "prune": (
         "bookstore.cli.prune.PruneCommand",
         "Thin out old versions under a retention policy (a dry run unless --yes).",
@@ -65,6 +84,17 @@ LAZY_SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def loaded_subcommands() -> list[type[BookstoreCommand]]:
+    """The subcommand classes imported so far."""
+    classes = []
+    for target, _ in SUBCOMMANDS.values():
+        module, _, name = target.rpartition(".")
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            classes.append(getattr(loaded, name))
+    return classes
+
+
 class BookstoreApp(JupyterApp):
     """``bookstore``: the entry point, dispatching to the subcommands."""
 
@@ -80,13 +110,7 @@ class BookstoreApp(JupyterApp):
     bookstore restore analysis/report.ipynb --version=VERSION_ID
     JUPYTER_CONFIG_DIR=.demo/jupyter/config bookstore doctor
     """
-    subcommands = {
-        **{
-            name: (cls, (cls.__doc__ or "").strip().splitlines()[0])
-            for name, cls in SUBCOMMANDS.items()
-        },
-        **LAZY_SUBCOMMANDS,
-    }
+    subcommands = dict(SUBCOMMANDS)
 
     def _find_subcommand(self, name: str) -> str:
         return ""
@@ -115,13 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
-        apps: list[type[JupyterApp]] = [*SUBCOMMANDS.values(), BookstoreApp]
-        retention = sys.modules.get("bookstore.cli.prune")
-        if retention is not None:
-            apps += list(retention.SUBCOMMANDS.values())
-        gallery = sys.modules.get("bookstore.cli.published")
-        if gallery is not None:
-            apps.append(gallery.PublishedCommand)
+        apps: list[type[JupyterApp]] = [*loaded_subcommands(), BookstoreApp]
         for cls in apps:
             cls.clear_instance()
         if argv is None:

@@ -390,11 +390,3 @@ class UsageCommand(BookstoreCommand):
                 "docs/retention.md (c.BookstoreSettings.retention, bookstore prune).\n"
             )
         self.emit(report.to_json(), text)
-
-
-SUBCOMMANDS: dict[str, type[BookstoreCommand]] = {
-    "prune": PruneCommand,
-    "pin": PinCommand,
-    "unpin": UnpinCommand,
-    "usage": UsageCommand,
-}

@@ -14,7 +14,7 @@ from .output import collect_pages, table
 
 
 class PublishedCommand(BookstoreCommand):
-    """List the notebooks published in the bucket (every user's)."""
+    """List every user's published notebooks (--owner, --q filter them)."""
 
     name = "bookstore-published"
     description = (
