@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import inspect
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
@@ -246,30 +245,23 @@ async def _with_store(
         await store.close()
 
 
-def test_s3_takes_a_full_delete_batch_in_one_request(
-    s3_server: S3Server, s3: Any, s3_bucket: str, tmp_path: Path
+def test_a_prune_of_more_than_1000_versions_deletes_in_batches_of_1000(
+    env: Path, s3: Any, s3_bucket: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A batch of DELETE_BATCH_SIZE (S3's limit, 1,000) versions is one DeleteObjects that S3
-    accepts: the request prune sends for every full batch."""
-    assert DELETE_BATCH_SIZE == 1000
-    assert inspect.signature(prune).parameters["batch_size"].default == DELETE_BATCH_SIZE
-    keys = [f"workspace/many/{i:04d}.ipynb" for i in range(DELETE_BATCH_SIZE)]
+    assert DELETE_BATCH_SIZE == 1000  # S3's limit per DeleteObjects
+    # 1,004 deletions over four paths: one full batch and one of 4. Each key is written by a
+    # thread of its own, one version at a time (moto's server loses versions of one key
+    # written concurrently).
+    keys = [f"workspace/big-{i}.ipynb" for i in range(4)]
+    with concurrent.futures.ThreadPoolExecutor(len(keys)) as pool:
+        ids = dict(zip(keys, pool.map(lambda k: put_versions(s3, s3_bucket, k, 252), keys)))
 
-    def put(key: str) -> str:
-        return str(s3.put_object(Bucket=s3_bucket, Key=key, Body=b"{}")["VersionId"])
+    plan = run_json(capsys, "prune", "--keep-last", "1", "--yes")
 
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        ids = list(pool.map(put, keys))
-    pairs = list(zip(keys, ids))
-
-    answer = asyncio.run(
-        _with_store(s3_server, s3_bucket, tmp_path, lambda store: store.delete_versions(pairs))
-    )
-
-    assert answer.errors == []
-    assert sorted(answer.deleted) == sorted(pairs)
-    left = s3.list_object_versions(Bucket=s3_bucket, Prefix="workspace/many/")
-    assert left.get("Versions", []) == left.get("DeleteMarkers", []) == []
+    assert plan["result"]["removed"] == plan["result"]["deleted"] == 4 * 251
+    assert plan["result"]["delete_requests"] == 2
+    for key in keys:
+        assert remaining(s3, s3_bucket, key) == ids[key][:1]
 
 
 def test_deletes_go_in_batches_of_the_batch_size_across_paths(
