@@ -481,12 +481,18 @@ def new_session() -> AioSession:
 
 
 def _load_s3_model(loader: Any) -> None:
-    """Parse what creating an S3 client reads, so that a thread does it, not the event loop."""
-    loader.load_data("sdk-default-configuration")
-    loader.load_service_model("s3", "service-2")
-    loader.load_service_model("s3", "endpoint-rule-set-1")
-    loader.load_data("partitions")
-    loader.load_data("_retry")
+    """Parse what creating an S3 client reads, so that a thread does it, not the event loop.
+
+    Best effort: whatever a botocore release names differently is parsed by the client
+    creation itself, as without this step.
+    """
+    with contextlib.suppress(Exception):
+        loader.load_data("sdk-default-configuration")
+        loader.load_service_model("s3", "service-2")
+        loader.load_service_model("s3", "endpoint-rule-set-1")
+        loader.load_data("partitions")
+        loader.load_data("_retry")
+        loader.load_data("endpoints")
 
 
 class S3Store:

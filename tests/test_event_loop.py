@@ -146,3 +146,50 @@ async def test_a_large_request_body_is_parsed_in_a_thread(
     assert len(threads) == 2
     assert threads[0] != main  # the large body: in a worker thread
     assert threads[1] == main  # a small one is not worth a thread
+
+
+# --- the S3 client ----------------------------------------------------------------------------
+
+
+async def test_the_s3_model_is_parsed_in_a_thread_once_per_process(
+    s3_server: Any, s3_bucket: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Creating the server's S3 client parses about 1 MB of botocore's JSON the first time:
+    in a worker thread, never on the event loop; a second store reuses what was parsed."""
+    from botocore.loaders import JSONFileLoader
+
+    from bookstore.pytest_plugin import settings_for
+    from bookstore.s3 import S3Store, new_session
+    from bookstore.settings import BookstoreSettings
+
+    # A data path of its own: a loader no earlier test has filled.
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path / "botocore-data"))
+    parsed_in: list[str] = []
+    load_file = JSONFileLoader.load_file
+
+    def recording(self: JSONFileLoader, file_path: str) -> Any:
+        data = load_file(self, file_path)
+        if data is not None:  # None: no such file (botocore looks for optional ones)
+            parsed_in.append(threading.current_thread().name)
+        return data
+
+    monkeypatch.setattr(JSONFileLoader, "load_file", recording)
+    settings = BookstoreSettings(**settings_for(s3_server, s3_bucket, str(tmp_path / "spool")))
+    loop_thread = threading.current_thread().name
+
+    store = S3Store(settings)
+    try:
+        await (await store.client()).head_bucket(Bucket=s3_bucket)
+    finally:
+        await store.close()
+
+    assert parsed_in, "no botocore data file was read: the test looks at nothing"
+    assert loop_thread not in parsed_in
+    files_read = len(parsed_in)
+    store = S3Store(settings)
+    try:
+        await (await store.client()).head_bucket(Bucket=s3_bucket)
+    finally:
+        await store.close()
+    assert len(parsed_in) == files_read  # the second store parsed nothing again
+    assert new_session().get_component("data_loader") is new_session().get_component("data_loader")
