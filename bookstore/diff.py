@@ -138,7 +138,7 @@ def summarize_cells(base: Any, remote: Any, caps: DiffCaps) -> DiffSummary:
     old, new = Counter(f[0] for f in before), Counter(f[0] for f in after)
     common = old & new
     only_old, only_new = old - common, new - common
-    head, tail = _common_ends([f[1] for f in before], [f[1] for f in after])
+    head, tail = common_ends([f[1] for f in before], [f[1] for f in after])
     middle = before[head : len(before) - tail] + after[head : len(after) - tail]
     cells = max(len(before), len(after)) - head - tail
     lines = sum(f[2] for f in middle)
@@ -174,7 +174,7 @@ def summarize_cells(base: Any, remote: Any, caps: DiffCaps) -> DiffSummary:
     )
 
 
-def _common_ends(a: list[str], b: list[str]) -> tuple[int, int]:
+def common_ends(a: list[str], b: list[str]) -> tuple[int, int]:
     """How many leading and trailing items ``a`` and ``b`` share (not overlapping)."""
     n = min(len(a), len(b))
     head = 0

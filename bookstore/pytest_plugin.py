@@ -20,7 +20,8 @@ It provides:
   handlers send (the archiver's background uploads left out), to pin how many requests a
   page or API call costs, or that a save sends none.
 * ``bookstore_cli_env``: the environment of the ``bookstore`` command line (``JPYNB_S3_*``
-  for the test bucket, and its own Jupyter config, data and spool directories).
+  for the test bucket, and its own Jupyter config, data and spool directories), set in the
+  test's environment; :func:`cli_environment` makes the same variables for a subprocess.
 
 Override ``bookstore_config`` or ``jp_server_config`` in a test module or class to change
 settings. :func:`wait_until` and :func:`async_wait_until` wait on a condition and fail loudly
@@ -44,6 +45,7 @@ from bookstore.testing import S3Server, TcpProxy, start_s3
 __all__ = [
     "S3Requests",
     "async_wait_until",
+    "cli_environment",
     "server_config",
     "settings_for",
     "wait_until",
@@ -248,26 +250,34 @@ def s3_requests(bookstore_ext: Any, jp_asyncio_loop: Any) -> Iterator[S3Requests
         client.meta.events.unregister("before-send.s3", log)
 
 
+def cli_environment(s3_server: S3Server, bucket: str, directory: Any) -> dict[str, str]:
+    """The environment variables that point the ``bookstore`` command line at ``bucket`` on
+    ``s3_server``, as a container would, with a Jupyter config, data and spool directory
+    under ``directory`` (the config directory is created). For a subprocess's ``env``, or
+    :func:`bookstore_cli_env` sets them in the test's own environment."""
+    config = os.path.join(directory, "jupyter-config")
+    os.makedirs(config, exist_ok=True)
+    return {
+        "JUPYTER_CONFIG_DIR": config,
+        "JUPYTER_CONFIG_PATH": config,
+        "JUPYTER_DATA_DIR": os.path.join(directory, "jupyter-data"),
+        "JPYNB_S3_BUCKET": bucket,
+        "JPYNB_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "JPYNB_S3_ACCESS_KEY_ID": s3_server.access_key_id,
+        "JPYNB_S3_SECRET_ACCESS_KEY": s3_server.secret_access_key,
+        "JPYNB_S3_REGION_NAME": s3_server.region_name,
+        "BOOKSTORE_SPOOL_DIR": os.path.join(directory, "cli-spool"),
+    }
+
+
 @pytest.fixture
 def bookstore_cli_env(
     s3_server: S3Server, s3_bucket: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """Point the ``bookstore`` command line at the test bucket, as a container would: all
-    through environment variables, with a Jupyter config, data and spool directory of the
-    test's own (in ``tmp_path``). Returns the variables set."""
-    config = tmp_path / "jupyter-config"
-    config.mkdir(exist_ok=True)
-    values = {
-        "JUPYTER_CONFIG_DIR": str(config),
-        "JUPYTER_CONFIG_PATH": str(config),
-        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
-        "JPYNB_S3_BUCKET": s3_bucket,
-        "JPYNB_S3_ENDPOINT_URL": s3_server.endpoint_url,
-        "JPYNB_S3_ACCESS_KEY_ID": s3_server.access_key_id,
-        "JPYNB_S3_SECRET_ACCESS_KEY": s3_server.secret_access_key,
-        "JPYNB_S3_REGION_NAME": s3_server.region_name,
-        "BOOKSTORE_SPOOL_DIR": str(tmp_path / "cli-spool"),
-    }
+    through environment variables (:func:`cli_environment`), with a Jupyter config, data and
+    spool directory of the test's own (in ``tmp_path``). Returns the variables set."""
+    values = cli_environment(s3_server, s3_bucket, tmp_path)
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values

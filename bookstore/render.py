@@ -20,6 +20,8 @@ from typing import Any
 
 from markupsafe import Markup
 
+from .diff import common_ends
+
 #: Longest text output (characters) shown before it is cut.
 MAX_TEXT = 20_000
 #: Longest text file (characters) the version view shows before it is cut.
@@ -195,13 +197,7 @@ def line_diff(old: str, new: str) -> list[tuple[str, str]]:
     the end are set aside first (most edits touch a few lines in the middle).
     """
     a, b = old.splitlines(), new.splitlines()
-    n = min(len(a), len(b))
-    head = 0
-    while head < n and a[head] == b[head]:
-        head += 1
-    tail = 0
-    while tail < n - head and a[len(a) - 1 - tail] == b[len(b) - 1 - tail]:
-        tail += 1
+    head, tail = common_ends(a, b)
     out: list[tuple[str, str]] = [(" ", line) for line in a[:head]]
     mid_a, mid_b = a[head : len(a) - tail], b[head : len(b) - tail]
     matcher = difflib.SequenceMatcher(None, mid_a, mid_b, autojunk=False)

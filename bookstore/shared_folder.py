@@ -80,12 +80,7 @@ def open_beneath(basedir: str, relpath: str) -> int:
                     raise OutsideSharedFolder(f"{relpath!r} leads out of the shared folder")
                 os.close(stack.pop())
                 continue
-            try:
-                st = os.stat(part, dir_fd=stack[-1], follow_symlinks=False)
-            except FileNotFoundError as e:
-                raise NotInSharedFolder(f"there is no file {relpath!r} in the shared folder") from e
-            except OSError as e:
-                raise OutsideSharedFolder(f"cannot open {relpath!r}: {e.strerror}") from e
+            st = os.stat(part, dir_fd=stack[-1], follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
                 links += 1
                 if links > MAX_SYMLINKS:
@@ -118,12 +113,18 @@ def open_beneath(basedir: str, relpath: str) -> int:
                 return _open_file(stack[-1], part, st, relpath)
             if not stat.S_ISDIR(st.st_mode):
                 raise NotInSharedFolder(f"there is no file {relpath!r} in the shared folder")
-            stack.append(_open_dir(stack[-1], part, relpath))
+            # ELOOP / ENOTDIR below: swapped for a symlink or a file since it was looked at.
+            stack.append(os.open(part, _DIR_FLAGS, dir_fd=stack[-1]))
         raise OutsideSharedFolder(f"relpath {relpath!r} is a folder; give the path of a file")
+    # Every failing system call of the walk lands here, with the tree changing under it or not.
     except FileNotFoundError as e:
         # A part vanished between two steps of the walk (the tree changes under it).
         raise NotInSharedFolder(f"there is no file {relpath!r} in the shared folder") from e
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OutsideSharedFolder(
+                f"{relpath!r} became a symbolic link while it was opened; try again"
+            ) from e
         raise OutsideSharedFolder(
             f"cannot open {relpath!r}: {e.strerror} (did the shared folder change?)"
         ) from e
@@ -132,33 +133,12 @@ def open_beneath(basedir: str, relpath: str) -> int:
             os.close(fd)
 
 
-def _open_dir(dir_fd: int, name: str, relpath: str) -> int:
-    try:
-        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-    except FileNotFoundError as e:
-        raise NotInSharedFolder(f"there is no file {relpath!r} in the shared folder") from e
-    except OSError as e:
-        # ELOOP / ENOTDIR: swapped for a symlink or a file since it was looked at.
-        raise OutsideSharedFolder(
-            f"cannot open {relpath!r}: {e.strerror} (did the shared folder change?)"
-        ) from e
-
-
 def _open_file(dir_fd: int, name: str, st: os.stat_result, relpath: str) -> int:
     if stat.S_ISDIR(st.st_mode):
         raise OutsideSharedFolder(f"relpath {relpath!r} is a folder; give the path of a file")
     if not stat.S_ISREG(st.st_mode):
         raise OutsideSharedFolder(_not_regular(relpath, st.st_mode))
-    try:
-        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
-    except FileNotFoundError as e:
-        raise NotInSharedFolder(f"there is no file {relpath!r} in the shared folder") from e
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise OutsideSharedFolder(
-                f"{relpath!r} became a symbolic link while it was opened; try again"
-            ) from e
-        raise OutsideSharedFolder(f"cannot open {relpath!r}: {e.strerror}") from e
+    fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)  # its OSError: see open_beneath
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):  # swapped between the lstat and the open
         os.close(fd)

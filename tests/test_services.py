@@ -13,6 +13,7 @@ import pytest
 from history_helpers import fetch_error
 from run_helpers import cli, param_notebook, publish
 
+from bookstore.pytest_plugin import cli_environment
 from bookstore.testing import S3Server
 
 
@@ -21,19 +22,7 @@ def cli_env(s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> dict[str, st
     """The environment of a ``bookstore`` command on the test server's bucket (no Jupyter
     config files). The command runs as a subprocess: the test's Jupyter server holds the
     process's one traitlets application."""
-    config = tmp_path / "cli-config"
-    config.mkdir()
-    return {
-        "JUPYTER_CONFIG_DIR": str(config),
-        "JUPYTER_CONFIG_PATH": str(config),
-        "JUPYTER_DATA_DIR": str(tmp_path / "cli-data"),
-        "JPYNB_S3_BUCKET": s3_bucket,
-        "JPYNB_S3_ENDPOINT_URL": s3_server.endpoint_url,
-        "JPYNB_S3_ACCESS_KEY_ID": s3_server.access_key_id,
-        "JPYNB_S3_SECRET_ACCESS_KEY": s3_server.secret_access_key,
-        "JPYNB_S3_REGION_NAME": s3_server.region_name,
-        "BOOKSTORE_SPOOL_DIR": str(tmp_path / "cli-spool"),
-    }
+    return cli_environment(s3_server, s3_bucket, tmp_path / "cli")
 
 
 async def cli_error(env: dict[str, str], *argv: str) -> tuple[int, str]:
