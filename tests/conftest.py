@@ -19,8 +19,10 @@ pytest_plugins = ["pytest_jupyter.jupyter_server", "bookstore.pytest_plugin"]
 
 BACKEND = os.environ.get("BOOKSTORE_TEST_S3", "moto")
 
-#: Modules whose outcome cannot depend on the S3 implementation under test, so they run once
-#: (on moto) and the SeaweedFS run deselects them with ``-m "not surface"``:
+#: Modules whose outcome cannot depend on the S3 implementation under test, so they run once:
+#: the test command's SeaweedFS run takes them and its moto run deselects them with
+#: ``-m "not surface"`` (the moto run has the browser tests; this keeps the two runs about
+#: as long as each other). ``pytest`` alone runs them on moto:
 #:
 #: - pure logic, packaging, docs, layout and settings validation;
 #: - the HTTP surface, where S3 is only a backdrop: page links and rendering, the shape of
