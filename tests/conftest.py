@@ -28,9 +28,10 @@ BACKEND = os.environ.get("BOOKSTORE_TEST_S3", "moto")
 #: - the HTTP surface, where S3 is only a backdrop: page links and rendering, the shape of
 #:   answers, authorization, confinement and hostile input, request limits, diff limits,
 #:   the event loop, the extension's state;
-#: - the kernel side of runs and of the in-kernel client (papermill, kernels), whose S3 calls
-#:   (put with metadata, list versions, head, get a version) are the store's, tested on both
-#:   servers by test_archive, test_versions, test_publish and test_clone;
+#: - the in-kernel client (a kernel calling the server's API), whose S3 calls (put with
+#:   metadata, list versions, head, get a version) are the store's, tested on both servers by
+#:   test_archive, test_versions, test_publish and test_clone; runs (test_run_cli,
+#:   test_runs_api) are not surface: their issue asks for them on both servers;
 #: - the spool's bounds while S3 is cut off by a TCP proxy (test_limits: no S3 answers at all);
 #: - test_testing_infra, which starts its own moto and SeaweedFS servers whatever
 #:   ``BOOKSTORE_TEST_S3`` says (so it covers both in either run).
@@ -53,9 +54,7 @@ SURFACE_MODULES = {
     "test_openapi",
     "test_pages_frontend",
     "test_retention",
-    "test_run_cli",
     "test_run_startup",
-    "test_runs_api",
     "test_scheduling_docs",
     "test_security",
     "test_server_modes",
