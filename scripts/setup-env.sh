@@ -47,11 +47,25 @@ echo "==> installing bookstore and its test/dev dependencies into $VENV"
 # extension and the prebuilt frontend in share/jupyter/labextensions are installed exactly
 # as users get them. The build hook compiles the frontend with node (jlpm) when src/ is
 # newer than bookstore/labextension.
-# The wheel is built once (the build, in its own isolated environment, is the slow part)
-# and installed from the file, first over any older copy, then with the dev extras.
+# The wheel is built once and installed from the file, first over any older copy, then with
+# the dev extras. It is built in the virtualenv itself, with the build requirements of
+# pyproject.toml installed there first (the dev install needs JupyterLab anyway): pip's
+# isolated build environment would install JupyterLab and its dependencies a second time.
 WHEELS=$(mktemp -d)
 trap 'rm -rf "$WHEELS"' EXIT
-"$VENV/bin/python" -m pip wheel --quiet --no-deps --wheel-dir "$WHEELS" .
+"$VENV/bin/python" - <<'PY' >"$WHEELS/build-requirements.txt"
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the copy pip carries
+    from pip._vendor import tomli as tomllib
+
+with open("pyproject.toml", "rb") as f:
+    print("\n".join(tomllib.load(f)["build-system"]["requires"]))
+PY
+"$VENV/bin/python" -m pip install --quiet -r "$WHEELS/build-requirements.txt"
+# The build hook runs the virtualenv's jlpm (from JupyterLab): on PATH for the build.
+PATH="$(cd "$VENV" && pwd)/bin:$PATH" \
+  "$VENV/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$WHEELS" .
 WHEEL=$(echo "$WHEELS"/bookstore-*.whl)
 "$VENV/bin/python" -m pip install --quiet --upgrade --force-reinstall --no-deps "$WHEEL"
 "$VENV/bin/python" -m pip install --quiet "$WHEEL[dev]"

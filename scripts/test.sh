@@ -6,9 +6,10 @@
 #   bash scripts/test.sh            # everything
 #   bash scripts/test.sh -k publish # extra arguments go to both pytest runs
 #
-# The two pytest runs go side by side, each on BOOKSTORE_TEST_WORKERS pytest-xdist workers
-# (default 2; every worker starts its own S3 server, buckets and directories are per test).
-# Their lines are prefixed with [moto] or [seaweedfs]; the script fails if either fails.
+# The pytest runs (moto, SeaweedFS, jupyter_server's contents suites) and the lint go side
+# by side, each run on BOOKSTORE_TEST_WORKERS pytest-xdist workers (default 2; every worker
+# starts its own S3 server, buckets and directories are per test). Their lines are prefixed
+# with [moto], [seaweedfs], [jupyter_server] or [lint]; the script fails if any fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,17 +22,30 @@ export PATH="$PWD/$VENV/bin:$PATH"
 bash scripts/fetch-upstream-tests.sh "$VENV/bin/python"
 
 echo "==> set-up done in $((SECONDS - begin)) s"
-lint_started=$SECONDS
-echo "==> ruff"
-ruff check bookstore tests bench scripts tests_upstream/tests/conftest.py
-ruff format --check bookstore tests bench scripts tests_upstream/tests/conftest.py
-echo "==> mypy"
-mypy
-echo "==> eslint, prettier and unit tests of the frontend (TypeScript)"
 [ -d node_modules ] || jlpm install
-jlpm lint:check
-jlpm test
-echo "==> lint, types and frontend tests done in $((SECONDS - lint_started)) s"
+
+# Lint, types and the frontend's unit tests, alongside the pytest runs below (their lines
+# are prefixed with [lint]); the command fails if they fail.
+lint() {
+  local started=$SECONDS
+  echo "==> ruff"
+  ruff check bookstore tests bench scripts tests_upstream/tests/conftest.py
+  ruff format --check bookstore tests bench scripts tests_upstream/tests/conftest.py
+  echo "==> mypy"
+  mypy
+  echo "==> eslint, prettier and unit tests of the frontend (TypeScript)"
+  jlpm lint:check
+  jlpm test
+  echo "==> lint, types and frontend tests done in $((SECONDS - started)) s"
+}
+
+run_lint() {
+  set +e
+  (set -e; lint) 2>&1 | sed -u "s/^/[lint] /"
+  local status=${PIPESTATUS[0]}
+  set -e
+  return "$status"
+}
 
 WORKERS=${BOOKSTORE_TEST_WORKERS:-2}
 # --durations: every run's log names its slowest tests, to keep an eye on the time budget.
@@ -49,7 +63,7 @@ run_pytest() {
 }
 
 echo "==> pytest against moto (server mode) and SeaweedFS (weed mini), side by side," \
-  "and jupyter_server's own contents tests against bookstore"
+  "and jupyter_server's own contents tests against bookstore; lint and types alongside"
 # Whatever reads back what S3 stored runs on both. The "surface" tests (pure logic, docs,
 # packaging, page links, the shape of HTTP answers: see tests/conftest.py) do not depend on
 # the S3 implementation: they run once, in the SeaweedFS run; the browser tests run once, in
@@ -57,6 +71,8 @@ echo "==> pytest against moto (server mode) and SeaweedFS (weed mini), side by s
 # tests are the longest part). The upstream contents suites (tests_upstream/, fetched above
 # by scripts/fetch-upstream-tests.sh) run on moto.
 started=$SECONDS
+run_lint &
+lint_pid=$!
 run_pytest moto moto -m "not surface" "$@" &
 moto_pid=$!
 run_pytest seaweedfs seaweedfs -m "not browser" "$@" &
@@ -66,10 +82,13 @@ upstream_pid=$!
 moto_status=0
 seaweedfs_status=0
 upstream_status=0
+lint_status=0
+wait "$lint_pid" || lint_status=$?
 wait "$moto_pid" || moto_status=$?
 wait "$seaweedfs_pid" || seaweedfs_status=$?
 wait "$upstream_pid" || upstream_status=$?
-echo "==> pytest exit status: moto $moto_status, SeaweedFS $seaweedfs_status," \
+echo "==> exit status: lint $lint_status, pytest moto $moto_status, SeaweedFS $seaweedfs_status," \
   "jupyter_server's contents tests $upstream_status ($((SECONDS - started)) s;" \
   "$((SECONDS - begin)) s for the whole command)"
-[ "$moto_status" -eq 0 ] && [ "$seaweedfs_status" -eq 0 ] && [ "$upstream_status" -eq 0 ]
+[ "$lint_status" -eq 0 ] && [ "$moto_status" -eq 0 ] && [ "$seaweedfs_status" -eq 0 ] \
+  && [ "$upstream_status" -eq 0 ]
