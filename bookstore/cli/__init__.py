@@ -51,17 +51,9 @@ if TYPE_CHECKING:
     from .sharing import CloneCommand, PublishCommand
 
 #: The command classes, each imported from its module when first asked for (so that
-#: ``bookstore run`` loads the run module only).
+#: ``bookstore run`` loads the run module only): class name -> module, from the subcommands.
 _COMMANDS = {
-    "CloneCommand": ".sharing",
-    "DiffCommand": ".history",
-    "DoctorCommand": ".doctor",
-    "PublishCommand": ".sharing",
-    "RestoreCommand": ".history",
-    "RunCommand": ".run",
-    "RunsCommand": ".run",
-    "ShowCommand": ".history",
-    "VersionsCommand": ".history",
+    target.rpartition(".")[2]: target.rpartition(".")[0] for target, _ in SUBCOMMANDS.values()
 }
 
 
@@ -69,7 +61,7 @@ def __getattr__(name: str) -> Any:
     module = _COMMANDS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __name__), name)
+    return getattr(importlib.import_module(module), name)
 
 
 __all__ = [
