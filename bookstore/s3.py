@@ -26,6 +26,7 @@ import contextvars
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -36,8 +37,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote, unquote
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -72,6 +71,8 @@ from .signing import HashedBody
 from .signing import install as install_signer
 
 if TYPE_CHECKING:
+    from aiobotocore.session import AioSession
+
     from .settings import BookstoreSettings
 
 
@@ -247,13 +248,11 @@ def translate_error(exc: BaseException, what: str) -> S3Error:
         return S3Unavailable(f"{what}: S3 is unreachable: {exc}", code="Unreachable")
     if isinstance(exc, BotoCoreError):
         return S3Unavailable(f"{what}: {exc}", code=type(exc).__name__)
-    try:
-        import aiohttp
-
-        if isinstance(exc, aiohttp.ClientError):
-            return S3Unavailable(f"{what}: S3 is unreachable: {exc}", code="Unreachable")
-    except ImportError:  # pragma: no cover - aiohttp is an aiobotocore dependency
-        pass
+    # aiohttp (aiobotocore's HTTP client) is not imported for a check: a process that never
+    # loaded it (``bookstore run``'s threaded client) cannot have raised one of its errors.
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is not None and isinstance(exc, aiohttp.ClientError):
+        return S3Unavailable(f"{what}: S3 is unreachable: {exc}", code="Unreachable")
     return S3Error(f"{what}: {type(exc).__name__}: {exc}")
 
 
@@ -471,13 +470,19 @@ def botocore_loader(data_path: str | None = None) -> Any:
         return loader
 
 
-def new_session() -> AioSession:
-    """An aiobotocore session on the process's shared :func:`botocore_loader`."""
-    session = get_session()
+def share_loader(session: Any) -> Any:
+    """``session`` (botocore's or aiobotocore's), reading through :func:`botocore_loader`."""
     session.register_component(
         "data_loader", botocore_loader(session.get_config_variable("data_path"))
     )
     return session
+
+
+def new_session() -> AioSession:
+    """An aiobotocore session on the process's shared :func:`botocore_loader`."""
+    from aiobotocore.session import get_session
+
+    return share_loader(get_session())
 
 
 def _load_s3_model(loader: Any) -> None:
@@ -520,7 +525,13 @@ class S3Store:
     def bucket(self) -> str:
         return self.settings.s3_bucket
 
-    def _client_kwargs(self) -> dict[str, Any]:
+    def _client_kwargs(self, config_class: type | None = None) -> dict[str, Any]:
+        """``create_client`` arguments; ``config_class``: botocore's ``Config`` or (default)
+        aiobotocore's ``AioConfig``."""
+        if config_class is None:
+            from aiobotocore.config import AioConfig
+
+            config_class = AioConfig
         s = self.settings
         kwargs: dict[str, Any] = {"region_name": s.s3_region_name}
         if s.s3_endpoint_url:
@@ -529,7 +540,7 @@ class S3Store:
             kwargs["aws_access_key_id"] = s.s3_access_key_id
         if s.s3_secret_access_key:
             kwargs["aws_secret_access_key"] = s.s3_secret_access_key
-        kwargs["config"] = AioConfig(
+        kwargs["config"] = config_class(
             connect_timeout=s.s3_connect_timeout,
             read_timeout=s.s3_read_timeout,
             # The archiver retries on its own schedule; keep botocore's retries short.
@@ -557,17 +568,19 @@ class S3Store:
                 if self._closed:
                     raise S3Unavailable("the S3 client is closed: the server is stopping")
                 stack = contextlib.AsyncExitStack()
-                session = new_session()
-                # Parsing the model takes a fraction of a second of CPU the first time.
-                await asyncio.to_thread(_load_s3_model, session.get_component("data_loader"))
-                self._client = await stack.enter_async_context(
-                    session.create_client("s3", **self._client_kwargs())
-                )
+                self._client = await self._open_client(stack)
                 for op in ("PutObject", "CompleteMultipartUpload"):
                     self._client.meta.events.register(f"needs-retry.s3.{op}", _refuse_blind_resend)
                 install_signer(self._client)
                 self._stack = stack
         return self._client
+
+    async def _open_client(self, stack: contextlib.AsyncExitStack) -> Any:
+        """Create the client (aiobotocore's), closed with ``stack``."""
+        session = new_session()
+        # Parsing the model takes a fraction of a second of CPU the first time.
+        await asyncio.to_thread(_load_s3_model, session.get_component("data_loader"))
+        return await stack.enter_async_context(session.create_client("s3", **self._client_kwargs()))
 
     async def close(self) -> None:
         """Close the client; later calls raise :class:`S3Unavailable`."""

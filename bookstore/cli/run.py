@@ -208,8 +208,10 @@ class RunCommand(BookstoreCommand):
         import signal
 
         from ..runs import RunError, Runner
+        from ..s3_threaded import ThreadedS3Store
 
-        store = S3Store(settings, log=self.log)
+        # A run makes two S3 calls in a row: botocore's client in threads, no aiohttp to load.
+        store = ThreadedS3Store(settings, log=self.log)
         loop = asyncio.get_running_loop()
         runner: Runner | None = None
         handled: list[signal.Signals] = []
