@@ -7,7 +7,7 @@ defaults of the original bookstore are kept so existing configs work unchanged.
 from __future__ import annotations
 
 import fnmatch
-import getpass
+import functools
 import os
 import posixpath
 import re
@@ -58,12 +58,29 @@ def validate_bucket_name(name: str) -> str | None:
 
 
 def jupyter_username() -> str:
-    """The Jupyter user: ``JUPYTERHUB_USER`` under JupyterHub, else the OS user."""
+    """The Jupyter user: ``JUPYTERHUB_USER`` under JupyterHub, else the OS user.
+
+    The OS user is :func:`getpass.getuser`'s: the first of ``LOGNAME``, ``USER``, ``LNAME``
+    and ``USERNAME`` that is set, else the account of the process's uid. Every save asks
+    (its key has the user in it); the account lookup reads the passwd database, so it is
+    made once per uid.
+    """
     user = os.environ.get("JUPYTERHUB_USER")
     if user:
         return user
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        user = os.environ.get(name)
+        if user:
+            return user
+    return _account_name(os.getuid())
+
+
+@functools.lru_cache(maxsize=4)
+def _account_name(uid: int) -> str:
     try:
-        return getpass.getuser()
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
     except Exception:  # no passwd entry in some containers
         return "jupyter"
 

@@ -271,3 +271,29 @@ def test_settings_are_normalised() -> None:
     assert s.s3_storage_class == "STANDARD_IA"
     assert s.readable_prefixes == ["published", "workspace/{username}"]
     assert s.max_concurrent_runs == 3
+
+
+def test_the_jupyter_user_is_hubs_then_getpass_and_the_account_is_looked_up_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import getpass
+    import pwd
+
+    from bookstore import settings as settings_module
+
+    for name in ("JUPYTERHUB_USER", "LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    lookups: list[int] = []
+    real = pwd.getpwuid
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: lookups.append(uid) or real(uid))
+    settings_module._account_name.cache_clear()
+    try:
+        names = {settings_module.jupyter_username() for _ in range(3)}
+        assert lookups == [os.getuid()]  # one lookup for three saves
+        assert names == {getpass.getuser()}
+        monkeypatch.setenv("USER", "dora")
+        assert settings_module.jupyter_username() == "dora" == getpass.getuser()
+        monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+        assert settings_module.jupyter_username() == "alice"
+    finally:
+        settings_module._account_name.cache_clear()
