@@ -500,6 +500,13 @@ def _load_s3_model(loader: Any) -> None:
         loader.load_data("endpoints")
 
 
+def _session_with_s3_model() -> AioSession:
+    """A :func:`new_session` whose loader holds S3's model (blocking: in a worker thread)."""
+    session = new_session()
+    _load_s3_model(session.get_component("data_loader"))
+    return session
+
+
 class S3Store:
     """Holds the server's single aiobotocore S3 client and makes bookstore's S3 calls.
 
@@ -577,9 +584,9 @@ class S3Store:
 
     async def _open_client(self, stack: contextlib.AsyncExitStack) -> Any:
         """Create the client (aiobotocore's), closed with ``stack``."""
-        session = new_session()
-        # Parsing the model takes a fraction of a second of CPU the first time.
-        await asyncio.to_thread(_load_s3_model, session.get_component("data_loader"))
+        # Importing aiobotocore and aiohttp, and parsing S3's model, take a fraction of a
+        # second of CPU the first time: in a worker thread, not on the event loop.
+        session = await asyncio.to_thread(_session_with_s3_model)
         return await stack.enter_async_context(session.create_client("s3", **self._client_kwargs()))
 
     async def close(self) -> None:

@@ -53,20 +53,61 @@ echo "==> installing bookstore and its test/dev dependencies into $VENV"
 # isolated build environment would install JupyterLab and its dependencies a second time.
 WHEELS=$(mktemp -d)
 trap 'rm -rf "$WHEELS"' EXIT
-"$VENV/bin/python" - <<'PY' >"$WHEELS/build-requirements.txt"
+"$VENV/bin/python" - "$WHEELS" <<'PY'
+# build-requirements.txt: pyproject.toml's [build-system] requires; dev-requirements.txt:
+# what bookstore[dev] needs (its dependencies and extras, bookstore itself left out).
+import re
+import sys
+
 try:
     import tomllib
 except ImportError:  # Python 3.10: the copy pip carries
     from pip._vendor import tomli as tomllib
 
 with open("pyproject.toml", "rb") as f:
-    print("\n".join(tomllib.load(f)["build-system"]["requires"]))
+    pyproject = tomllib.load(f)
+project = pyproject["project"]
+extras = project["optional-dependencies"]
+wanted: list[str] = []
+seen: set[str] = set()
+
+
+def add(requirements: list[str]) -> None:
+    for requirement in requirements:
+        self_extras = re.fullmatch(r"bookstore\[([^]]*)\]", requirement.replace(" ", ""))
+        if self_extras is None:
+            wanted.append(requirement)
+            continue
+        for extra in self_extras.group(1).split(","):
+            if extra not in seen:
+                seen.add(extra)
+                add(extras[extra])
+
+
+add(project["dependencies"])
+add(["bookstore[dev]"])
+with open(f"{sys.argv[1]}/build-requirements.txt", "w") as f:
+    f.write("\n".join(pyproject["build-system"]["requires"]) + "\n")
+with open(f"{sys.argv[1]}/dev-requirements.txt", "w") as f:
+    f.write("\n".join(wanted) + "\n")
 PY
 "$VENV/bin/python" -m pip install --quiet -r "$WHEELS/build-requirements.txt"
+# The frontend build (node, in the wheel build) and the install of the test and dev
+# dependencies (unpacking, byte-compiling) run side by side: a minute less on two CPUs.
+# The build only uses what the line above installed, which the dependencies' install
+# finds satisfied and leaves alone.
 # The build hook runs the virtualenv's jlpm (from JupyterLab): on PATH for the build.
 PATH="$(cd "$VENV" && pwd)/bin:$PATH" \
-  "$VENV/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$WHEELS" .
+  "$VENV/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$WHEELS" . &
+build=$!
+if ! "$VENV/bin/python" -m pip install --quiet -r "$WHEELS/dev-requirements.txt"; then
+  kill "$build" 2>/dev/null || true
+  wait "$build" 2>/dev/null || true
+  exit 1
+fi
+wait "$build"
 WHEEL=$(echo "$WHEELS"/bookstore-*.whl)
 "$VENV/bin/python" -m pip install --quiet --upgrade --force-reinstall --no-deps "$WHEEL"
+# Resolves bookstore[dev] once more: a no-op when the list above was complete.
 "$VENV/bin/python" -m pip install --quiet "$WHEEL[dev]"
 echo "$HASH" > "$STAMP"

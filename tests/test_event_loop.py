@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -193,3 +195,37 @@ async def test_the_s3_model_is_parsed_in_a_thread_once_per_process(
         await store.close()
     assert len(parsed_in) == files_read  # the second store parsed nothing again
     assert new_session().get_component("data_loader") is new_session().get_component("data_loader")
+
+
+def test_aiobotocore_is_imported_in_a_thread_when_the_client_is_created() -> None:
+    """``bookstore.s3`` does not import aiobotocore (``bookstore run`` never needs it); the
+    server imports it when it creates its client, about 0.5 s of CPU: in a worker thread,
+    not on the event loop. A fresh process, since this one imported aiobotocore long ago."""
+    code = (
+        "import asyncio, json, sys, threading\n"
+        "from bookstore.s3 import S3Store\n"
+        "from bookstore.settings import BookstoreSettings\n"
+        "assert 'aiobotocore' not in sys.modules\n"
+        "threads = []\n"
+        "class Watch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'aiobotocore':\n"
+        "            threads.append(threading.current_thread().name)\n"
+        "sys.meta_path.insert(0, Watch())\n"
+        "async def main():\n"
+        "    store = S3Store(BookstoreSettings(s3_bucket='bucket', "
+        "s3_endpoint_url='http://127.0.0.1:9', s3_access_key_id='k', "
+        "s3_secret_access_key='s'))\n"
+        "    await store.client()\n"
+        "    await store.close()\n"
+        "    return threading.current_thread().name\n"
+        "loop_thread = asyncio.run(main())\n"
+        "print(json.dumps([loop_thread, threads]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    loop_thread, threads = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(threads) == 1, threads  # imported once, and this hook saw it
+    assert threads[0] != loop_thread
