@@ -277,6 +277,18 @@ def _check_body(f: BinaryIO, size: int, read: int, digest: Any, sha256: str, key
         )
 
 
+def _read_whole(
+    open_body: Callable[[], BinaryIO], size: int, sha256: str, key: str, signed: bool
+) -> tuple[HashedBody, str]:
+    """A single PUT's body, opened, read and checked (blocking); with its base64 MD5."""
+    with open_body() as f:
+        data = f.read(size)
+        _check_body(f, size, len(data), hashlib.sha256(data), sha256, key)
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
+    # Checked: the body's SHA-256 is ``sha256``, what signing it needs (plain HTTP).
+    return HashedBody(data, sha256 if signed else None), md5
+
+
 def _flush_and_sync(f: Any) -> None:
     f.flush()
     os.fsync(f.fileno())
@@ -675,26 +687,23 @@ class S3Store:
         await self._abort_leftovers()
         part_size = max(int(self.settings.multipart_threshold), -(-size // MAX_PARTS))
         loop = asyncio.get_running_loop()
+        if size <= self.settings.multipart_threshold:
+            # Open, read, hash and check in one trip to a worker thread.
+            data, md5 = await loop.run_in_executor(
+                None, _read_whole, open_body, size, sha256, key, self._signs_payloads
+            )
+            return await self.put_object(
+                key,
+                data,
+                metadata,
+                bucket=bucket,
+                content_type=content_type,
+                resend=False,
+                storage_class=storage_class,
+                content_md5=md5,
+            )
         f = await loop.run_in_executor(None, open_body)
         try:
-            if size <= self.settings.multipart_threshold:
-                digest = hashlib.sha256()
-                data, md5 = await loop.run_in_executor(
-                    None, _read_part, f, size, digest, self._signs_payloads
-                )
-                await loop.run_in_executor(
-                    None, _check_body, f, size, len(data), digest, sha256, key
-                )
-                return await self.put_object(
-                    key,
-                    data,
-                    metadata,
-                    bucket=bucket,
-                    content_type=content_type,
-                    resend=False,
-                    storage_class=storage_class,
-                    content_md5=md5,
-                )
             return await self._upload_parts(
                 bucket, key, f, size, sha256, part_size, metadata, content_type, storage_class
             )

@@ -80,6 +80,18 @@ async def test_errors_are_translated_alike(store: S3Store) -> None:
         await store.get_object("workspace/large.ipynb", max_bytes=10)
 
 
+@pytest.mark.parametrize("damage", ["sha256", "size"])
+async def test_damaged_bytes_are_refused_before_anything_is_stored(
+    store: S3Store, s3: Any, s3_bucket: str, damage: str
+) -> None:
+    body = b"the bytes as saved"
+    sha = hashlib.sha256(body if damage == "size" else b"other bytes").hexdigest()
+    size = len(body) + (1 if damage == "size" else 0)
+    with pytest.raises(ValueError, match="damaged"):
+        await store.upload_file("workspace/d.ipynb", lambda: io.BytesIO(body), size, sha)
+    assert "Versions" not in s3.list_object_versions(Bucket=s3_bucket, Prefix="workspace/d")
+
+
 async def test_an_unreachable_s3_is_unavailable(
     store_class: type[S3Store], bookstore_config: dict[str, Any], s3_proxy: TcpProxy
 ) -> None:
