@@ -110,7 +110,45 @@ DIVERGENCES: dict[str, str] = {
 MANAGER_FIXTURES = {"jp_contents_manager", "jp_large_contents_manager", "contents_manager"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+#: Upstream fixtures parametrized by the contents manager (or server argv) that this harness
+#: replaces with bookstore's: the parameter -> what still differs once it is replaced.
+REPLACED_PARAMETERS: dict[str, Any] = {
+    "jp_argv": lambda value: None,  # --ServerApp.contents_manager_class, dropped
+    "jp_contents_manager": lambda value: value[1],  # (class, use_atomic_writing)
+    "jp_large_contents_manager": lambda value: None,
+    "contents_manager": lambda value: None,  # (class, checkpoints class): ours are S3's
+}
+
+
+def _as_run(item: pytest.Item) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    """What ``item`` runs once the harness replaced its manager: its test and parameters."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or not REPLACED_PARAMETERS.keys() & callspec.params.keys():
+        return None
+    params = {
+        name: REPLACED_PARAMETERS[name](value) if name in REPLACED_PARAMETERS else value
+        for name, value in callspec.params.items()
+    }
+    return item.nodeid.split("[", 1)[0], tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Upstream runs each test once per manager class (sync and async, and per checkpoints
+    # class); with bookstore's manager in place of all of them those runs are the same test
+    # twice (or four times): one of each is kept, the last (the async class's).
+    kept: list[pytest.Item] = []
+    duplicates: list[pytest.Item] = []
+    seen: set[Any] = set()
+    for item in reversed(items):
+        run = _as_run(item)
+        if run is not None and run in seen:
+            duplicates.append(item)
+            continue
+        seen.add(run)
+        kept.append(item)
+    if duplicates:
+        config.hook.pytest_deselected(items=duplicates)
+        items[:] = reversed(kept)
     for item in items:
         reason = DIVERGENCES.get(item.nodeid.split("[", 1)[0].split("/")[-1])
         if reason is not None:
