@@ -237,7 +237,7 @@ class TestConcurrentUploads:
 
     @pytest.fixture
     def link(self, s3_server: S3Server) -> Any:
-        with SlowLink(s3_server.host, s3_server.port, delay=0.2) as link:
+        with SlowLink(s3_server.host, s3_server.port, delay=0.5) as link:
             yield link
 
     @pytest.fixture
@@ -250,8 +250,10 @@ class TestConcurrentUploads:
         await drain(bookstore_ext)
         paths = [f"par{p:02d}.ipynb" for p in range(12)]
         for rnd in range(2):
-            for path in paths:
-                await save_nb(jp_fetch, path, f"{path} r{rnd}")
+            # The paths' saves at once: their uploads are queued together, whatever the
+            # machine's load (one after the other, a loaded machine spaced them so much that
+            # fewer uploads overlapped than the setting allows).
+            await asyncio.gather(*(save_nb(jp_fetch, path, f"{path} r{rnd}") for path in paths))
         await drain(bookstore_ext)
         # Measured: max_concurrent_uploads=1 peaks at 3 connections (one uploading, one
         # closing, one more in passing), 8 peaks at 9.
