@@ -512,9 +512,10 @@ def _load_s3_model(loader: Any) -> None:
         loader.load_data("endpoints")
 
 
-def _session_with_s3_model() -> AioSession:
-    """A :func:`new_session` whose loader holds S3's model (blocking: in a worker thread)."""
-    session = new_session()
+def with_s3_model(session: Any) -> Any:
+    """``session`` (botocore's or aiobotocore's) on the shared loader, with S3's model
+    parsed into it: blocking, for a worker thread."""
+    share_loader(session)
     _load_s3_model(session.get_component("data_loader"))
     return session
 
@@ -598,7 +599,7 @@ class S3Store:
         """Create the client (aiobotocore's), closed with ``stack``."""
         # Importing aiobotocore and aiohttp, and parsing S3's model, take a fraction of a
         # second of CPU the first time: in a worker thread, not on the event loop.
-        session = await asyncio.to_thread(_session_with_s3_model)
+        session = await asyncio.to_thread(lambda: with_s3_model(new_session()))
         return await stack.enter_async_context(session.create_client("s3", **self._client_kwargs()))
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from .s3 import S3Store, _load_s3_model, share_loader
+from .s3 import S3Store, with_s3_model
 from .threads import in_thread
 
 __all__ = ["ThreadedS3Store"]
@@ -31,8 +31,7 @@ class ThreadedS3Store(S3Store):
             import botocore.session
             from botocore.config import Config
 
-            session = share_loader(botocore.session.get_session())
-            _load_s3_model(session.get_component("data_loader"))
+            session = with_s3_model(botocore.session.get_session())
             return session.create_client("s3", **self._client_kwargs(Config))
 
         client = await in_thread(create)
