@@ -88,6 +88,11 @@ def test_setup_env_installs_once_and_skips_when_nothing_changed(tmp_path: Path) 
     # Records what setup-env.sh asks of the venv's python (pip installs), and succeeds.
     python.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
     python.chmod(python.stat().st_mode | stat.S_IXUSR)
+    # The hub's proxy is there already: no npm install (that step is not under test here).
+    proxy = venv / "node_modules" / ".bin" / "configurable-http-proxy"
+    proxy.parent.mkdir(parents=True)
+    proxy.write_text("#!/bin/sh\n")
+    proxy.chmod(0o755)
     env = {**os.environ, "BOOKSTORE_VENV": str(venv)}
 
     def setup() -> str:

@@ -122,13 +122,15 @@ class User:
         self.token = r.json()["token"]
         self.api = requests.Session()
         self.api.headers["Authorization"] = f"token {self.token}"
-        self.wait_for_server()
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Ask the hub to start the user's server (if the login did not); do not wait."""
+        r = self.api.post(f"{self.hub.url}/hub/api/users/{self.name}/server", timeout=30)
+        assert r.status_code in (201, 202, 400), r.text[:500]  # 400: already running
 
     def wait_for_server(self) -> None:
-        """Start the user's server (if the login did not) and wait until it answers."""
-        hub_api = f"{self.hub.url}/hub/api/users/{self.name}"
-        r = self.api.post(f"{hub_api}/server", timeout=30)
-        assert r.status_code in (201, 202, 400), r.text[:500]  # 400: already running
+        """Wait until the user's server answers."""
         deadline = time.monotonic() + STARTUP
         while True:
             r = self.api.get(self.url("api/bookstore"), timeout=30, allow_redirects=False)
@@ -237,13 +239,22 @@ def hub(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def alice(hub: Hub) -> User:
-    return User(hub, "alice")
+def users(hub: Hub) -> dict[str, User]:
+    """alice and bob, logged in, their servers started side by side and answering."""
+    users = {name: User(hub, name) for name in ("alice", "bob")}
+    for user in users.values():
+        user.wait_for_server()
+    return users
 
 
 @pytest.fixture(scope="module")
-def bob(hub: Hub) -> User:
-    return User(hub, "bob")
+def alice(users: dict[str, User]) -> User:
+    return users["alice"]
+
+
+@pytest.fixture(scope="module")
+def bob(users: dict[str, User]) -> User:
+    return users["bob"]
 
 
 TYPED = "print('typed behind the hub, saved to S3')"
