@@ -4,7 +4,8 @@ Runs the very functions a save runs, in this process, on a temporary directory o
 same disk as the spool (no server, no S3): serialising the notebook, hashing it, the disk
 write jupyter_server makes (``atomic_writing``), the spool's stage (write + fsync), its
 commit (rename + directory fsync) and one hop to a worker thread and back; the disk
-write and the stage one after the other against side by side. Then the contents manager's
+write and the stage one after the other against side by side, and against a reused,
+pre-written slot overwritten beside the disk write (what a slot layout would cost). Then the contents manager's
 whole ``save()``, plain and bookstore, alternating, in this process (no HTTP, no S3).
 Medians of ``--runs`` runs per size.
 
@@ -118,6 +119,13 @@ def profile(size: int, runs: int, workdir: str) -> dict[str, float]:
         assert s is not None, error
         spool.remove(s.entry)
 
+    def slot_beside_write() -> None:
+        # What a slot layout would cost on the save path: the slot written beside the disk
+        # write (no new file, no rename); the commit it would still need is not counted.
+        pending = helper.submit(write_slot)
+        write_disk()
+        pending.result()
+
     write_disk()
     out: dict[str, float] = {
         "bytes": len(data),
@@ -134,6 +142,7 @@ def profile(size: int, runs: int, workdir: str) -> dict[str, float]:
         "thread hop (run_in_executor)": asyncio.run(hop(runs)),
         "stage, then disk write, then rename (one thread)": timed(stage_then_write, runs),
         "disk write with the stage beside it, rename": timed(stage_beside_write, runs),
+        "disk write with a reused slot beside it": timed(slot_beside_write, runs),
     }
     helper.shutdown()
     return out
