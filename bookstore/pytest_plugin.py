@@ -193,13 +193,11 @@ def s3_bucket(s3_server: S3Server) -> str:
 
 
 @pytest.fixture
-def s3(s3_server: S3Server) -> Iterator[Any]:
-    """A plain boto3 client, for assertions about what is in S3."""
-    client = s3_server.boto3_client()
-    try:
-        yield client
-    finally:
-        client.close()
+def s3(s3_server: S3Server) -> Any:
+    """A plain boto3 client, for assertions about what is in S3: the server's shared one
+    (:meth:`S3Server.shared_client`). Do not close it or register event handlers on it;
+    ``s3_server.boto3_client()`` makes a client of your own."""
+    return s3_server.shared_client()
 
 
 @pytest.fixture
