@@ -91,12 +91,12 @@ with open(f"{sys.argv[1]}/build-requirements.txt", "w") as f:
 with open(f"{sys.argv[1]}/dev-requirements.txt", "w") as f:
     f.write("\n".join(wanted) + "\n")
 PY
-"$VENV/bin/python" -m pip install --quiet --no-compile -r "$WHEELS/build-requirements.txt"
 # --no-compile: pip does not byte-compile the ~200 packages it installs (half of its time
 # here); Python compiles and caches each module the first time it is imported, and the
 # tests and the demo import a small part of them.
+"$VENV/bin/python" -m pip install --quiet --no-compile -r "$WHEELS/build-requirements.txt"
 # The frontend build (node, in the wheel build) and the install of the test and dev
-# dependencies (unpacking, byte-compiling) run side by side: a minute less on two CPUs.
+# dependencies (downloading, unpacking) run side by side: less time on two CPUs.
 # The build only uses what the line above installed, which the dependencies' install
 # finds satisfied and leaves alone.
 # The build hook runs the virtualenv's jlpm (from JupyterLab): on PATH for the build.
