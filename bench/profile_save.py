@@ -5,8 +5,9 @@ same disk as the spool (no server, no S3): serialising the notebook, hashing it,
 write jupyter_server makes (``atomic_writing``), the spool's stage (write + fsync), its
 commit (rename + directory fsync) and one hop to a worker thread and back; the disk
 write and the stage one after the other against side by side, and against a reused,
-pre-written slot overwritten beside the disk write (what a slot layout would cost). Then the contents manager's
-whole ``save()``, plain and bookstore, alternating, in this process (no HTTP, no S3).
+pre-written slot overwritten beside the disk write (what a slot layout would cost). Then
+the contents manager's whole ``save()``, plain and bookstore, alternating, in this process
+(no HTTP, no S3).
 Medians of ``--runs`` runs per size.
 
     python bench/profile_save.py [--runs 50] [--sizes 10000,1000000]
