@@ -10,10 +10,12 @@ runs the suite against both.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
+from jupyter_subprocess import JupyterSubprocess
 
 pytest_plugins = ["pytest_jupyter.jupyter_server", "bookstore.pytest_plugin"]
 
@@ -83,6 +85,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 CHROMIUM = os.environ.get("BOOKSTORE_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """A failed test that used a Jupyter server subprocess shows the tail of its log.
+
+    The servers log to a file in the test's temporary directory, which CI does not keep: the
+    report is the only place a failure's server-side story is seen. Tokens are masked.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    for name, value in getattr(item, "funcargs", {}).items():
+        if isinstance(value, JupyterSubprocess):
+            tail = re.sub(r"token=[^\s&]+", "token=...", value.log_text()[-8000:])
+            title = f"{name}: the Jupyter server's log, last 8000 characters"
+            report.sections.append((title, tail))
 
 
 @pytest.fixture

@@ -16,7 +16,12 @@ from typing import Any
 import pytest
 from helpers import list_versions, notebook, wait_archived
 from jupyter_subprocess import JupyterSubprocess
-from labext_helpers import ENV, assert_serves_this_build, link_build
+from labext_helpers import (
+    ENV,
+    assert_serves_this_build,
+    link_build,
+    type_in_first_cell_and_save,
+)
 from run_helpers import param_notebook, publish, run_versions
 
 from bookstore.testing import S3Server, TcpProxy
@@ -118,18 +123,6 @@ def menu(page: Any, *labels: str) -> None:
     ).last.click()
 
 
-def set_cell_and_save(page: Any, text: str) -> None:
-    editor = page.locator(".jp-NotebookPanel:visible .jp-Cell .cm-content").first
-    editor.click()
-    page.keyboard.press("Control+a")
-    page.keyboard.type(text)
-    page.keyboard.press("Control+s")
-    page.wait_for_function(
-        "() => !document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-mod-dirty')"
-        " && !document.querySelector('.lm-TabBar-tab.jp-mod-dirty')"
-    )
-
-
 def notebook_text(page: Any) -> str:
     return str(page.locator(".jp-NotebookPanel:visible .jp-Notebook").first.inner_text())
 
@@ -144,8 +137,8 @@ def test_history_panel_lists_views_diffs_and_restores_versions(
     put_notebook(lab, "history.ipynb", "print('version one')")
     page = open_lab(browser, lab, "history.ipynb")
     try:
-        set_cell_and_save(page, "print('version two')")
-        set_cell_and_save(page, "print('version three')")
+        type_in_first_cell_and_save(page, "print('version two')")
+        type_in_first_cell_and_save(page, "print('version three')")
         wait_archived(lab)
         assert len(list_versions(s3, lab_bucket, "workspace/history.ipynb")) == 3
 
@@ -266,7 +259,7 @@ def test_status_bar_warns_while_s3_is_cut_and_recovers(
             "?.innerText.includes('Archived')"
         )
         lab_proxy.cut()
-        set_cell_and_save(page, "print('saved while S3 is down')")
+        type_in_first_cell_and_save(page, "print('saved while S3 is down')")
         # The bucket check may report first ("Archive problem"); the failed upload follows.
         page.wait_for_function(
             "() => { const e = document.querySelector('.jp-bookstore-StatusItem.jp-mod-warning');"
