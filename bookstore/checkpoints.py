@@ -120,8 +120,12 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
         history = self._history(archiver)
         if staged is not None:
             # jupyter_server asks during a save whether a notebook has a checkpoint: the
-            # save being made is one. Answer without S3, so an outage never fails a save.
-            entries = [s.entry for s in reversed(staged)] + await history.pending(path)
+            # save being made is one. Answer without S3, so an outage never fails a save,
+            # and from the newest saves only: during a long outage thousands may wait.
+            limit = archiver.settings.max_checkpoints
+            entries = [s.entry for s in reversed(staged)][:limit]
+            if len(entries) < limit:
+                entries += (await history.pending(path))[: limit - len(entries)]
             return self._order([_entry_model(e) for e in entries])
         try:
             models = await self._archived_models(archiver, history, path)
@@ -154,7 +158,8 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
             metas = await archiver.store.version_metadata(key, newest)
             uploaded = {m.get(META_SAVE_ID) for m in metas.values()}
             pending = [e for e in pending if e.save_id not in uploaded]
-        models = [_entry_model(e) for e in pending]
+        # The newest are enough: thousands may wait during an outage.
+        models = [_entry_model(e) for e in pending[:limit]]
         models += [
             _model(checkpoint_id_for_version(v.version_id), v.last_modified) for v in page.versions
         ]

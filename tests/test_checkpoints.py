@@ -493,6 +493,47 @@ class TestLongHistory:
         assert before != (jp_root_dir / "many.ipynb").read_bytes()
 
 
+class TestLongQueue:
+    """Saves waiting for S3: the list shows the newest ``max_checkpoints`` of them."""
+
+    @pytest.fixture
+    def bookstore_config(
+        self, bookstore_config: dict[str, Any], s3_proxy: TcpProxy
+    ) -> dict[str, Any]:
+        return {**bookstore_config, "max_checkpoints": 3, "s3_endpoint_url": s3_proxy.url}
+
+    async def test_the_list_holds_the_newest_waiting_saves_oldest_first(
+        self, jp_fetch: Any, bookstore_ext: Any, s3_proxy: TcpProxy, s3: Any, s3_bucket: str
+    ) -> None:
+        await save_versions(bookstore_ext, jp_fetch, "queue.ipynb", ["uploaded"])
+        uploader = bookstore_ext.archiver.uploader
+        failed, resume = asyncio.Event(), asyncio.Event()
+
+        async def held_sleep(delay: float) -> None:  # the first retry waits for the test
+            failed.set()
+            await resume.wait()
+
+        uploader.sleep = held_sleep
+        s3_proxy.cut()
+        try:
+            ids = [(await save_nb(jp_fetch, "queue.ipynb", "waiting 0"))["bookstore_save_id"]]
+            await asyncio.wait_for(failed.wait(), 30)
+            ids += [
+                (await save_nb(jp_fetch, "queue.ipynb", f"waiting {i}"))["bookstore_save_id"]
+                for i in range(1, 6)
+            ]
+        finally:
+            s3_proxy.restore()
+        try:
+            checkpoints = await get_json(jp_fetch, *checkpoints_url("queue.ipynb"))
+        finally:
+            resume.set()
+
+        assert [c["id"] for c in checkpoints] == [checkpoint_id_for_save(i) for i in ids[-3:]]
+        await drain(bookstore_ext)
+        assert len(list_versions(s3, s3_bucket, "workspace/queue.ipynb")) == 7
+
+
 def test_without_the_extension_checkpoints_build_one_history_for_their_archiver(
     tmp_path: Path,
 ) -> None:

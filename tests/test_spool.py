@@ -5,6 +5,7 @@ Real files in a temporary directory; no server, no S3.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -196,6 +197,16 @@ def test_the_entry_file_is_its_header_line_then_the_bytes(spool: Spool) -> None:
     assert header["save_id"] == entry.save_id
     assert header["size"] == len(data)
     assert spool.read_data(entry) == data
+
+
+def test_the_header_holds_every_field_but_recovered_and_reads_back_equal() -> None:
+    entry = make_entry("a.txt", b"bytes")
+    entry.extra = {"renamed-from": "old.txt"}
+    entry.dropped = 3
+    entry.recovered = True
+    header = json.loads(entry.header())
+    assert set(header) == {f.name for f in dataclasses.fields(SpoolEntry)} - {"recovered"}
+    assert SpoolEntry(**header) == dataclasses.replace(entry, recovered=False)
 
 
 # --- the uploader's backoff ------------------------------------------------------------------
