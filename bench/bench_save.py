@@ -2,8 +2,8 @@
 
 Starts, on loopback:
   * an S3 server in a subprocess, so its work does not share our GIL: moto's server mode,
-    or SeaweedFS with ``--s3 seaweedfs`` (each upload costs moto about 8 ms of CPU, on
-    the same two cores as the servers measured; SeaweedFS far less),
+    or SeaweedFS with ``--s3 seaweedfs`` (moto spends about 8 ms of CPU on each upload, on
+    the same CPUs as the servers measured),
   * Jupyter server A: plain jupyter_server, default contents manager, bookstore disabled,
   * Jupyter server B: the same, with bookstore's archiving contents manager and extension,
 then PUTs notebooks through the contents API, alternating A and B save by save so both see

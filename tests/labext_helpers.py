@@ -5,6 +5,10 @@ so an installed copy of the extension under ``<venv>/share/jupyter/labextensions
 found before one in the server's own data directory. The servers these tests start turn that
 preference off and link this tree's build (``jlpm build`` → ``bookstore/labextension``)
 into their data directory; :func:`assert_serves_this_build` checks the page loads it.
+
+Also the steps the JupyterLab tests share: typing into a notebook and saving it
+(:func:`type_in_first_cell_and_save`), and waits that fail with what the page showed
+(:func:`wait_for_page`).
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ def type_in_first_cell_and_save(page: Any, text: str) -> None:
     """Replace the open notebook's first cell with ``text`` by keyboard, then Ctrl+S.
 
     Each step waits for its effect before the next one, so that a keystroke never lands
-    before the editor has the focus: the cell in edit mode, the text in the cell, the
+    before the editor has the focus: the editor focused, the text in the cell, the
     document marked changed; then the save, done once no change mark is left.
     """
     panel = ".jp-NotebookPanel:not(.lm-mod-hidden)"
