@@ -7,8 +7,8 @@ preference off and link this tree's build (``jlpm build`` → ``bookstore/labext
 into their data directory; :func:`assert_serves_this_build` checks the page loads it.
 
 Also the steps the JupyterLab tests share: typing into a notebook and saving it
-(:func:`type_in_first_cell_and_save`), and waits that fail with what the page showed
-(:func:`wait_for_page`).
+(:func:`type_in_first_cell`, :func:`type_in_first_cell_and_save`), and waits that fail
+with what the page showed (:func:`wait_for_page`).
 """
 
 from __future__ import annotations
@@ -96,12 +96,12 @@ def wait_for_page(page: Any, condition: str, what: str, timeout_ms: float | None
     pytest.fail(f"{what} ({waited}); the page showed:\n{page_state(page)}")
 
 
-def type_in_first_cell_and_save(page: Any, text: str) -> None:
-    """Replace the open notebook's first cell with ``text`` by keyboard, then Ctrl+S.
+def type_in_first_cell(page: Any, text: str) -> None:
+    """Replace the open notebook's first cell with ``text`` by keyboard, unsaved.
 
     Each step waits for its effect before the next one, so that a keystroke never lands
-    before the editor has the focus: the editor focused, the text in the cell, the
-    document marked changed; then the save, done once no change mark is left.
+    before the editor has the focus: the editor focused, then the text in the cell and the
+    document marked changed.
     """
     panel = ".jp-NotebookPanel:not(.lm-mod-hidden)"
     editor = page.locator(f"{panel} .jp-Cell .cm-content").first
@@ -119,10 +119,15 @@ def type_in_first_cell_and_save(page: Any, text: str) -> None:
         f" === {json.dumps(text)} && !!document.querySelector('.lm-TabBar-tab.jp-mod-dirty')",
         f"the typed text {text!r} is not in the cell, or the notebook is not marked changed",
     )
+
+
+def type_in_first_cell_and_save(page: Any, text: str) -> None:
+    """:func:`type_in_first_cell`, then Ctrl+S; done once no change mark is left."""
+    type_in_first_cell(page, text)
     page.keyboard.press("Control+s")
     wait_for_page(
         page,
-        f"() => !document.querySelector('{panel} .jp-mod-dirty')"
+        "() => !document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-mod-dirty')"
         " && !document.querySelector('.lm-TabBar-tab.jp-mod-dirty')",
         f"the save of {text!r} did not finish",
     )

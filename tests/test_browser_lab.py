@@ -20,6 +20,7 @@ from labext_helpers import (
     ENV,
     assert_serves_this_build,
     link_build,
+    type_in_first_cell,
     type_in_first_cell_and_save,
 )
 from run_helpers import param_notebook, publish, run_versions
@@ -216,10 +217,7 @@ def test_publish_from_the_file_menu_shows_the_version_id_that_s3_has(
     page = open_lab(browser, lab, "report.ipynb")
     try:
         # Unsaved edits are saved before publishing.
-        editor = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
-        editor.click()
-        page.keyboard.press("Control+a")
-        page.keyboard.type("print('published text')")
+        type_in_first_cell(page, "print('published text')")
         menu(page, "File", "Bookstore", "Publish notebook")
         dialog = page.locator(".jp-Dialog")
         dialog.locator(".jp-bookstore-VersionId").wait_for(state="visible")
