@@ -86,7 +86,8 @@ export class HistoryPanel extends Widget {
   private _versions: IVersion[] = [];
   private _s3Path = '';
   private _nextToken: string | null = null;
-  private _loading = false;
+  /** The generation whose page load is in flight, if any (a newer refresh does not wait). */
+  private _loadingGeneration: number | null = null;
   private _generation = 0;
   private _selected: string[] = [];
   private _runsTimer = 0;
@@ -245,10 +246,12 @@ export class HistoryPanel extends Widget {
 
   private async _loadPage(generation: number): Promise<void> {
     const path = this._path;
-    if (!path || this._loading) {
+    // One load at a time per generation (scrolling asks often). A load of an older
+    // generation must not hold back this one: its result is dropped when it arrives.
+    if (!path || this._loadingGeneration === generation) {
       return;
     }
-    this._loading = true;
+    this._loadingGeneration = generation;
     try {
       const listing: IVersionListing = await listVersions(path, {
         limit: PAGE_SIZE,
@@ -277,7 +280,12 @@ export class HistoryPanel extends Widget {
           ? 'No versions yet: each save of this notebook becomes one.'
           : `Cannot list versions: ${(error as Error).message}`;
     } finally {
-      this._loading = false;
+      if (this._loadingGeneration === generation) {
+        this._loadingGeneration = null;
+      }
+    }
+    if (generation !== this._generation) {
+      return;
     }
     this._renderVersions();
     // Fill the box: if the first page does not make it scroll, load the next one.
@@ -288,7 +296,7 @@ export class HistoryPanel extends Widget {
     const box = this._versionsBox;
     if (
       this._nextToken &&
-      !this._loading &&
+      this._loadingGeneration === null &&
       box.scrollTop + box.clientHeight >= box.scrollHeight - 40
     ) {
       void this._loadPage(this._generation);

@@ -96,9 +96,40 @@ def shot(page: Any, name: str, locator: Any = None) -> None:
         (locator or page).screenshot(path=str(Path(SCREENSHOTS) / name))
 
 
-def open_lab(browser: Any, jp: JupyterSubprocess, path: str) -> Any:
+# Installed before JupyterLab loads (it keeps the `fetch` it finds). Once armed, the
+# response of the next GET that lists a notebook's workspace versions is held until
+# the test releases it, so a refresh of the history panel is still loading when the
+# next one starts.
+HOLD_VERSION_LISTS = """
+(() => {
+  const realFetch = window.fetch.bind(window);
+  let release = () => {};
+  const released = new Promise(resolve => (release = resolve));
+  const hold = (window.__bookstoreHold = { armed: false, held: 0, done: 0, release });
+  window.fetch = async (input, init) => {
+    const url = input instanceof Request ? input.url : String(input);
+    const method = (init && init.method) || (input instanceof Request ? input.method : 'GET');
+    const response = await realFetch(input, init);
+    const listing = method.toUpperCase() === 'GET'
+      && url.includes('/api/bookstore/versions/')
+      && !/[?&](prefix=published|version_id=)/.test(url);
+    if (hold.armed && listing) {
+      hold.armed = false;
+      hold.held += 1;
+      await released;
+      hold.done += 1;
+    }
+    return response;
+  };
+})();
+"""
+
+
+def open_lab(browser: Any, jp: JupyterSubprocess, path: str, init_script: str = "") -> Any:
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(TIMEOUT_MS)
+    if init_script:
+        page.add_init_script(init_script)
     page.goto(f"{jp.url}lab/tree/{path}?reset&token={jp.token}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell .cm-content", state="visible")
     no_kernel(page)
@@ -136,7 +167,7 @@ def test_history_panel_lists_views_diffs_and_restores_versions(
     lab: JupyterSubprocess, browser: Any, s3: Any, lab_bucket: str
 ) -> None:
     put_notebook(lab, "history.ipynb", "print('version one')")
-    page = open_lab(browser, lab, "history.ipynb")
+    page = open_lab(browser, lab, "history.ipynb", HOLD_VERSION_LISTS)
     try:
         type_in_first_cell_and_save(page, "print('version two')")
         type_in_first_cell_and_save(page, "print('version three')")
@@ -193,6 +224,10 @@ def test_history_panel_lists_views_diffs_and_restores_versions(
         assert oldest_id
         assert oldest_id in dialog.inner_text()
         shot(page, "restore-dialog.png", dialog.locator(".jp-Dialog-content"))
+        # The panel's reload after the restore is held, and a click on Refresh starts
+        # another one meanwhile: the newer one is shown, and the older one, released
+        # later, does not replace it.
+        page.evaluate("() => { window.__bookstoreHold.armed = true; }")
         dialog.locator("button.jp-mod-warn").click()
         page.get_by_text("history.ipynb", exact=True).first.click()
         page.wait_for_function(
@@ -200,11 +235,16 @@ def test_history_panel_lists_views_diffs_and_restores_versions(
             '.some(e => e.innerText.includes("version one"))'
         )
         assert "version one" in (lab.root_dir / "history.ipynb").read_text()
+        page.wait_for_function("() => window.__bookstoreHold.held === 1")
+        panel.locator(".jp-bookstore-Refresh").click()
         # The restore is itself a save: four versions, the panel refreshed to show it.
         page.wait_for_function(
             "() => document.querySelectorAll('#jp-bookstore-history .jp-bookstore-Version')"
             ".length === 4"
         )
+        page.evaluate("() => window.__bookstoreHold.release()")
+        page.wait_for_function("() => window.__bookstoreHold.done === 1")
+        assert versions(page).count() == 4
         assert versions(page).nth(0).locator(".jp-bookstore-Marker-restored").count() == 1
     finally:
         page.close()
