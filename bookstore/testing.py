@@ -506,13 +506,38 @@ def _stop_process_group(proc: subprocess.Popen[bytes], timeout: float = _STOP_TI
     proc.wait()
 
 
-def _check_volume_server(master_port: int) -> None:
+def _check_volume_server(master_port: int, data_dir: Path) -> None:
     """Raise unless the master knows a volume server with room for volumes (writes can work)."""
     url = _url(_LOOPBACK, master_port) + "/dir/status"
     with urllib.request.urlopen(url, timeout=2) as response:
         status = json.load(response)
-    if int(status.get("Topology", {}).get("Max", 0)) <= 0:
-        raise ValueError(f"no volume server registered with the master yet: {status}")
+    problem = _volume_problem(status, shutil.disk_usage(data_dir).free, data_dir)
+    if problem:
+        raise ValueError(problem)
+
+
+def _volume_problem(status: Mapping[str, Any], free_bytes: int, data_dir: Path) -> str | None:
+    """What keeps the master's topology (``/dir/status``) from storing anything, if anything.
+
+    A volume server that registered with room for no volume means a nearly full disk:
+    ``weed mini`` sizes its volume limit from the free space, whatever ``-volume.max`` says.
+    """
+    topology = status.get("Topology") or {}
+    if int(topology.get("Max", 0)) > 0:
+        return None
+    nodes = [
+        node
+        for center in topology.get("DataCenters") or []
+        for rack in center.get("Racks") or []
+        for node in rack.get("DataNodes") or []
+    ]
+    if not nodes:
+        return f"no volume server registered with the master yet: {dict(status)}"
+    return (
+        f"the volume server registered with room for no volume: weed sizes its volume limit "
+        f"from the free disk space, and only {free_bytes / 2**20:.0f} MiB are free under "
+        f"{data_dir}; free some disk space (old test runs under /tmp?) and run again"
+    )
 
 
 def _probe_client(server: S3Server, secret_access_key: str) -> Any:
@@ -657,7 +682,7 @@ def _run_weed(
             if time.monotonic() > deadline:
                 raise fail(f"not ready in time ({last_error})")
             try:
-                _check_volume_server(ports["master.port"])
+                _check_volume_server(ports["master.port"], data)
                 client.list_buckets()
                 break
             except (OSError, ValueError, BotoCoreError, ClientError) as exc:

@@ -17,6 +17,7 @@ from bookstore.testing import (
     S3Server,
     S3ServerError,
     TcpProxy,
+    _volume_problem,
     start_moto,
     start_s3,
     start_seaweedfs,
@@ -234,6 +235,25 @@ def test_seaweedfs_start_failure_reports_the_log(tmp_path: Path) -> None:
         # "exited with code": the failure is seen when weed exits, not at the 20 s timeout.
         with pytest.raises(S3ServerError, match=f"(?s)exited with code.*{port}"):
             start_seaweedfs(tmp_path / "weed", s3_port=port, timeout=20)
+
+
+def _topology(max_volumes: int, data_nodes: int) -> dict[str, Any]:
+    """The shape of the master's ``/dir/status`` (SeaweedFS 4.x)."""
+    nodes = [{"Url": f"127.0.0.1:{8080 + i}", "Volumes": 0, "Max": 0} for i in range(data_nodes)]
+    racks = [{"Id": "DefaultRack", "DataNodes": nodes}]
+    return {"Topology": {"Max": max_volumes, "DataCenters": [{"Racks": racks}]}}
+
+
+def test_seaweedfs_readiness_names_a_full_disk(tmp_path: Path) -> None:
+    # Room for volumes: ready.
+    assert _volume_problem(_topology(20000, 1), 10 * 2**30, tmp_path) is None
+    # Nothing registered yet: wait.
+    assert "no volume server registered" in str(_volume_problem(_topology(0, 0), 0, tmp_path))
+    # Registered with room for nothing: weed sized it from the free space; say so.
+    problem = str(_volume_problem(_topology(0, 1), 300 * 2**20, tmp_path))
+    assert "300 MiB are free" in problem
+    assert str(tmp_path) in problem
+    assert "free some disk space" in problem
 
 
 @pytest.fixture(scope="module")
