@@ -101,6 +101,13 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
         archiver = self._archiver_for(path, model)
         if archiver is None:
             return await super().save(model, path)
+        # Uploads wait until this save (and any that follow at once) has ended.
+        with archiver.save_in_flight():
+            return await self._archived_save(archiver, model, path)
+
+    async def _archived_save(
+        self, archiver: Archiver, model: dict[str, Any], path: str
+    ) -> dict[str, Any]:
         chunk = model.get("chunk")
         if chunk is not None:
             result = await super().save(model, path)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from anyio.to_thread import run_sync
@@ -56,8 +57,15 @@ def _model(checkpoint_id: str, when: datetime | None) -> dict[str, Any]:
     return {"id": checkpoint_id, "last_modified": when or datetime.now(timezone.utc)}
 
 
+@lru_cache(maxsize=4096)
+def _pending_checkpoint(save_id: str, saved_at: str) -> tuple[str, datetime | None]:
+    """A queued save's checkpoint id and time: during an outage each save lists up to
+    ``max_checkpoints`` of them, so each is worked out once."""
+    return checkpoint_id_for_save(save_id), parse_time(saved_at)
+
+
 def _entry_model(entry: SpoolEntry) -> dict[str, Any]:
-    return _model(checkpoint_id_for_save(entry.save_id), parse_time(entry.saved_at))
+    return _model(*_pending_checkpoint(entry.save_id, entry.saved_at))
 
 
 class BookstoreCheckpoints(AsyncFileCheckpoints):

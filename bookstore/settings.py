@@ -454,6 +454,27 @@ class BookstoreSettings(LoggingConfigurable):
         help="Cap, in seconds, of the exponential backoff between upload retries.",
     ).tag(config=True)
 
+    upload_quiet_period = Float(
+        0.005,
+        help=(
+            "Seconds without a save in progress before an upload starts. An upload takes a "
+            "few milliseconds of the server's event loop (the S3 request is built, signed "
+            "and sent), and a save arriving meanwhile waits for them; saves often come in "
+            "bursts (save all, a script, a notebook and its paired script), so uploads let "
+            "the burst finish first. Never longer than upload_quiet_max_wait, and not at all "
+            "once more than max_concurrent_uploads saves are queued, until the queue is "
+            "empty again. 0: upload at once."
+        ),
+    ).tag(config=True)
+
+    upload_quiet_max_wait = Float(
+        1.0,
+        help=(
+            "The longest, in seconds, an upload waits for the upload_quiet_period while "
+            "saves keep coming."
+        ),
+    ).tag(config=True)
+
     flush_timeout = Float(
         10.0,
         help=(
@@ -683,6 +704,14 @@ class BookstoreSettings(LoggingConfigurable):
             raise TraitError(
                 f"{proposal['trait'].name} must be a positive number of seconds "
                 f"(got {proposal['value']})"
+            )
+        return float(proposal["value"])
+
+    @validate("upload_quiet_period", "upload_quiet_max_wait")
+    def _validate_quiet(self, proposal: Any) -> float:
+        if not 0 <= proposal["value"] <= 60:
+            raise TraitError(
+                f"{proposal['trait'].name} must be from 0 to 60 seconds (got {proposal['value']})"
             )
         return float(proposal["value"])
 

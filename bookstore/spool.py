@@ -1096,6 +1096,10 @@ class Archiver:
             return None
         return newest
 
+    def save_in_flight(self) -> contextlib.AbstractContextManager[None]:
+        """Around a save of an archived file: uploads wait for it (``upload_quiet_period``)."""
+        return self.uploader.save_in_flight()
+
     async def discard(self, staged: StagedSave) -> None:
         if staged.committed:
             return  # its file was written: it stays queued

@@ -1,7 +1,8 @@
 """The uploader: the background tasks that drain the spool to S3.
 
 Versions of one key are uploaded strictly in save order, one after another; different
-keys upload concurrently, at most ``max_concurrent_uploads`` at a time. A failed attempt
+keys upload concurrently, at most ``max_concurrent_uploads`` at a time. An upload first
+lets saves in progress finish (``upload_quiet_period``, bounded). A failed attempt
 is retried with capped exponential backoff and full jitter; after a failed attempt the
 next one first asks S3 whether the save already arrived (only its answer may have been
 lost). An entry is removed from the spool only once S3 has acknowledged it.
@@ -18,7 +19,9 @@ drive the backoff without waiting for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Iterator
 from functools import partial
@@ -117,6 +120,12 @@ class Uploader:
         self.last_error: dict[str, Any] | None = None
         self.last_upload: dict[str, Any] | None = None
         self._outage_logged = False
+        # Saves in progress, and when the last one ended (time.monotonic): uploads yield.
+        self._saves_in_flight = 0
+        self._last_save_end = 0.0
+        # Uploads fell behind (more queued than max_concurrent_uploads): no waiting for
+        # quiet until the queue is empty again.
+        self._catching_up = False
         # The last save uploaded per key, to skip identical saves without asking S3.
         self._last_uploaded: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
@@ -206,8 +215,52 @@ class Uploader:
             if not queue:
                 self._queues.pop(k, None)
             if not self._queues and self._idle is not None:
+                self._catching_up = False
                 self._idle.set()
                 self.on_idle()
+
+    # --- yielding to saves ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def save_in_flight(self) -> Iterator[None]:
+        """Mark a save in progress: uploads not started yet wait for it to end."""
+        self._saves_in_flight += 1
+        try:
+            yield
+        finally:
+            self._saves_in_flight -= 1
+            self._last_save_end = time.monotonic()
+
+    async def _wait_for_quiet(self) -> None:
+        """Wait until no save is in progress and none ended in ``upload_quiet_period``.
+
+        An upload takes a few milliseconds of the event loop (botocore builds and signs
+        the request, aiohttp sends it); a save that arrives meanwhile waits behind it.
+        Letting a burst of saves finish first keeps them as fast as without bookstore
+        (docs/performance.md). Bounded: at most ``upload_quiet_max_wait``; not at all
+        once uploads are behind (more than ``max_concurrent_uploads`` queued), until the
+        queue is empty again, nor when stopping. Real time, not ``self.sleep``: that one
+        is the retries' backoff.
+        """
+        settings = self.settings
+        period = settings.upload_quiet_period
+        if period <= 0:
+            return
+        deadline = time.monotonic() + settings.upload_quiet_max_wait
+        while self.running and not self._catching_up:
+            if self.pending > settings.max_concurrent_uploads:
+                self._catching_up = True
+                return
+            now = time.monotonic()
+            if self._saves_in_flight:
+                wait = period
+            else:
+                wait = self._last_save_end + period - now
+                if wait <= 0:
+                    return
+            if now >= deadline:
+                return
+            await asyncio.sleep(min(wait, deadline - now))
 
     # --- one upload ------------------------------------------------------------------
 
@@ -224,6 +277,7 @@ class Uploader:
         assert self._semaphore is not None
         assert self.spool is not None
         waits = self.backoff()
+        await self._wait_for_quiet()
         while True:
             try:
                 async with self._semaphore:

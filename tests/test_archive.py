@@ -267,6 +267,93 @@ class TestConcurrentUploads:
             assert sources == [f"{path} r{rnd}  # 0" for rnd in range(2)]
 
 
+class TestUploadsYieldToSaves:
+    """An upload waits while a save is in progress (``upload_quiet_period``), within bounds.
+
+    A save is held in progress (its disk write waits for the test) while other saves are
+    made: their uploads must wait for it, unless the wait's cap is reached or uploads are
+    behind. Nothing here is timed: each test waits on conditions.
+    """
+
+    @pytest.fixture
+    def bookstore_config(self, bookstore_config: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **bookstore_config,
+            "upload_quiet_period": 0.05,
+            "upload_quiet_max_wait": 60.0,
+            "max_concurrent_uploads": 2,
+        }
+
+    @pytest.fixture
+    def held(self, jp_serverapp: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+        """Saves of ``held.ipynb`` stay in progress until ``release`` is set."""
+        cm = jp_serverapp.contents_manager
+        real = cm._save_notebook
+        entered, release = asyncio.Event(), asyncio.Event()
+
+        async def save_notebook(os_path: str, *args: Any, **kwargs: Any) -> None:
+            if os_path.endswith("held.ipynb"):
+                entered.set()
+                await release.wait()
+            await real(os_path, *args, **kwargs)
+
+        monkeypatch.setattr(cm, "_save_notebook", save_notebook)
+        return entered, release
+
+    async def _start_held_save(self, jp_fetch: Any, held: Any) -> asyncio.Task[Any]:
+        entered, _release = held
+        task = asyncio.ensure_future(save_nb(jp_fetch, "held.ipynb", "held"))
+        await asyncio.wait_for(entered.wait(), 30)
+        return task
+
+    async def test_an_upload_waits_for_the_save_in_progress(
+        self, jp_fetch: Any, bookstore_ext: Any, held: Any, s3: Any, s3_bucket: str
+    ) -> None:
+        uploader = bookstore_ext.archiver.uploader
+        task = await self._start_held_save(jp_fetch, held)
+        await save_nb(jp_fetch, "first.ipynb", "saved meanwhile")
+        # However long the held save lasts, the other one's upload waits for it.
+        for _ in range(10):
+            await asyncio.sleep(0.03)
+            assert uploader.uploaded == 0
+            assert bookstore_ext.archiver.pending == 1
+        held[1].set()
+        await task
+        await drain(bookstore_ext)
+        assert uploader.uploaded == 2
+        assert len(list_versions(s3, s3_bucket, "workspace/first.ipynb")) == 1
+        assert len(list_versions(s3, s3_bucket, "workspace/held.ipynb")) == 1
+
+    async def test_the_wait_is_bounded(
+        self, jp_serverapp: Any, jp_fetch: Any, bookstore_ext: Any, held: Any
+    ) -> None:
+        bookstore_ext.archiver.settings.upload_quiet_max_wait = 0.2
+        task = await self._start_held_save(jp_fetch, held)
+        try:
+            await save_nb(jp_fetch, "first.ipynb", "saved meanwhile")
+            await drain(bookstore_ext, timeout=20)  # the held save is still in progress
+            assert not task.done()
+            assert bookstore_ext.archiver.uploader.uploaded == 1
+        finally:
+            held[1].set()
+            await task
+
+    async def test_uploads_that_are_behind_do_not_wait(
+        self, jp_fetch: Any, bookstore_ext: Any, held: Any
+    ) -> None:
+        task = await self._start_held_save(jp_fetch, held)
+        try:
+            # More saves queued than max_concurrent_uploads (2): the uploads go at once.
+            for i in range(3):
+                await save_nb(jp_fetch, f"behind-{i}.ipynb", "saved meanwhile")
+            await drain(bookstore_ext, timeout=20)
+            assert not task.done()
+            assert bookstore_ext.archiver.uploader.uploaded == 3
+        finally:
+            held[1].set()
+            await task
+
+
 # --- which files ---------------------------------------------------------------------------
 
 

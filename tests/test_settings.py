@@ -204,6 +204,8 @@ def test_empty_environment_values_mean_unset(monkeypatch: pytest.MonkeyPatch) ->
         ({"max_concurrent_uploads": 0}, ">= 1"),
         ({"upload_retry_initial_delay": 0}, "positive number of seconds"),
         ({"flush_timeout": -1}, "positive number of seconds"),
+        ({"upload_quiet_period": -0.01}, "from 0 to 60 seconds"),
+        ({"upload_quiet_max_wait": 120}, "from 0 to 60 seconds"),
         ({"max_request_body_size": 10}, ">= 1024"),
         ({"max_checkpoints": 0}, "from 1 to 1000"),
         ({"max_checkpoints": 5000}, "from 1 to 1000"),
