@@ -126,6 +126,8 @@ class Uploader:
         # Uploads fell behind (more queued than max_concurrent_uploads): no waiting for
         # quiet until the queue is empty again.
         self._catching_up = False
+        # Set (and replaced) when a save ends or one is queued: waiting uploads look again.
+        self._save_activity = asyncio.Event()
         # The last save uploaded per key, to skip identical saves without asking S3.
         self._last_uploaded: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
@@ -145,6 +147,7 @@ class Uploader:
     async def stop(self, timeout: float) -> None:
         """Let the queued uploads run for up to ``timeout`` seconds, then cancel them."""
         self.running = False
+        self._wake_waiting_uploads()  # uploads waiting for quiet go now
         workers = list(self._workers.values())
         if workers:
             self.log.info(
@@ -188,6 +191,7 @@ class Uploader:
     def enqueue(self, entry: QueuedSave) -> None:
         k = (entry.bucket, entry.key)
         self._queues.setdefault(k, deque()).append(entry)
+        self._wake_waiting_uploads()
         if self._idle is not None:
             self._idle.clear()
         if not self.running:
@@ -230,6 +234,11 @@ class Uploader:
         finally:
             self._saves_in_flight -= 1
             self._last_save_end = time.monotonic()
+            self._wake_waiting_uploads()
+
+    def _wake_waiting_uploads(self) -> None:
+        event, self._save_activity = self._save_activity, asyncio.Event()
+        event.set()
 
     async def _wait_for_quiet(self) -> None:
         """Wait until no save is in progress and none ended in ``upload_quiet_period``.
@@ -252,13 +261,16 @@ class Uploader:
                 self._catching_up = True
                 return
             now = time.monotonic()
-            if self._saves_in_flight:
-                wait = period
-            else:
-                wait = self._last_save_end + period - now
-                if wait <= 0:
-                    return
             if now >= deadline:
+                return
+            activity = self._save_activity
+            if self._saves_in_flight:
+                # Until a save ends or another one is queued (or the deadline).
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(activity.wait(), deadline - now)
+                continue
+            wait = self._last_save_end + period - now
+            if wait <= 0:
                 return
             await asyncio.sleep(min(wait, deadline - now))
 
