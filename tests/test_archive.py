@@ -324,34 +324,31 @@ class TestUploadsYieldToSaves:
         assert len(list_versions(s3, s3_bucket, "workspace/first.ipynb")) == 1
         assert len(list_versions(s3, s3_bucket, "workspace/held.ipynb")) == 1
 
-    async def test_the_wait_is_bounded(
-        self, jp_serverapp: Any, jp_fetch: Any, bookstore_ext: Any, held: Any
-    ) -> None:
-        bookstore_ext.archiver.settings.upload_quiet_max_wait = 0.2
+    async def _uploads_while_held(
+        self, jp_fetch: Any, bookstore_ext: Any, held: Any, paths: list[str]
+    ) -> int:
+        """Save ``paths`` while the held save is in progress and drain: the uploads made."""
         task = await self._start_held_save(jp_fetch, held)
         try:
-            await save_nb(jp_fetch, "first.ipynb", "saved meanwhile")
-            await drain(bookstore_ext, timeout=20)  # the held save is still in progress
-            assert not task.done()
-            assert bookstore_ext.archiver.uploader.uploaded == 1
+            for path in paths:
+                await save_nb(jp_fetch, path, "saved meanwhile")
+            await drain(bookstore_ext, timeout=20)
+            assert not task.done()  # drained while the held save is still in progress
+            return int(bookstore_ext.archiver.uploader.uploaded)
         finally:
             held[1].set()
             await task
 
+    async def test_the_wait_is_bounded(self, jp_fetch: Any, bookstore_ext: Any, held: Any) -> None:
+        bookstore_ext.archiver.settings.upload_quiet_max_wait = 0.2
+        assert await self._uploads_while_held(jp_fetch, bookstore_ext, held, ["first.ipynb"]) == 1
+
     async def test_uploads_that_are_behind_do_not_wait(
         self, jp_fetch: Any, bookstore_ext: Any, held: Any
     ) -> None:
-        task = await self._start_held_save(jp_fetch, held)
-        try:
-            # More saves queued than max_concurrent_uploads (2): the uploads go at once.
-            for i in range(3):
-                await save_nb(jp_fetch, f"behind-{i}.ipynb", "saved meanwhile")
-            await drain(bookstore_ext, timeout=20)
-            assert not task.done()
-            assert bookstore_ext.archiver.uploader.uploaded == 3
-        finally:
-            held[1].set()
-            await task
+        # More saves queued than max_concurrent_uploads (2): the uploads go at once.
+        paths = [f"behind-{i}.ipynb" for i in range(3)]
+        assert await self._uploads_while_held(jp_fetch, bookstore_ext, held, paths) == 3
 
 
 # --- which files ---------------------------------------------------------------------------
