@@ -792,8 +792,12 @@ class TcpProxy(StopOnExit):
 
     def _spawn(self, target: Callable[..., None], *args: Any, name: str) -> None:
         thread = threading.Thread(target=self._run, args=(target, *args), name=name, daemon=True)
-        self._threads.add(thread)
+        # Started before it is listed: stop() joins what it lists, and joining a thread
+        # that has not started yet raises (seen when a connection arrived during a stop).
         thread.start()
+        self._threads.add(thread)
+        if not thread.is_alive():  # it already ended, and _run's discard came first
+            self._threads.discard(thread)
 
     def _run(self, target: Callable[..., None], *args: Any) -> None:
         try:
