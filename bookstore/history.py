@@ -156,15 +156,17 @@ class VersionHistory:
             raise Forbidden(reason)
         return key
 
-    async def pending(self, path: str) -> list[SpoolEntry]:
-        """Saves of ``path`` not uploaded yet, newest first."""
+    async def pending(self, path: str, limit: int | None = None) -> list[SpoolEntry]:
+        """Saves of ``path`` not uploaded yet, newest first; at most ``limit`` if given."""
         key = self.key(path)
         if self.archiver is not None:
-            entries = self.archiver.pending_entries(self.bucket, key)
+            entries = self.archiver.pending_entries(self.bucket, key, limit)
         else:
             entries = await run_sync(
                 read_pending_entries, self.settings.spool_dir, self.bucket, key
             )
+            if limit is not None:
+                entries = entries[max(len(entries) - limit, 0) :]
         return list(reversed(entries))
 
     async def listing(

@@ -650,6 +650,35 @@ class Spool:
         return sizes
 
 
+class SizeLedger:
+    """Bytes queued in the spool, by save id, with their running total.
+
+    The total is read twice on every save; during a long outage thousands of saves wait,
+    so it is kept up to date rather than summed each time.
+    """
+
+    def __init__(self, sizes: dict[str, int] | None = None) -> None:
+        self._sizes: dict[str, int] = dict(sizes or {})
+        self.total = sum(self._sizes.values())
+
+    def __setitem__(self, save_id: str, size: int) -> None:
+        self.total += size - self._sizes.get(save_id, 0)
+        self._sizes[save_id] = size
+
+    def get(self, save_id: str, default: int = 0) -> int:
+        return self._sizes.get(save_id, default)
+
+    def pop(self, save_id: str, default: int | None = None) -> int | None:
+        size = self._sizes.pop(save_id, None)
+        if size is None:
+            return default
+        self.total -= size
+        return size
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+
 class Archiver:
     """The spool's front: admits saves within its limits, commits them, runs the uploader.
 
@@ -680,7 +709,7 @@ class Archiver:
         #: The contents root, to tell at start-up whether a leftover stage reached disk.
         self.root_dir: str | None = None
         # Spool limits: bytes queued (entries and stages, by save id), dropped saves.
-        self._sizes: dict[str, int] = {}
+        self._sizes = SizeLedger()
         self._carry: dict[tuple[str, str], int] = {}
         self._limit_logged = False
         self.stats: dict[str, Any] = {}
@@ -701,7 +730,7 @@ class Archiver:
             try:
                 adopted = await run_sync(self._adopt_abandoned)
                 entries, problems = await run_sync(self.spool.open, self.root_dir)
-                self._sizes = await run_sync(self.spool.entry_bytes)
+                self._sizes = SizeLedger(await run_sync(self.spool.entry_bytes))
                 self.stats = await run_sync(read_stats, self.spool.directory)
                 self.set_aside = await run_sync(list_set_aside, self.spool.directory)
                 self.corrupt_entries = await run_sync(self._count_corrupt)
@@ -1113,7 +1142,7 @@ class Archiver:
 
     @property
     def spool_bytes(self) -> int:
-        return sum(self._sizes.values())
+        return self._sizes.total
 
     async def _make_room(
         self, entry: SpoolEntry, need: int, free: int, extra_used: int = 0
@@ -1247,9 +1276,9 @@ class Archiver:
     def pending(self) -> int:
         return self.uploader.pending
 
-    def pending_entries(self, bucket: str, key: str) -> list[SpoolEntry]:
-        """Queued saves of one key, oldest first."""
-        return self.uploader.pending_entries(bucket, key)
+    def pending_entries(self, bucket: str, key: str, newest: int | None = None) -> list[SpoolEntry]:
+        """Queued saves of one key, oldest first; only the ``newest`` ones if given."""
+        return self.uploader.pending_entries(bucket, key, newest)
 
     @property
     def uploaded(self) -> int:

@@ -25,6 +25,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Iterator
 from functools import partial
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 from .s3 import META_SAVE_ID, S3Error, S3NotFound
@@ -178,9 +179,13 @@ class Uploader:
         """The queues by (bucket, key), oldest save first (the spool's limits drop from them)."""
         return self._queues
 
-    def pending_entries(self, bucket: str, key: str) -> list[Any]:
-        """Queued saves of one key, oldest first."""
-        return list(self._queues.get((bucket, key), ()))
+    def pending_entries(self, bucket: str, key: str, newest: int | None = None) -> list[Any]:
+        """Queued saves of one key, oldest first; only the ``newest`` ones if given."""
+        queue = self._queues.get((bucket, key), ())
+        if newest is None or newest >= len(queue):
+            return list(queue)
+        # Without copying the rest: during a long outage thousands of saves may wait.
+        return list(islice(reversed(queue), newest))[::-1]
 
     def newest(self, bucket: str, key: str) -> Any | None:
         """The newest queued, else the last uploaded, save of a key (this process only)."""

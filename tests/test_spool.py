@@ -5,6 +5,7 @@ Real files in a temporary directory; no server, no S3.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import itertools
@@ -12,6 +13,7 @@ import json
 import os
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,6 +25,7 @@ from bookstore.spool import (
     DROPPED_SUFFIX,
     ENTRY_SUFFIX,
     TMP_SUFFIX,
+    SizeLedger,
     Spool,
     SpoolEntry,
     new_save_id,
@@ -222,6 +225,33 @@ def test_backoff_doubles_up_to_the_cap_with_half_to_full_jitter(jitter: float) -
     waits = list(itertools.islice(uploader(0.5, 30, jitter).backoff(), 10))
     bases = [0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30]
     assert waits == [pytest.approx(b * (0.5 + jitter / 2)) for b in bases]
+
+
+def test_the_newest_pending_saves_come_without_copying_the_queue() -> None:
+    up = uploader(0.5, 30, 0.5)
+    entries = [make_entry("a.ipynb", b"%d" % i) for i in range(5)]
+    up._queues[("bucket", "workspace/a.ipynb")] = collections.deque(entries)
+    pending = partial(up.pending_entries, "bucket", "workspace/a.ipynb")
+    assert pending() == entries
+    assert pending(2) == entries[3:]  # oldest first, as the whole list
+    assert pending(0) == []
+    assert pending(9) == entries
+    assert up.pending_entries("bucket", "workspace/other.ipynb", 3) == []
+
+
+# --- the spool's byte count ------------------------------------------------------------------
+
+
+def test_the_size_ledger_keeps_its_total_through_every_change() -> None:
+    sizes = SizeLedger({"a": 10, "b": 5})
+    assert sizes.total == 15
+    sizes["c"] = 7
+    sizes["a"] = 4  # replaced, not added
+    assert sizes.total == 16
+    assert sizes.pop("b") == 5
+    assert sizes.pop("b") is None  # gone: nothing taken off twice
+    assert sizes.pop("zz", 0) == 0
+    assert (sizes.total, len(sizes), sizes.get("a"), sizes.get("b")) == (11, 2, 4, 0)
 
 
 # --- group commit of the directory fsync ---------------------------------------------------
