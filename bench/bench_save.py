@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import nbformat
 import requests
@@ -169,6 +169,14 @@ class Jupyter:
         r.raise_for_status()
         return elapsed
 
+    def wait_archived(self, timeout: float = 120) -> None:
+        """Until this server's archive queue is empty (no upload left running)."""
+        deadline = time.monotonic() + timeout
+        while self.status()["archive"]["pending"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: uploads still queued after {timeout}s")
+            time.sleep(0.005)
+
     def status(self) -> dict[str, Any]:
         r = self.session.get(f"{self.url}/api/bookstore", timeout=30)
         r.raise_for_status()
@@ -192,9 +200,18 @@ def pct(values: list[float], q: float) -> float:
 
 
 def latency(
-    a: Jupyter, b: Jupyter, size: int, n: int, labels: tuple[str, str] = ("plain", "bookstore")
+    a: Jupyter,
+    b: Jupyter,
+    size: int,
+    n: int,
+    labels: tuple[str, str] = ("plain", "bookstore"),
+    settle: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Saves of a ``size`` notebook alternating between ``a`` and ``b``: p50, p95, b/a ratios."""
+    """Saves of a ``size`` notebook alternating between ``a`` and ``b``: p50, p95, b/a ratios.
+
+    ``settle`` runs before each timed save (not timed): the quiet mode waits there until
+    the previous save's upload is done. Without it, saves go back to back.
+    """
     first, second = labels
     nb_a = make_notebook(size, "a")
     nb_b = make_notebook(size, "b")
@@ -209,8 +226,10 @@ def latency(
             order.reverse()
         for srv, label, nb in order:
             nb["cells"][0]["source"] = f"# save {i}"
+            if settle is not None:
+                settle()
             times[label].append(srv.save(f"lat-{size}.ipynb", nb))
-    out: dict[str, Any] = {"bytes": actual, "saves": n}
+    out: dict[str, Any] = {"bytes": actual, "saves": n, "quiet": settle is not None}
     for label, ts in times.items():
         out[label] = {"p50_ms": pct(ts, 0.5) * 1e3, "p95_ms": pct(ts, 0.95) * 1e3}
     out["ratio_p50"] = out[second]["p50_ms"] / out[first]["p50_ms"]
@@ -221,8 +240,8 @@ def latency(
     out["ratio_p50_last_quarter"] = pct(last[second], 0.5) / pct(last[first], 0.5)
     # The A-B, B-A order makes every other save of a server come right after one to the
     # same server (B's saves of odd rounds, A's of even rounds after the first), the others
-    # right after one to the other server: the two ratios apart show what a save pays
-    # for the work the previous save left running (an upload).
+    # right after one to the other server: back to back, the two ratios apart show what a
+    # save pays for the work the previous save left running (an upload).
     same = {first: times[first][2::2], second: times[second][1::2]}
     other = {first: times[first][1::2], second: times[second][2::2]}
     out["ratio_p50_after_same_server"] = pct(same[second], 0.5) / pct(same[first], 0.5)
@@ -243,9 +262,11 @@ class HungS3:
         self.sock.close()
 
 
-def outage(b: Jupyter, c: Jupyter, size: int, n: int) -> dict[str, Any]:
+def outage(
+    b: Jupyter, c: Jupyter, size: int, n: int, settle: Callable[[], None] | None
+) -> dict[str, Any]:
     """Saves to ``c`` (bookstore, its S3 never answers) against ``b`` (bookstore, S3 up)."""
-    r = latency(b, c, size, n, labels=("s3_up", "s3_down"))
+    r = latency(b, c, size, n, labels=("s3_up", "s3_down"), settle=settle)
     archive = c.status()["archive"]
     r["queued_during_outage"] = archive["pending"]
     r["uploaded_during_outage"] = archive["uploaded"]
@@ -443,6 +464,20 @@ def main() -> int:
         default=40,
         help="saves per server while S3 is down vs up (0: skip); 10 KB notebooks",
     )
+    ap.add_argument(
+        "--back-to-back",
+        action="store_true",
+        help="time saves back to back, each while the previous one's upload may still run "
+        "(on this machine's shared CPUs it then slows whichever save comes next, the plain "
+        "server's too); by default each timed save starts once the bookstore server's "
+        "archive queue is empty, plus --gap-ms",
+    )
+    ap.add_argument(
+        "--gap-ms",
+        type=float,
+        default=20,
+        help="quiet mode: pause before each timed save, after the uploads are done",
+    )
     ap.add_argument("--memory-notebooks", type=int, default=8)
     ap.add_argument("--memory-size", type=int, default=50_000_000)
     ap.add_argument(
@@ -485,7 +520,19 @@ def main() -> int:
             "latency": {},
             "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()},
         }
-        print(f"save latency, {args.saves} saves per server and size, alternating A/B")
+        settle: Callable[[], None] | None = None
+        if not args.back_to_back:
+
+            def settle() -> None:
+                b.wait_archived()
+                a.session.get(f"{a.url}/api/status", timeout=30)  # one request each
+                time.sleep(args.gap_ms / 1000)
+
+        mode = "back to back"
+        if settle is not None:
+            mode = f"each once B's uploads are done, plus {args.gap_ms:g} ms"
+        results["quiet_gap_ms"] = None if settle is None else args.gap_ms
+        print(f"save latency, {args.saves} saves per server and size, alternating A/B, {mode}")
         print(
             f"{'size':>8} {'plain p50':>10} {'p95':>8} {'bookstore p50':>14} {'p95':>8} "
             f"{'ratio p50':>10} {'ratio p95':>10} {'after same':>11} {'after other':>12}"
@@ -493,7 +540,7 @@ def main() -> int:
         for size in (int(x) for x in args.sizes.split(",")):
             # Fewer saves of the big notebooks: each takes a second or more.
             n = args.saves if size <= 1_000_000 else max(5, args.saves * 1_000_000 // size * 4)
-            r = latency(a, b, size, n)
+            r = latency(a, b, size, n, settle=settle)
             results["latency"][str(size)] = r
             print(
                 f"{r['bytes']:>8} {r['plain']['p50_ms']:>9.1f}ms {r['plain']['p95_ms']:>6.1f}ms "
@@ -517,7 +564,7 @@ def main() -> int:
             c = Jupyter("outage", workdir, {**env, "JPYNB_S3_ENDPOINT_URL": hung.url}, archive=True)
             servers.append(c)
             try:
-                o = outage(b, c, 10_000, args.outage_saves)
+                o = outage(b, c, 10_000, args.outage_saves, settle)
             finally:
                 c.stop()
                 servers.remove(c)
