@@ -8,7 +8,10 @@ Starts, on loopback:
   * Jupyter server B: the same, with bookstore's archiving contents manager and extension,
 then PUTs notebooks through the contents API, alternating A and B save by save so both see
 the same machine noise, and prints p50 / p95 per size (10 KB, 1 MB, 10 MB, 50 MB) and the
-B/A ratios. Then the outage test: a third server C, bookstore too, whose S3 never answers,
+B/A ratios. Each timed save starts once B's uploads are done (plus ``--gap-ms``): on
+shared CPUs an upload slows whichever save runs beside it, A's too, which would flatter B.
+``--back-to-back`` times them one right after the other instead (the stress case).
+Then the outage test: a third server C, bookstore too, whose S3 never answers,
 alternating 10 KB saves with B (S3 up): the C/B ratio. Then the memory test: 8 notebooks
 of 50 MB saved at once to each server, and the peak RSS of each server process (for B
 until its uploads are done). Finally it sends a burst of 1,000 saves across 50 notebooks
