@@ -133,7 +133,7 @@ class BookstoreCheckpoints(AsyncFileCheckpoints):
             limit = archiver.settings.max_checkpoints
             entries = [s.entry for s in reversed(staged)][:limit]
             if len(entries) < limit:
-                entries += await history.pending(path, limit - len(entries))
+                entries += await history.newest_pending(path, limit - len(entries))
             return self._order([_entry_model(e) for e in entries])
         try:
             models = await self._archived_models(archiver, history, path)

@@ -156,8 +156,16 @@ class VersionHistory:
             raise Forbidden(reason)
         return key
 
-    async def pending(self, path: str, limit: int | None = None) -> list[SpoolEntry]:
-        """Saves of ``path`` not uploaded yet, newest first; at most ``limit`` if given."""
+    async def pending(self, path: str) -> list[SpoolEntry]:
+        """Saves of ``path`` not uploaded yet, newest first."""
+        return await self.newest_pending(path)
+
+    async def newest_pending(self, path: str, limit: int | None = None) -> list[SpoolEntry]:
+        """The newest ``limit`` (default: all) saves of ``path`` not uploaded yet, newest first.
+
+        Without copying the others: during a long outage thousands of saves may wait, and
+        jupyter_server lists a notebook's checkpoints during each save.
+        """
         key = self.key(path)
         if self.archiver is not None:
             entries = self.archiver.pending_entries(self.bucket, key, limit)
