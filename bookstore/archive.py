@@ -124,7 +124,12 @@ class BookstoreContentsArchiver(AsyncLargeFileManager):
                 raise
         for s in staged:
             try:
-                entry = await asyncio.shield(archiver.commit(s, file_unchanged_until_synced=True))
+                if s.committed:  # queued by write_and_commit: no trip through the loop
+                    entry = s.entry
+                else:
+                    entry = await asyncio.shield(
+                        archiver.commit(s, file_unchanged_until_synced=True)
+                    )
             except Exception as e:
                 self._archive_failed(archiver, path, e)
             else:

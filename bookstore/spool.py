@@ -50,7 +50,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from anyio.to_thread import run_sync as run_in_worker
@@ -493,7 +492,7 @@ class Spool:
                 staged = self.stage(entry, data)
             except Exception as e:
                 return None, e
-            return self._rename_written(staged)
+            return self.rename_written(staged)
         try:
             write()
         except BaseException:
@@ -504,9 +503,9 @@ class Spool:
             staged = future.result()
         except Exception as e:  # the file is written; only its archive copy is not
             return None, e
-        return self._rename_written(staged)
+        return self.rename_written(staged)
 
-    def _rename_written(self, staged: StagedSave) -> tuple[StagedSave | None, Exception | None]:
+    def rename_written(self, staged: StagedSave) -> tuple[StagedSave | None, Exception | None]:
         try:
             self.rename_staged(staged)
         except OSError as e:
@@ -851,9 +850,10 @@ class Archiver:
         *,
         content_type: str = NOTEBOOK_CONTENT_TYPE,
         extra: dict[str, str] | None = None,
+        save_id: str | None = None,
     ) -> SpoolEntry:
         return SpoolEntry(
-            save_id=new_save_id(),
+            save_id=save_id or new_save_id(),
             bucket=self.settings.s3_bucket,
             key=self.settings.s3_key("workspace", path),
             path=path,
@@ -944,9 +944,10 @@ class Archiver:
     ) -> tuple[StagedSave | None, BaseException | None]:
         """A save's whole trip off the event loop, in one worker call; raises ``write``'s error.
 
-        The worker makes the bytes (``produce()``: serialising the notebook), hashes them,
-        writes the file (``write(data)``) and, beside it on a helper thread, the spool
-        stage; once both are written and fsynced it renames the stage to an entry. Back on
+        The worker makes the bytes (``produce()``: serialising the notebook) and writes the
+        file (``write(data)``); beside it, on a helper thread, the bytes are hashed, checked
+        against the spool's limits and written to the spool's stage. Once both are written
+        and fsynced the worker renames the stage to an entry. Back on
         the loop the entry is queued for upload and the directory fsync that makes the
         rename durable runs in the background, grouped with other saves' (as
         :meth:`commit` with ``file_unchanged_until_synced``): the caller keeps the file
@@ -971,39 +972,64 @@ class Archiver:
         carried = self._carry.get((self.settings.s3_bucket, key), 0)
         helper = self._helper_pool()
 
-        def work() -> tuple[StagedSave | None, BaseException | None, bytes | None, int, int]:
-            data = produce()
-            try:
-                entry = self.make_entry(path, data, content_type=content_type, extra=extra)
-                free = self.spool.free_bytes() if check_disk else 0
-            except Exception as e:
-                write(data)
-                return None, e, None, 0, 0
+        def prepare(data: bytes, save_id: str) -> tuple[StagedSave, int, int]:
+            # On a helper thread, beside the file's write: hash, measure, check and, in the
+            # common case, stage. Answers what is left to do once the file is written.
+            entry = self.make_entry(
+                path, data, content_type=content_type, extra=extra, save_id=save_id
+            )
+            free = self.spool.free_bytes() if check_disk else 0
             try:
                 check_upload(entry.key, entry.size, entry.metadata())
-            except S3BadRequest as e:  # kept aside with its bytes, if the disk has room
-                write(data)
-                if check_disk and free - entry.size - len(entry.header()) < min_free:
-                    return StagedSave(entry, None, rejection=e), None, None, 0, 0
-                try:
-                    staged = self.spool.stage(entry, data)
-                except Exception as error:
-                    return None, error, None, 0, 0
-                staged.rejection = e
-                return staged, None, None, 0, 0
+            except S3BadRequest as e:  # kept aside with its bytes, once the file is written
+                return StagedSave(entry, None, rejection=e), free, 0
             try:  # reads the uploader's queues, which the loop may change meanwhile
                 duplicate = self.identical_to(entry)
             except (IndexError, KeyError, RuntimeError):
                 duplicate = None  # a save archived twice at worst
             if duplicate is not None:
-                write(data)
-                return StagedSave(duplicate, None, committed=True, duplicate=True), None, None, 0, 0
+                return StagedSave(duplicate, None, committed=True, duplicate=True), 0, 0
             entry.dropped = carried
             need = entry.size + len(entry.header()) + 16
             if (limit and used + need > limit) or (check_disk and free - need < min_free):
-                write(data)  # over the limits: room is made on the loop first
-                return StagedSave(entry, None), None, data, free, need
-            done, failed = self.spool.stage_beside(entry, data, partial(write, data), helper)
+                return StagedSave(entry, None), free, need  # room is made on the loop first
+            return self.spool.stage(entry, data), free, need
+
+        def work() -> tuple[StagedSave | None, BaseException | None, bytes | None, int, int]:
+            data = produce()
+            save_id = new_save_id()  # before the write: ids follow the order of writes
+            try:
+                pending = helper.submit(prepare, data, save_id)
+            except RuntimeError:  # the helper is shut down (the server is stopping): in turn
+                pending = None
+            try:
+                write(data)
+            except BaseException:
+                if pending is not None:
+                    with contextlib.suppress(BaseException):
+                        self.spool.discard(pending.result()[0])
+                raise
+            try:
+                staged, free, need = (
+                    pending.result() if pending is not None else prepare(data, save_id)
+                )
+            except Exception as e:  # the file is written; only its archive copy is not
+                return None, e, None, 0, 0
+            if staged.rejection is not None:
+                entry = staged.entry
+                if check_disk and free - entry.size - len(entry.header()) < min_free:
+                    return staged, None, None, 0, 0
+                try:
+                    kept = self.spool.stage(entry, data)
+                except Exception as error:
+                    return None, error, None, 0, 0
+                kept.rejection = staged.rejection
+                return kept, None, None, 0, 0
+            if staged.duplicate:
+                return staged, None, None, 0, 0
+            if staged.tmp_path is None:
+                return staged, None, data, free, need  # over the limits
+            done, failed = self.spool.rename_written(staged)
             return done, failed, None, free, need
 
         # In anyio's worker threads, as jupyter_server's own saves: the event loop's default
