@@ -5,9 +5,10 @@ same disk as the spool (no server, no S3): serialising the notebook, hashing it,
 write jupyter_server makes (``atomic_writing``), the spool's stage (write + fsync), its
 commit (rename + directory fsync) and one hop to a worker thread and back; the disk
 write and the stage one after the other against side by side, and against a reused,
-pre-written slot overwritten beside the disk write (what a slot layout would cost). Then
-the contents manager's whole ``save()``, plain and bookstore, alternating, in this process
-(no HTTP, no S3).
+pre-written slot overwritten beside or after the disk write (what a slot layout would
+cost). Then the contents manager's whole ``save()`` in this process (no HTTP, no S3),
+in turns: plain, bookstore, and bookstore whose spool stage fails at once, which is
+everything bookstore adds to a save but the archive copy itself.
 Medians of ``--runs`` runs per size.
 
     python bench/profile_save.py [--runs 50] [--sizes 10000,1000000]
@@ -120,6 +121,10 @@ def profile(size: int, runs: int, workdir: str) -> dict[str, float]:
         assert s is not None, error
         spool.remove(s.entry)
 
+    def slot_after_write() -> None:
+        write_disk()
+        write_slot()
+
     def slot_beside_write() -> None:
         # What a slot layout would cost on the save path: the slot written beside the disk
         # write (no new file, no rename); the commit it would still need is not counted.
@@ -144,13 +149,15 @@ def profile(size: int, runs: int, workdir: str) -> dict[str, float]:
         "stage, then disk write, then rename (one thread)": timed(stage_then_write, runs),
         "disk write with the stage beside it, rename": timed(stage_beside_write, runs),
         "disk write with a reused slot beside it": timed(slot_beside_write, runs),
+        "disk write, then a reused slot (one thread)": timed(slot_after_write, runs),
     }
     helper.shutdown()
     return out
 
 
 async def whole_saves(size: int, runs: int, workdir: str) -> dict[str, float]:
-    """``save()`` of the contents manager in this process, plain and bookstore, alternating.
+    """``save()`` of the contents manager in this process: plain, bookstore, and bookstore
+    whose spool stage fails at once (all it does but the archive copy), in turns.
 
     No HTTP, no S3: bookstore's uploads go to a port nobody listens on and wait an hour
     before retrying, so what is timed is the save path alone.
@@ -165,35 +172,48 @@ async def whole_saves(size: int, runs: int, workdir: str) -> dict[str, float]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = sock.getsockname()[1]
-    settings = BookstoreSettings(
-        s3_bucket="profile",
-        s3_endpoint_url=f"http://127.0.0.1:{dead}",
-        spool_dir=os.path.join(workdir, f"spool-{size}"),
-        upload_retry_initial_delay=3600,
-        upload_retry_max_delay=3600,
-        s3_access_key_id="profile",
-        s3_secret_access_key="profile",
-        max_spool_bytes=0,
-        skip_identical_saves=False,
-    )
+
+    def settings_in(spool_dir: str) -> BookstoreSettings:
+        return BookstoreSettings(
+            s3_bucket="profile",
+            s3_endpoint_url=f"http://127.0.0.1:{dead}",
+            spool_dir=os.path.join(workdir, spool_dir),
+            upload_retry_initial_delay=3600,
+            upload_retry_max_delay=3600,
+            s3_access_key_id="profile",
+            s3_secret_access_key="profile",
+            max_spool_bytes=0,
+            skip_identical_saves=False,
+        )
+
+    settings = settings_in(f"spool-{size}")
     log = logging.getLogger("profile")
     log.setLevel(logging.CRITICAL)
-    roots = {name: os.path.join(workdir, f"{name}-{size}") for name in ("plain", "bookstore")}
+    names = ("plain", "bookstore", "no stage")
+    roots = {name: os.path.join(workdir, f"{name}-{size}") for name in names}
     for root in roots.values():
         os.makedirs(root)
     plain = AsyncLargeFileManager(root_dir=roots["plain"])
     book = BookstoreContentsArchiver(root_dir=roots["bookstore"])
+    # The floor of everything bookstore does but the archive copy: the same contents
+    # manager whose spool stage fails at once (the save goes on, as when the spool is
+    # unwritable); its own spool directory.
+    bare = BookstoreContentsArchiver(root_dir=roots["no stage"])
     store = S3Store(settings)
     archiver = Archiver(settings, store, log)
     archiver.root_dir = roots["bookstore"]
     book.bookstore_archiver = archiver
+    bare_archiver = Archiver(settings_in(f"spool-bare-{size}"), store, log)
+    bare_archiver.root_dir = roots["no stage"]
+    bare.bookstore_archiver = bare_archiver
     nb = make_notebook(size, "whole")
-    samples: dict[str, list[float]] = {"plain": [], "bookstore": []}
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    managers = [("plain", plain), ("bookstore", book), ("no stage", bare)]
     try:
         for i in range(runs + 3):
-            order = [("plain", plain), ("bookstore", book)]
-            if i % 2:
-                order.reverse()
+            if i == 3:
+                bare_archiver.spool.stage = no_stage  # type: ignore[method-assign]
+            order = managers[i % 3 :] + managers[: i % 3]
             for name, cm in order:
                 nb["cells"][0]["source"] = f"# save {i}"
                 model = {"type": "notebook", "content": json.loads(json.dumps(nb))}
@@ -203,10 +223,16 @@ async def whole_saves(size: int, runs: int, workdir: str) -> dict[str, float]:
                     samples[name].append(time.perf_counter() - t0)
     finally:
         await archiver.stop(flush_timeout=0)
+        await bare_archiver.stop(flush_timeout=0)
         await store.close()
     out = {name: statistics.median(ts) * 1e3 for name, ts in samples.items()}
     out["ratio"] = out["bookstore"] / out["plain"]
+    out["ratio without the stage"] = out["no stage"] / out["plain"]
     return out
+
+
+def no_stage(*args: Any, **kwargs: Any) -> Any:
+    raise OSError("profile: no archive copy")
 
 
 def main() -> int:
@@ -223,8 +249,10 @@ def main() -> int:
                 print(f"  {step:<50} {ms:7.2f} ms")
             whole = asyncio.run(whole_saves(size, args.runs, workdir))
             print(
-                f"  whole save() in this process, alternating: plain {whole['plain']:.2f} ms, "
-                f"bookstore {whole['bookstore']:.2f} ms, ratio {whole['ratio']:.3f}"
+                f"  whole save() in this process, in turns: plain {whole['plain']:.2f} ms, "
+                f"bookstore {whole['bookstore']:.2f} ms, ratio {whole['ratio']:.3f}; "
+                f"bookstore whose stage fails at once {whole['no stage']:.2f} ms, "
+                f"ratio {whole['ratio without the stage']:.3f}"
             )
     print("load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     return 0
