@@ -117,7 +117,10 @@ def profile(size: int, runs: int, workdir: str) -> dict[str, float]:
         spool.remove(s.entry)
 
     def stage_beside_write() -> None:
-        s, error = spool.stage_beside(entry(), data, write_disk, helper)
+        # As a save does (Archiver.write_and_commit): the stage on a helper thread.
+        pending = helper.submit(spool.stage, entry(), data)
+        write_disk()
+        s, error = spool.rename_written(pending.result())
         assert s is not None, error
         spool.remove(s.entry)
 

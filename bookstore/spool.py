@@ -471,41 +471,12 @@ class Spool:
         os.close(fd)
         return StagedSave(entry, tmp)
 
-    def stage_beside(
-        self, entry: SpoolEntry, data: bytes, write: Callable[[], None], helper: Executor
-    ) -> tuple[StagedSave | None, BaseException | None]:
-        """Stage ``entry`` while ``write()`` writes the file; rename it once both are done.
-
-        Blocking, in the worker thread of the save: the stage's write and fsync run on a
-        ``helper`` thread beside ``write()`` (its own write and fsync): one fsync waits
-        for the other's, not after it. The stage becomes an entry only once ``write()``
-        succeeded; the directory fsync that makes that rename durable is left to the
-        caller (:meth:`sync_dir`, grouped). Answers the staged save (None if staging
-        failed) and the staging error, if any; ``write()``'s error is raised, the stage
-        removed.
-        """
-        try:
-            future = helper.submit(self.stage, entry, data)
-        except RuntimeError:  # the helper is shut down (the server is stopping): in turn
-            write()
-            try:
-                staged = self.stage(entry, data)
-            except Exception as e:
-                return None, e
-            return self.rename_written(staged)
-        try:
-            write()
-        except BaseException:
-            with contextlib.suppress(BaseException):
-                self.discard(future.result())
-            raise
-        try:
-            staged = future.result()
-        except Exception as e:  # the file is written; only its archive copy is not
-            return None, e
-        return self.rename_written(staged)
-
     def rename_written(self, staged: StagedSave) -> tuple[StagedSave | None, Exception | None]:
+        """Make a stage whose file write succeeded an entry; answers it, or None and the error.
+
+        The directory fsync that makes the rename durable is left to the caller
+        (:meth:`sync_dir`, grouped with other saves').
+        """
         try:
             self.rename_staged(staged)
         except OSError as e:
